@@ -1,0 +1,83 @@
+"""The `refinekit` command line: Typer only. Each command is a thin wrapper around a library
+function; this module maps refinekit's exceptions to one-line messages and exit codes.
+
+JAX is imported inside the commands, so `refinekit --help` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .. import __version__
+from .common import debug_requested, fail
+
+app = typer.Typer(
+    name="refinekit",
+    help="Refine synthetic images to look real (SimGAN), and measure the synthetic-to-real gap.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"refinekit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback when a command fails."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """refinekit: train a SimGAN refiner, refine folders, report the domain gap."""
+
+
+def _register() -> None:
+    from . import bench, export, gap, refine, train
+
+    app.command("train")(train.train)
+    app.command("refine")(refine.refine)
+    app.command("export")(export.export)
+    app.command("gap-report")(gap.gap_report)
+    app.command("bench")(bench.bench)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (2 usage error, 1 failure, 130/143 interrupted)."""
+    from ..errors import RefinekitError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=argv, prog_name="refinekit")
+    except SystemExit as exc:  # click/typer exit after printing (usage errors give 2)
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except RefinekitError as exc:
+        if debug_requested(argv):
+            raise
+        return fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    except Exception as exc:  # a bug: one line unless --debug
+        if debug_requested(argv):
+            raise
+        return fail(
+            f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1
+        )
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())

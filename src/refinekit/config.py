@@ -1,0 +1,280 @@
+"""Training configuration: frozen dataclasses, validated on creation, JSON/TOML round-trip.
+
+Every constant of the algorithm is a field here, and so a CLI flag. `config.json` in the run
+folder and in each checkpoint holds all of it, so any checkpoint restores with no other input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+# Discriminator layer specs: ("conv", kernel, stride, features) or ("pool", kernel, stride).
+# The last conv has 2 features: one real/refined logit pair per patch.
+DiscLayers = tuple[tuple, ...]
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Shrivastava et al. 2017, eye gaze (UnityEyes -> MPIIGaze), Sec. 3.1.
+    "gaze": {
+        "width": 64,
+        "blocks": 4,
+        "kernel": 3,
+        "disc_layers": (
+            ("conv", 3, 2, 96),
+            ("conv", 3, 2, 64),
+            ("pool", 3, 1),
+            ("conv", 3, 1, 32),
+            ("conv", 1, 1, 32),
+            ("conv", 1, 1, 2),
+        ),
+    },
+    # Shrivastava et al. 2017, hand pose (NYU depth), Sec. 3.2.
+    "hand": {
+        "width": 64,
+        "blocks": 10,
+        "kernel": 7,
+        "disc_layers": (
+            ("conv", 7, 4, 96),
+            ("conv", 5, 2, 64),
+            ("pool", 3, 2),
+            ("conv", 3, 2, 32),
+            ("conv", 1, 1, 32),
+            ("conv", 1, 1, 2),
+        ),
+    },
+    # For tests and smoke runs: the gaze shapes at a fraction of the width.
+    "tiny": {
+        "width": 8,
+        "blocks": 1,
+        "kernel": 3,
+        "disc_layers": (
+            ("conv", 3, 2, 8),
+            ("conv", 3, 2, 8),
+            ("pool", 3, 1),
+            ("conv", 3, 1, 8),
+            ("conv", 1, 1, 8),
+            ("conv", 1, 1, 2),
+        ),
+    },
+}
+
+PSI_CHOICES = ("identity", "mean-channels", "downsample")
+OPTIMIZERS = ("adam", "sgd")
+PRECISIONS = ("float32", "bf16")
+AUGMENTS = ("none", "diffaugment", "ada")
+
+# Fields that define what a checkpoint holds or how its numbers evolve; changing one of
+# them on resume would silently train a different model, so it is an error.
+RUN_DEFINING = (
+    "preset", "width", "blocks", "kernel", "disc_layers", "channels", "size", "batch_size",
+    "buffer_size", "seed", "lambda_reg", "psi", "kg", "kd", "pretrain_refiner_steps",
+    "pretrain_disc_steps", "optimizer", "lr_refiner", "lr_disc", "precision", "real_crop",
+    "augment", "augment_policy", "ada_target", "ada_interval", "ada_speed",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `refinekit train` needs. Paths are strings so the config is plain JSON."""
+
+    synthetic: str = ""
+    real: str = ""
+    out: str = ""
+    # model
+    preset: str = "gaze"
+    width: int | None = None  # refiner feature maps (preset's if None)
+    blocks: int | None = None  # refiner ResNet blocks
+    kernel: int | None = None  # refiner kernel size
+    disc_layers: DiscLayers | None = None
+    # data
+    size: tuple[int, int] | None = None  # (H, W); None: the synthetic images' common size
+    channels: int | None = None  # None: follow the synthetic set
+    real_crop: bool = False
+    strict: bool = False
+    # algorithm
+    steps: int = 2000  # adversarial steps, after pretraining
+    batch_size: int = 32
+    kg: int = 2
+    kd: int = 1
+    lambda_reg: float = 0.5
+    psi: str = "identity"
+    pretrain_refiner_steps: int = 1000
+    pretrain_disc_steps: int = 200
+    buffer_size: int | None = None  # None: 32 x batch_size
+    optimizer: str = "adam"
+    lr_refiner: float = 2e-4
+    lr_disc: float = 2e-4
+    seed: int = 0
+    # discriminator augmentation (few real images)
+    augment: str = "none"
+    augment_policy: str = "color,translation,cutout"
+    ada_target: float = 0.6
+    ada_interval: int = 4
+    ada_speed: float = 20_000.0  # images for p to move 0 -> 1 (ADA uses 500k on large sets)
+    # execution
+    steps_per_call: int = 1
+    precision: str = "float32"
+    # run folder
+    checkpoint_every: int = 500
+    keep: int = 3
+    sample_every: int = 250
+    log_every: int = 50
+    extra: dict = field(default_factory=dict)  # provenance: data counts, fingerprints, versions
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ConfigError(f"--preset {self.preset!r}: expected one of {', '.join(PRESETS)}")
+        for name in ("steps", "pretrain_refiner_steps", "pretrain_disc_steps"):
+            _check(name, getattr(self, name) >= 0, "a count >= 0")
+        for name in ("batch_size", "kg", "kd", "checkpoint_every", "keep", "sample_every",
+                     "log_every", "steps_per_call", "ada_interval"):  # fmt: skip
+            _check(name, getattr(self, name) >= 1, "an integer >= 1")
+        _check("batch_size", self.batch_size % 2 == 0, "an even number (half the discriminator batch comes from the history buffer)")
+        for name in ("width", "blocks", "kernel"):
+            value = getattr(self, name)
+            _check(name, value is None or value >= 1, "an integer >= 1")
+        _check("kernel", self.kernel is None or self.kernel % 2 == 1, "an odd kernel size")
+        _check("lambda_reg", self.lambda_reg >= 0, "a number >= 0")
+        _check("lr_refiner", self.lr_refiner > 0, "a learning rate > 0")
+        _check("lr_disc", self.lr_disc > 0, "a learning rate > 0")
+        _check("psi", self.psi in PSI_CHOICES, f"one of {', '.join(PSI_CHOICES)}")
+        _check("optimizer", self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}")
+        _check("precision", self.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}")
+        _check("augment", self.augment in AUGMENTS, f"one of {', '.join(AUGMENTS)}")
+        _check("channels", self.channels in (None, 1, 3), "1 (gray) or 3 (RGB)")
+        _check("ada_target", 0 < self.ada_target < 1, "a number between 0 and 1")
+        _check("ada_speed", self.ada_speed > 0, "a number > 0")
+        if self.size is not None:
+            _check("size", len(self.size) == 2 and min(self.size) >= 4, "two integers H W, each >= 4")
+            object.__setattr__(self, "size", tuple(int(s) for s in self.size))
+        if self.buffer_size is not None:
+            half = self.batch_size // 2
+            _check("buffer_size", self.buffer_size >= half and self.buffer_size % half == 0,
+                   f"a multiple of half the batch size ({half}), so appending fills it exactly")  # fmt: skip
+        if self.disc_layers is not None:
+            object.__setattr__(self, "disc_layers", _parse_layers(self.disc_layers))
+
+    # Resolved model shape (preset values unless overridden).
+    @property
+    def refiner_width(self) -> int:
+        return self.width or PRESETS[self.preset]["width"]
+
+    @property
+    def refiner_blocks(self) -> int:
+        return self.blocks if self.blocks is not None else PRESETS[self.preset]["blocks"]
+
+    @property
+    def refiner_kernel(self) -> int:
+        return self.kernel or PRESETS[self.preset]["kernel"]
+
+    @property
+    def discriminator_layers(self) -> DiscLayers:
+        return self.disc_layers or PRESETS[self.preset]["disc_layers"]
+
+    @property
+    def history_size(self) -> int:
+        return self.buffer_size or 32 * self.batch_size
+
+    @property
+    def total_steps(self) -> int:
+        return self.pretrain_refiner_steps + self.pretrain_disc_steps + self.steps
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(known)}")
+        values = {k.replace("-", "_"): v for k, v in data.items()}
+        for key, value in values.items():
+            _check_type(key, value, known[key].type, source)
+        if values.get("size") is not None:
+            values["size"] = tuple(values["size"])
+        return cls(**values)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """The keys of a JSON or TOML config file (same names as TrainConfig fields / flags)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read ({exc.strerror})") from exc
+    try:
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"--config {path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a table/object of settings")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def incompatible_fields(saved: TrainConfig, new: TrainConfig) -> list[str]:
+    """Run-defining fields whose values differ, as 'name: saved -> new'."""
+    out = []
+    for name in RUN_DEFINING:
+        a, b = getattr(saved, name), getattr(new, name)
+        if name == "buffer_size":
+            a, b = saved.history_size, new.history_size
+        if a != b:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out
+
+
+def _check(name: str, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"--{name.replace('_', '-')}: expected {expected}")
+
+
+_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict}
+
+
+def _check_type(key: str, value: Any, annotation: str, source: str) -> None:
+    if value is None:
+        if "None" not in str(annotation):
+            raise ConfigError(f"{source}: {key} must not be null")
+        return
+    base = str(annotation).split(" |")[0].split("[")[0]
+    expected = _TYPES.get(base)
+    if base == "tuple" or base == "DiscLayers":
+        ok = isinstance(value, list | tuple)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is not None:
+        ok = isinstance(value, expected) and not (expected != bool and isinstance(value, bool))
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(f"{source}: {key} = {value!r} has the wrong type (expected {annotation})")
+
+
+def _parse_layers(layers: Any) -> DiscLayers:
+    parsed = []
+    try:
+        for layer in layers:
+            kind = layer[0]
+            if kind == "conv" and len(layer) == 4:
+                parsed.append(("conv", int(layer[1]), int(layer[2]), int(layer[3])))
+            elif kind == "pool" and len(layer) == 3:
+                parsed.append(("pool", int(layer[1]), int(layer[2])))
+            else:
+                raise ValueError(layer)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ConfigError(
+            f"disc_layers: expected entries ['conv', kernel, stride, features] or ['pool', kernel, stride], got {layers!r}"
+        ) from exc
+    if not parsed or parsed[-1][0] != "conv" or parsed[-1][3] != 2:
+        raise ConfigError("disc_layers: the last layer must be a conv with 2 features (real/refined logits)")
+    return tuple(parsed)

@@ -1,0 +1,37 @@
+"""The exceptions refinekit raises for problems a user can act on.
+
+The CLI turns each into a one-line message: `UsageError` (bad flags, bad input folders)
+exits with code 2, every other `RefinekitError` with code 1.
+"""
+
+
+class RefinekitError(Exception):
+    """A failure the user can understand from its message alone."""
+
+    exit_code = 1
+
+
+class UsageError(RefinekitError):
+    """The command was asked for something it cannot do (bad flag, path or data)."""
+
+    exit_code = 2
+
+
+class DataError(UsageError):
+    """An input folder or image is missing, empty or unreadable."""
+
+
+class ConfigError(UsageError):
+    """A setting is invalid, or incompatible with an existing run."""
+
+
+class CheckpointError(RefinekitError):
+    """A checkpoint is missing, corrupt or from another configuration."""
+
+
+class ImageReadError(RefinekitError):
+    """One image file could not be decoded."""
+
+
+class NonFiniteError(RefinekitError):
+    """Training produced a NaN or infinite loss."""

@@ -1,0 +1,120 @@
+"""The SimGAN networks (Flax NNX): a fully-convolutional ResNet refiner and a local patch
+discriminator. Images are NHWC float in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from .config import DiscLayers, TrainConfig
+
+
+class ResBlock(nnx.Module):
+    """Two k x k convolutions with an identity skip: relu(x + conv(relu(conv(x))))."""
+
+    def __init__(self, width: int, kernel: int, dtype, rngs: nnx.Rngs):
+        conv = dict(kernel_size=(kernel, kernel), padding="SAME", dtype=dtype, rngs=rngs)
+        self.conv1 = nnx.Conv(width, width, **conv)
+        self.conv2 = nnx.Conv(width, width, **conv)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = jax.nn.relu(self.conv1(x))
+        return jax.nn.relu(x + self.conv2(y))
+
+
+class Refiner(nnx.Module):
+    """conv k x k -> width + ReLU, `blocks` ResNet blocks, conv 1x1 -> channels, tanh.
+
+    No striding, pooling or normalisation: it runs on images of any size.
+    """
+
+    def __init__(self, channels: int, width: int, blocks: int, kernel: int, *, dtype=None, rngs: nnx.Rngs):
+        self.conv_in = nnx.Conv(channels, width, (kernel, kernel), padding="SAME", dtype=dtype, rngs=rngs)
+        self.blocks = nnx.List([ResBlock(width, kernel, dtype, rngs) for _ in range(blocks)])
+        self.conv_out = nnx.Conv(width, channels, (1, 1), dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = jax.nn.relu(self.conv_in(x))
+        for block in self.blocks:
+            h = block(h)
+        return jnp.tanh(self.conv_out(h).astype(jnp.float32))
+
+
+class PatchDiscriminator(nnx.Module):
+    """Convolutions and max-pools with ReLUs between; output (N, h, w, 2) logits per patch.
+
+    Index 1 is "real", index 0 "refined". Every location judges one receptive-field patch.
+    """
+
+    def __init__(self, channels: int, layers: DiscLayers, *, dtype=None, rngs: nnx.Rngs):
+        self.layers = layers
+        convs = []
+        features = channels
+        for layer in layers:
+            if layer[0] == "conv":
+                _, k, s, out = layer
+                convs.append(nnx.Conv(features, out, (k, k), strides=(s, s), padding="SAME", dtype=dtype, rngs=rngs))
+                features = out
+        self.convs = nnx.List(convs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        convs = iter(self.convs)
+        last = len(self.convs) - 1
+        done = 0
+        for layer in self.layers:
+            if layer[0] == "pool":
+                _, k, s = layer
+                x = nnx.max_pool(x, (k, k), strides=(s, s), padding="SAME")
+            else:
+                x = next(convs)(x)
+                if done < last:
+                    x = jax.nn.relu(x)
+                done += 1
+        return x.astype(jnp.float32)
+
+
+def build_models(config: TrainConfig, channels: int, seed: int) -> tuple[Refiner, PatchDiscriminator]:
+    dtype = jnp.bfloat16 if config.precision == "bf16" else None
+    rngs = nnx.Rngs(seed)
+    refiner = Refiner(
+        channels, config.refiner_width, config.refiner_blocks, config.refiner_kernel, dtype=dtype, rngs=rngs
+    )
+    disc = PatchDiscriminator(channels, config.discriminator_layers, dtype=dtype, rngs=rngs)
+    return refiner, disc
+
+
+def patch_geometry(layers: DiscLayers, size: tuple[int, int]) -> dict[str, object]:
+    """The discriminator's output grid and each patch's receptive field and stride (pixels)."""
+    h, w = size
+    field, jump = 1, 1
+    for layer in layers:
+        k, s = layer[1], layer[2]
+        field += (k - 1) * jump
+        jump *= s
+        h, w = math.ceil(h / s), math.ceil(w / s)  # SAME padding
+    return {"grid": (h, w), "receptive_field": field, "stride": jump}
+
+
+def refiner_flops(config: TrainConfig, channels: int, size: tuple[int, int]) -> float:
+    """Multiply-adds x 2 of one refiner forward pass on one image (convolutions only)."""
+    h, w = size
+    k, width = config.refiner_kernel, config.refiner_width
+    macs = k * k * channels * width + config.refiner_blocks * 2 * k * k * width * width + width * channels
+    return 2.0 * macs * h * w
+
+
+def disc_flops(config: TrainConfig, channels: int, size: tuple[int, int]) -> float:
+    """Multiply-adds x 2 of one discriminator forward pass on one image (convolutions only)."""
+    h, w = size
+    features, total = channels, 0.0
+    for layer in config.discriminator_layers:
+        k, s = layer[1], layer[2]
+        h, w = math.ceil(h / s), math.ceil(w / s)
+        if layer[0] == "conv":
+            total += k * k * features * layer[3] * h * w
+            features = layer[3]
+    return 2.0 * total

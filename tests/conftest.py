@@ -1,0 +1,44 @@
+"""Shared test set-up: CPU JAX, and small image folders written as real files."""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from pathlib import Path  # noqa: E402
+
+import imageio.v3 as iio  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def write_images(folder: Path, count: int, shape: tuple, seed: int, *, smooth: bool, dtype=np.uint8, ext=".png"):
+    """Write `count` random images; smooth ones look "synthetic", noisy ones "real"."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    top = np.iinfo(dtype).max
+    for i in range(count):
+        base = rng.random(shape)
+        if smooth:
+            base = (base + np.roll(base, 1, 0) + np.roll(base, 1, 1) + np.roll(base, (1, 1), (0, 1))) / 4
+        iio.imwrite(folder / f"img_{i:03d}{ext}", np.round(base * top).astype(dtype))
+    return folder
+
+
+@pytest.fixture
+def gray16(tmp_path):
+    """16x16 grayscale synthetic/real folders."""
+    syn = write_images(tmp_path / "syn", 24, (16, 16), 0, smooth=True)
+    real = write_images(tmp_path / "real", 24, (16, 16), 1, smooth=False)
+    return syn, real
+
+
+TINY = ["--preset", "tiny", "--batch-size", "4", "--log-every", "5", "--sample-every", "10", "--checkpoint-every", "10"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compile_cache(tmp_path_factory):
+    """One persistent XLA cache for the session: identical programs compile once across tests."""
+    os.environ["REFINEKIT_COMPILE_CACHE"] = str(tmp_path_factory.mktemp("xla-cache"))
+    from refinekit.runtime import setup
+
+    setup()

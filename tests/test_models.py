@@ -1,0 +1,32 @@
+"""Network shapes, patch geometry and FLOP counts."""
+
+import jax.numpy as jnp
+import pytest
+
+from refinekit.config import TrainConfig
+from refinekit.models import build_models, disc_flops, patch_geometry, refiner_flops
+
+
+@pytest.mark.parametrize("preset", ["gaze", "hand", "tiny"])
+def test_refiner_keeps_shape_and_range_and_disc_gives_a_patch_grid(preset):
+    config = TrainConfig(preset=preset, blocks=1)
+    refiner, disc = build_models(config, 3, seed=0)
+    x = jnp.linspace(-1, 1, 2 * 35 * 55 * 3).reshape(2, 35, 55, 3)
+    y = refiner(x)
+    assert y.shape == x.shape and float(jnp.abs(y).max()) <= 1.0
+    logits = disc(y)
+    geometry = patch_geometry(config.discriminator_layers, (35, 55))
+    assert logits.shape == (2, *geometry["grid"], 2)
+
+
+def test_gaze_geometry_and_flops_by_hand():
+    config = TrainConfig()
+    g = patch_geometry(config.discriminator_layers, (35, 55))
+    # strides 2, 2, 1 ...: 35x55 -> 18x28 -> 9x14; field 3 -> 7 -> 15 -> 23
+    assert g == {"grid": (9, 14), "receptive_field": 23, "stride": 4}
+    # refiner: 3x3x1x64 + 4 blocks x 2 x 3x3x64x64 + 64x1 MACs per pixel
+    macs = 9 * 64 + 8 * 9 * 64 * 64 + 64
+    assert refiner_flops(config, 1, (35, 55)) == 2 * macs * 35 * 55
+    assert abs(refiner_flops(config, 1, (35, 55)) / 1e9 - 1.138) < 0.01  # the bench README's figure
+    d = 2 * (9 * 96 * 18 * 28 + 9 * 96 * 64 * 9 * 14 + 9 * 64 * 32 * 126 + 32 * 32 * 126 + 32 * 2 * 126)
+    assert disc_flops(config, 1, (35, 55)) == d
