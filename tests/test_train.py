@@ -11,8 +11,8 @@ import imageio.v3 as iio
 import jax
 import numpy as np
 import pytest
-from conftest import TINY, write_images
 
+from conftest import TINY, write_images
 from refinekit import TrainConfig, checkpoint, train
 from refinekit.cli import main
 from refinekit.steps import StepFunctions, make_mesh
@@ -67,12 +67,13 @@ def test_rgb_32x32_run(tmp_path):
     assert step == 20 and state.buffer.images.shape[1:] == (32, 32, 3)
 
 
-def test_resume_is_bit_identical_to_an_uninterrupted_run(gray16, tmp_path):
+@pytest.mark.parametrize("augment", [[], ["--augment", "ada", "--augment-policy", "color,translation,cutout,noise"]])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(gray16, tmp_path, augment):
     syn, real = gray16
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert main(_args(syn, real, straight, 12)) == 0
-    assert main(_args(syn, real, split, 6)) == 0  # stop at the half ...
-    assert main(_args(syn, real, split, 12)) == 0  # ... and resume to the end
+    assert main(_args(syn, real, straight, 12, *augment)) == 0
+    assert main(_args(syn, real, split, 6, *augment)) == 0  # stop at the half ...
+    assert main(_args(syn, real, split, 12, *augment)) == 0  # ... and resume to the end
     (s1, a), (s2, b) = _final_state(straight), _final_state(split)
     assert s1 == s2 == 22
     leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
@@ -185,3 +186,14 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(gray16, tmp_path):
     assert "resume" in err and "Traceback" not in err
     saved = checkpoint.steps(run)
     assert saved and saved[-1] > 0
+
+
+def test_ada_moves_p_and_logs_it(gray16, tmp_path):
+    syn, real = gray16
+    run = tmp_path / "run"
+    # a tiny real set is memorised at once: sign(D(real)) > 0.6 pushes p up from 0
+    assert main(_args(syn, real, run, 24, "--augment", "ada", "--lr-disc", "3e-3")) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    adversarial = [r for r in records if r["phase"] == "adversarial"]
+    assert all(0.0 <= r["augment_p"] <= 1.0 for r in adversarial)
+    assert adversarial[-1]["augment_p"] > 0.0

@@ -15,7 +15,7 @@ from typing import Any
 from .errors import CheckpointError
 
 # orbax logs every save at INFO through absl; keep the user's terminal for our own messages.
-logging.getLogger("absl").setLevel(logging.WARNING)
+logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 def _ocp():

@@ -253,7 +253,7 @@ def _check_type(key: str, value: Any, annotation: str, source: str) -> None:
     elif expected is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif expected is not None:
-        ok = isinstance(value, expected) and not (expected != bool and isinstance(value, bool))
+        ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
     else:
         ok = True
     if not ok:

@@ -21,6 +21,7 @@ from flax import nnx, struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import losses, replay
+from .augment import AdaState, ada_adjust, ada_init, ada_observe, augment, parse_policy
 from .config import TrainConfig
 from .models import build_models
 
@@ -34,10 +35,7 @@ class TrainState:
     opt_refiner: Any
     opt_disc: Any
     buffer: replay.HistoryBuffer
-    ada_p: jax.Array  # float32: augmentation probability (ADA adapts it)
-    ada_sum: jax.Array  # float32: sum of sign(D(real)) since the last adjustment
-    ada_count: jax.Array  # float32: steps in that sum
-    ada_signal: jax.Array  # float32: the last overfitting estimate r_t
+    ada: AdaState  # augmentation probability p (ADA adapts it) and its overfitting signal
     first_bad_step: jax.Array  # int32: first step with a non-finite loss, -1 if none
 
 
@@ -83,8 +81,6 @@ class StepFunctions:
         )
         self.policy: tuple[str, ...] = ()
         if config.augment != "none":
-            from .augment import parse_policy
-
             self.policy = parse_policy(config.augment_policy, self.image_shape[2])
         self.trace_counts: dict[str, int] = {}
         donate = dict(donate_argnums=(0,))
@@ -106,10 +102,7 @@ class StepFunctions:
             opt_refiner=self.opt_refiner.init(refiner_params),
             opt_disc=self.opt_disc.init(disc_params),
             buffer=replay.init(self.config.history_size, (h, w, c)),
-            ada_p=jnp.asarray(1.0 if self.config.augment == "diffaugment" else 0.0, jnp.float32),
-            ada_sum=jnp.zeros((), jnp.float32),
-            ada_count=jnp.zeros((), jnp.float32),
-            ada_signal=jnp.zeros((), jnp.float32),
+            ada=ada_init(1.0 if self.config.augment == "diffaugment" else 0.0),
             first_bad_step=jnp.full((), -1, jnp.int32),
         )
         return jax.device_put(state, self.replicated)
@@ -159,8 +152,6 @@ class StepFunctions:
     def _augment(self, images: jax.Array, key: jax.Array, p: jax.Array) -> jax.Array:
         if not self.policy:
             return images
-        from .augment import augment
-
         return augment(images, key, self.policy, p)
 
     def _keys(self, state: TrainState, count: int):
@@ -181,7 +172,7 @@ class StepFunctions:
             reg = losses.self_regularisation(refined, synthetic, self.config.psi)
             if not adversarial:
                 return reg, (reg, jnp.zeros(()), refined)
-            logits = self._apply_disc(state.disc, self._augment(refined, key, state.ada_p))
+            logits = self._apply_disc(state.disc, self._augment(refined, key, state.ada.p))
             adv = losses.patch_cross_entropy(logits, losses.REAL)
             return adv + lam * reg, (reg, adv, refined)
 
@@ -202,10 +193,9 @@ class StepFunctions:
         use_history = replay.can_sample(state.buffer, half)
         history = jnp.where(use_history, replay.sample(state.buffer, half, keys[0]), refined[half:])
         fake = jnp.concatenate([current, history])
-        aug_key = keys[2]
-        # One key for both halves: real and refined images get the same distribution of transforms.
-        real_in = self._augment(real, aug_key, state.ada_p)
-        fake_in = self._augment(fake, jax.random.fold_in(aug_key, 1), state.ada_p)
+        # One key for both batches: the real and the refined batch get identical transforms.
+        real_in = self._augment(real, keys[2], state.ada.p)
+        fake_in = self._augment(fake, keys[2], state.ada.p)
 
         def loss_fn(params):
             logits = self._apply_disc(params, jnp.concatenate([real_in, fake_in]))
@@ -218,7 +208,6 @@ class StepFunctions:
         updates, opt_state = self.opt_disc.update(grads, state.opt_disc, state.disc)
         params = optax.apply_updates(state.disc, updates)
         buffer = replay.add(state.buffer, current, keys[1])
-        margin_sign = jnp.sign(losses.real_margin(real_logits)).mean()
         metrics = {
             "disc_real": losses.patch_cross_entropy(real_logits, losses.REAL),
             "disc_refined": losses.patch_cross_entropy(fake_logits[:half], losses.REFINED),
@@ -228,25 +217,12 @@ class StepFunctions:
             "history_fill": buffer.count.astype(jnp.float32) / buffer.capacity,
         }
         state = state.replace(disc=params, opt_disc=opt_state, buffer=buffer)
-        return self._ada(state, margin_sign), metrics
-
-    def _ada(self, state: TrainState, margin_sign: jax.Array) -> TrainState:
-        """ADA: every `ada_interval` D updates, move p towards keeping E[sign D(real)] at the target."""
-        if self.config.augment != "ada":
-            return state
-        c = self.config
-        total = state.ada_sum + margin_sign
-        count = state.ada_count + 1
-        due = count >= c.ada_interval
-        signal = total / count
-        step_size = c.batch_size * c.ada_interval / c.ada_speed
-        p = jnp.clip(state.ada_p + jnp.sign(signal - c.ada_target) * step_size, 0.0, 1.0)
-        return state.replace(
-            ada_p=jnp.where(due, p, state.ada_p),
-            ada_sum=jnp.where(due, 0.0, total),
-            ada_count=jnp.where(due, 0.0, count),
-            ada_signal=jnp.where(due, signal, state.ada_signal),
-        )
+        if self.config.augment == "ada":
+            c = self.config
+            ada = ada_observe(state.ada, losses.real_margin(real_logits))
+            ada = ada_adjust(ada, target=c.ada_target, batch_size=c.batch_size, interval=c.ada_interval, speed_images=c.ada_speed)
+            state = state.replace(ada=ada)
+        return state, metrics
 
     # ---- phases --------------------------------------------------------------------------
     def _pretrain_refiner_step(self, state: TrainState, data: DeviceData):
@@ -275,7 +251,7 @@ class StepFunctions:
             synthetic = self._sample(data.synthetic, k[0])
             real = self._sample(data.real, k[1])
             state, d_metrics = self._disc_update(state, synthetic, real, k[2:])
-        metrics = {**r_metrics, **d_metrics, "augment_p": state.ada_p, "ada_signal": state.ada_signal}
+        metrics = {**r_metrics, **d_metrics, "augment_p": state.ada.p, "ada_signal": state.ada.signal}
         bad = self._mark_bad(state, metrics["refiner_adversarial"], metrics["self_regularisation"], metrics["disc_real"])
         return state.replace(step=state.step + 1, first_bad_step=bad), metrics
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,19 +12,19 @@ import typer
 from .common import console, interactive, log
 
 
-class Preset(str, Enum):
+class Preset(StrEnum):
     gaze = "gaze"
     hand = "hand"
     tiny = "tiny"
 
 
-class Psi(str, Enum):
+class Psi(StrEnum):
     identity = "identity"
     mean_channels = "mean-channels"
     downsample = "downsample"
 
 
-class Augment(str, Enum):
+class Augment(StrEnum):
     none = "none"
     diffaugment = "diffaugment"
     ada = "ada"
@@ -161,7 +161,13 @@ class ProgressView:
         if small < 500:
             log(f"[yellow]note:[/] only {small} real images: consider --augment ada so the discriminator does not memorise them")
         if interactive():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
 
             self.progress = Progress(
                 TextColumn("[bold]{task.fields[phase]}"), BarColumn(), MofNCompleteColumn(),

@@ -1,0 +1,134 @@
+"""Benchmark the package's own training step and refine function (not copies of them).
+
+Throughput follows ../shared/bench/torch_simgan.py so the two can be compared back to back:
+synthetic images pushed through the refiner per second = (Kg + Kd) x batch / step time.
+FLOPs are counted analytically per convolution (models.refiner_flops / disc_flops).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .config import TrainConfig
+from .models import disc_flops, refiner_flops
+
+
+def train_step_flops(config: TrainConfig, channels: int, size: tuple[int, int]) -> float:
+    """FLOPs of one adversarial step (convolutions only).
+
+    Refiner update, per image: R forward + backward (2x forward: input and weight gradients)
+    + D forward + D input-gradient backward (1x) = 3R + 2D.
+    Discriminator update, per image: R forward on one synthetic image, then D forward and full
+    backward (3x) on one real and one refined image = R + 6D.
+    """
+    r = refiner_flops(config, channels, size)
+    d = disc_flops(config, channels, size)
+    b = config.batch_size
+    return config.kg * b * (3 * r + 2 * d) + config.kd * b * (r + 6 * d)
+
+
+@dataclass
+class BenchResult:
+    mode: str
+    backend: str
+    devices: int
+    preset: str
+    size: tuple[int, int]
+    channels: int
+    batch: int
+    images_per_second: float
+    ms_per_step: float
+    gflop_per_step: float
+    gflops_per_second: float
+    compile_seconds: float
+    repeats: int
+    steps_per_call: int
+    precision: str
+    spread_ms: tuple[float, float]  # min and max over repeats
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _random_data(n: int, size: tuple[int, int], channels: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, *size, channels), dtype=np.uint8)
+
+
+def bench_train(config: TrainConfig, repeats: int = 10, warmup: int = 2) -> BenchResult:
+    """Time `repeats` calls of the real jitted adversarial step (each `steps_per_call` steps)."""
+    import jax
+
+    from .steps import DeviceData, StepFunctions, make_mesh
+
+    size, channels = tuple(config.size), int(config.channels)
+    fns = StepFunctions(config, (*size, channels), make_mesh())
+    state = fns.init_state()
+    data = jax.device_put(
+        DeviceData(_random_data(4 * config.batch_size, size, channels, 0), _random_data(4 * config.batch_size, size, channels, 1)),
+        fns.replicated,
+    )
+    step = fns.multi_step("adversarial", config.steps_per_call)
+    start = time.perf_counter()
+    state, metrics = step(state, data)
+    jax.block_until_ready(metrics)
+    first = time.perf_counter() - start
+    for _ in range(warmup):
+        state, metrics = step(state, data)
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        state, metrics = step(state, data)
+        jax.block_until_ready(metrics)
+        times.append((time.perf_counter() - start) / config.steps_per_call)
+    per_step = statistics.median(times)
+    flops = train_step_flops(config, channels, size)
+    return BenchResult(
+        mode="train", backend=jax.default_backend(), devices=jax.device_count(), preset=config.preset, size=size,
+        channels=channels, batch=config.batch_size,
+        images_per_second=(config.kg + config.kd) * config.batch_size / per_step, ms_per_step=per_step * 1e3,
+        gflop_per_step=flops / 1e9, gflops_per_second=flops / per_step / 1e9,
+        compile_seconds=max(0.0, first - per_step * config.steps_per_call), repeats=repeats,
+        steps_per_call=config.steps_per_call, precision=config.precision,
+        spread_ms=(min(times) * 1e3, max(times) * 1e3),
+    )  # fmt: skip
+
+
+def bench_refine(config: TrainConfig, batch: int = 256, repeats: int = 10, warmup: int = 2) -> BenchResult:
+    """Time the real `inference.Refiner` call (host -> device -> host) on `batch` images."""
+    import jax
+    from flax import nnx
+
+    from .inference import Refiner
+    from .models import build_models
+
+    size, channels = tuple(config.size), int(config.channels)
+    refiner, _ = build_models(config, channels, config.seed)
+    _, params = nnx.split(refiner, nnx.Param)
+    model = Refiner(config, params, {"bench": "random weights"}, batch_size=batch)
+    images = _random_data(batch, size, channels, 2).astype(np.float32) / 255.0
+    start = time.perf_counter()
+    model(images)
+    first = time.perf_counter() - start
+    for _ in range(warmup):
+        model(images)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(images)
+        times.append(time.perf_counter() - start)
+    per_call = statistics.median(times)
+    flops = refiner_flops(config, channels, size) * batch
+    return BenchResult(
+        mode="refine", backend=jax.default_backend(), devices=jax.device_count(), preset=config.preset, size=size,
+        channels=channels, batch=batch, images_per_second=batch / per_call, ms_per_step=per_call * 1e3,
+        gflop_per_step=flops / 1e9, gflops_per_second=flops / per_call / 1e9,
+        compile_seconds=max(0.0, first - per_call), repeats=repeats, steps_per_call=1, precision=config.precision,
+        spread_ms=(min(times) * 1e3, max(times) * 1e3),
+    )  # fmt: skip

@@ -1,0 +1,56 @@
+"""`refinekit bench`: time the package's own training step and refine function."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from .common import log, stdout_write
+
+
+class Mode(StrEnum):
+    train = "train"
+    refine = "refine"
+    both = "both"
+
+
+def bench(
+    mode: Annotated[Mode, typer.Option("--mode", help="What to time: the training step, the refine function, or both.")] = Mode.both,
+    preset: Annotated[str, typer.Option("--preset", help="Network preset: gaze (default, the paper's eye nets), hand or tiny.")] = "gaze",
+    size: Annotated[tuple[int, int], typer.Option("--size", help="Image height and width (default 35 55, the paper's eye images).")] = (35, 55),
+    channels: Annotated[int, typer.Option("--channels", help="Image channels, 1 or 3.")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch (default 64, as the PyTorch reference).")] = 64,
+    refine_batch: Annotated[int, typer.Option("--refine-batch", help="Images per refine call (default 256).")] = 256,
+    kg: Annotated[int, typer.Option("--kg", help="Refiner updates per step.")] = 2,
+    kd: Annotated[int, typer.Option("--kd", help="Discriminator updates per step.")] = 1,
+    steps_per_call: Annotated[int, typer.Option("--steps-per-call", help="Training steps per device call (unrolled).")] = 1,
+    precision: Annotated[str, typer.Option("--precision", help="float32 or bf16.")] = "float32",
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed calls; the median is reported.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per mode on stdout instead of a table.")] = False,
+) -> None:
+    """Benchmark training and refinement on the current JAX backend (images/s, GFLOP/s, compile time)."""
+    from ..bench import bench_refine, bench_train
+    from ..config import TrainConfig
+    from ..runtime import setup
+
+    setup()
+    config = TrainConfig(preset=preset, size=size, channels=channels, batch_size=batch_size, kg=kg, kd=kd,
+                         steps_per_call=steps_per_call, precision=precision)  # fmt: skip
+    results = []
+    if mode in (Mode.train, Mode.both):
+        results.append(bench_train(config, repeats=repeats))
+    if mode in (Mode.refine, Mode.both):
+        results.append(bench_refine(config, batch=refine_batch, repeats=repeats))
+    for r in results:
+        if as_json:
+            stdout_write(json.dumps(r.to_dict()) + "\n")
+        else:
+            log(
+                f"{r.mode:6s} {r.preset} {r.size[0]}x{r.size[1]}x{r.channels} batch {r.batch} on {r.devices} {r.backend} "
+                f"device(s), {r.precision}: {r.images_per_second:.1f} images/s, {r.ms_per_step:.1f} ms/step "
+                f"(min {r.spread_ms[0]:.1f}, max {r.spread_ms[1]:.1f}), {r.gflop_per_step:.1f} GFLOP/step counted -> "
+                f"{r.gflops_per_second:.0f} GFLOP/s, compile {r.compile_seconds:.1f} s"
+            )

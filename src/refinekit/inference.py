@@ -1,0 +1,171 @@
+"""A trained refiner as a plain callable: restored from a run, or from an exported file.
+
+An export is one .npz file holding the config (JSON) and the refiner's parameters only (no
+discriminator, optimizer state or buffer), so it is small and loads with no run folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import checkpoint
+from .config import TrainConfig
+from .errors import CheckpointError, UsageError
+
+EXPORT_FORMAT = "refinekit-refiner-v1"
+
+
+class Refiner:
+    """Refines float32 NxHxWxC images in [0, 1] (C == `channels`) at any size.
+
+    Calls are split into batches of `batch_size` (the last padded), so each image shape
+    compiles once; batches are sharded over all local devices.
+    """
+
+    def __init__(self, config: TrainConfig, params: Any, model_id: dict, batch_size: int = 32):
+        import jax
+        from flax import nnx
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        from .models import build_models
+        from .steps import make_mesh
+
+        self.config = config
+        self.channels = int(config.channels)
+        self.train_size = tuple(config.size)
+        self.model_id = model_id
+        mesh = make_mesh()
+        devices = mesh.devices.size
+        self.batch_size = max(devices, -(-batch_size // devices) * devices)  # a multiple of the devices
+        refiner, _ = build_models(config, self.channels, seed=0)
+        self._graph, _ = nnx.split(refiner, nnx.Param)
+        self._params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
+        self._batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+        graph = self._graph
+        self._apply = jax.jit(lambda p, x: (nnx.merge(graph, p)(x * 2.0 - 1.0) + 1.0) * 0.5)
+
+    @property
+    def params(self) -> Any:
+        return self._params
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        import jax
+
+        images = np.asarray(images, np.float32)
+        if images.ndim != 4 or images.shape[-1] != self.channels:
+            raise UsageError(f"refiner expects N x H x W x {self.channels} images, got shape {images.shape}")
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            n = len(chunk)
+            if n < self.batch_size:
+                pad = np.zeros((self.batch_size - n, *chunk.shape[1:]), np.float32)
+                chunk = np.concatenate([chunk, pad])
+            batch = jax.device_put(chunk, self._batch_sharding)
+            out.append(np.asarray(self._apply(self._params, batch))[:n])
+        if not out:
+            return images.copy()
+        return np.clip(np.concatenate(out), 0.0, 1.0)
+
+
+def _refiner_params_from_run(run: Path, step: int) -> tuple[TrainConfig, Any]:
+    from .steps import StepFunctions, make_mesh
+
+    try:
+        config = TrainConfig.from_dict(checkpoint.load_config(run, step), source=f"{run} step {step} config")
+    except UsageError as exc:
+        raise CheckpointError(str(exc)) from exc
+    fns = StepFunctions(config.replace(augment="none"), (*config.size, config.channels), make_mesh())
+    state = checkpoint.restore(run, step, fns.init_state())
+    return config, state.refiner
+
+
+def load_refiner(
+    run: Path | None = None, step: int | None = None, model: Path | None = None, batch_size: int = 32
+) -> Refiner:
+    """The refiner of a run's checkpoint (latest unless `step`), or of an exported file.
+
+    Raises CheckpointError/UsageError when there is no valid model: never random weights.
+    """
+    if (run is None) == (model is None):
+        raise UsageError("give exactly one of --run RUN or --model FILE")
+    if model is not None:
+        return _load_export(Path(model), batch_size)
+    run = Path(run)
+    if not run.is_dir():
+        raise UsageError(f"--run {run}: no such run folder")
+    chosen = checkpoint.pick_step(run, step)
+    config, params = _refiner_params_from_run(run, chosen)
+    return Refiner(config, params, {"run": str(run.absolute()), "step": chosen}, batch_size)
+
+
+def export_refiner(run: Path, file: Path, step: int | None = None) -> Path:
+    """Write the refiner of `run` (latest checkpoint unless `step`) to one self-contained file."""
+    from flax import nnx
+
+    run, file = Path(run), Path(file)
+    if not run.is_dir():
+        raise UsageError(f"RUN {run}: no such run folder")
+    chosen = checkpoint.pick_step(run, step)
+    config, params = _refiner_params_from_run(run, chosen)
+    flat = _flatten(nnx.to_pure_dict(params))
+    header = {"format": EXPORT_FORMAT, "config": config.to_dict(), "source": {"run": str(run.absolute()), "step": chosen}}
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **flat)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, file)
+    return file
+
+
+def _load_export(file: Path, batch_size: int) -> Refiner:
+    from flax import nnx
+
+    from .models import build_models
+
+    if not file.is_file():
+        raise UsageError(f"--model {file}: no such file")
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            header = json.loads(npz["__header__"].tobytes().decode())
+            arrays = {k: npz[k] for k in npz.files if k != "__header__"}
+    except Exception as exc:  # noqa: BLE001 - zip, JSON and key errors all mean "not an export"
+        raise CheckpointError(f"--model {file}: not a refinekit refiner export ({type(exc).__name__})") from exc
+    if header.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"--model {file}: unknown format {header.get('format')!r} (expected {EXPORT_FORMAT})")
+    config = TrainConfig.from_dict(header["config"], source=str(file))
+    refiner, _ = build_models(config, int(config.channels), seed=0)
+    _, params = nnx.split(refiner, nnx.Param)
+    pure = nnx.to_pure_dict(params)
+    expected = _flatten(pure)
+    if set(expected) != set(arrays) or any(expected[k].shape != arrays[k].shape for k in expected):
+        raise CheckpointError(f"--model {file}: its parameters do not match its config (damaged file?)")
+    nnx.replace_by_pure_dict(params, _unflatten(arrays, pure))
+    return Refiner(config, params, {"export": str(file.absolute()), "sha256": digest}, batch_size)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "/"))
+        else:
+            out[name] = np.asarray(value)
+    return out
+
+
+def _unflatten(flat: dict[str, np.ndarray], like: dict, prefix: str = "") -> dict:
+    return {
+        key: _unflatten(flat, value, f"{prefix}{key}/") if isinstance(value, dict) else flat[f"{prefix}{key}"]
+        for key, value in like.items()
+    }
