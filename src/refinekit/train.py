@@ -209,16 +209,19 @@ def train(config: TrainConfig, on_event: Callable[[Event], None] | None = None) 
     config, data = load_training_data(config)
     run = Path(config.out)
     run.mkdir(parents=True, exist_ok=True)
+    primary = jax.process_index() == 0  # with several hosts, one writes the run folder files
     config = config.replace(extra={"data": data.info, "versions": _versions(), "history_size": config.history_size})
     if resume_step is None:
-        _write_json_atomic(run / "config.json", config.to_dict())
+        if primary:
+            _write_json_atomic(run / "config.json", config.to_dict())
     else:
         saved = json.loads((run / "config.json").read_text())
         old_fp = saved.get("extra", {}).get("data", {})
         changed = [k for k in ("synthetic", "real") if old_fp.get(k, {}).get("fingerprint") != data.info[k]["fingerprint"]]
         if changed:
             emit({"kind": "warning", "message": f"the {' and '.join(changed)} data changed since this run started"})
-        _write_json_atomic(run / "config.json", config.to_dict())
+        if primary:
+            _write_json_atomic(run / "config.json", config.to_dict())
 
     h, w = config.size
     c = config.channels
@@ -229,7 +232,8 @@ def train(config: TrainConfig, on_event: Callable[[Event], None] | None = None) 
         state = checkpoint.restore(run, resume_step, state)
         state = jax.device_put(state, fns.replicated)
     start = int(state.step)
-    _trim_metrics(run / "metrics.jsonl", start)
+    if primary:
+        _trim_metrics(run / "metrics.jsonl", start)
     device_data = jax.device_put(DeviceData(data.synthetic, data.real), fns.replicated)
     fixed_syn = np.asarray(to_float(data.synthetic[:SAMPLE_COUNT]))
     fixed_real = np.asarray(to_float(data.real[np.linspace(0, len(data.real) - 1, SAMPLE_COUNT).astype(int)]))
@@ -255,12 +259,14 @@ def train(config: TrainConfig, on_event: Callable[[Event], None] | None = None) 
         emit({"kind": "checkpoint", "step": int(state.step)})
 
     def write_sample(state) -> None:
+        if not primary:
+            return
         refined = np.asarray(fns.refine(state.refiner, jax.numpy.asarray(fixed_syn)))
         path = run / "samples" / f"step_{int(state.step):07d}.png"
         write_png_atomic(path, sample_grid(fixed_syn, refined, fixed_real))
         emit({"kind": "sample", "path": str(path), "step": int(state.step)})
 
-    metrics_file = open(run / "metrics.jsonl", "a")  # noqa: SIM115 - closed in finally
+    metrics_file = open(run / "metrics.jsonl" if primary else os.devnull, "a")  # noqa: SIM115 - closed in finally
     step = start
     last_log_time, last_log_step = time.perf_counter(), step
     sums: dict[str, Any] | None = None

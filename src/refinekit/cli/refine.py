@@ -1,0 +1,246 @@
+"""`refinekit refine IN OUT --run RUN | --model FILE`: a thin wrapper around `refinekit.refine`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from ..errors import RefinekitError, UsageError
+from .common import console, interactive, log, stdout_write
+
+
+def _load_refiner(run: Path | None, step: int | None, model: Path | None, batch_size: int):
+    """The refiner to use (JAX is imported here, after the flags and folders are checked)."""
+    from ..inference import load_refiner
+    from ..runtime import setup
+
+    setup()
+    return load_refiner(run=run, step=step, model=model, batch_size=batch_size)
+
+
+def refine(
+    input: Annotated[
+        Path,
+        typer.Argument(
+            metavar="IN",
+            help="Folder of synthetic images (searched recursively) or one image file; never written to.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Argument(
+            metavar="OUT",
+            help="Folder to write to. It mirrors IN: same relative paths and names, same format, "
+            "size, mode and bit depth per image, other files copied byte for byte.",
+            show_default=False,
+        ),
+    ],
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            help="Training run folder whose refiner to use (its latest checkpoint unless --step is given)."
+        ),
+    ] = None,
+    step: Annotated[
+        int | None,
+        typer.Option(help="Checkpoint step of --run to use instead of the latest one."),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Exported refiner file (from 'refinekit export') to use instead of --run."
+        ),
+    ] = None,
+    jpeg_quality: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=100,
+            help="Quality (1-100) of JPEG outputs, and of WebP outputs whose input was lossy.",
+        ),
+    ] = 95,
+    copy_other: Annotated[
+        bool,
+        typer.Option(
+            "--copy-other/--no-copy-other",
+            help="Copy files that are not images (labels, sidecars: .json, .txt, .csv, anything) byte for byte to the same place in OUT.",
+        ),
+    ] = True,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Redo files that an earlier run into OUT already completed (by default they are skipped, so a rerun resumes).",
+        ),
+    ] = False,
+    fail_fast: Annotated[
+        bool,
+        typer.Option(
+            "--fail-fast",
+            help="Stop at the first file that cannot be read or written (by default it is reported, recorded and skipped, and the command exits 1 at the end).",
+        ),
+    ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            metavar="K/N",
+            help="Process only shard K of N (1 <= K <= N): a fixed 1/N of the files, chosen by a hash of their relative path, so N processes can split one folder with no overlap; each writes its own manifest.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Images per device batch; smaller batches of one image size are padded to it, so each size compiles once.",
+        ),
+    ] = 32,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Threads that decode images ahead of the device (default: the number of CPUs, at most 16); twice as many encode and write results.",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the summary as JSON on stdout."),
+    ] = False,
+) -> None:
+    """Refine every image of IN into OUT with a trained refiner, keeping everything else as it was.
+
+    Reruns resume: files already complete in OUT are skipped. A manifest,
+    OUT/refinekit-manifest.jsonl, records each file: input, output, action, SHA-256 of both, model.
+    """
+    from ..refine import describe_model, parse_shard, plan_refine, run_refine
+
+    if (run is None) == (model is None):
+        raise UsageError("give the refiner with exactly one of --run RUN or --model FILE")
+    if step is not None and run is None:
+        raise UsageError("--step picks a checkpoint of --run; an exported --model has one step")
+    shard_kn = parse_shard(shard) if shard is not None else None
+    plan = plan_refine(input, output, shard=shard_kn)
+    where = f" (shard {shard_kn[0]}/{shard_kn[1]} of {plan.all_images} images)" if shard_kn else ""
+    log(
+        f"refine: {len(plan.images)} images and {len(plan.others)} other files{where}, "
+        f"{escape(str(input))} -> {escape(str(output))}"
+    )
+    refiner = _load_refiner(run, step, model, batch_size)
+    log(f"model: {escape(describe_model(refiner.model_id))}, {refiner.channels} channel(s)")
+
+    reporter = _RichReporter() if interactive() else _LogReporter()
+    try:
+        summary = run_refine(
+            plan,
+            refiner,
+            jpeg_quality=jpeg_quality,
+            copy_other=copy_other,
+            overwrite=overwrite,
+            fail_fast=fail_fast,
+            workers=workers,
+            on_progress=reporter,
+        )
+    finally:
+        reporter.close()
+
+    for note in summary.notes:
+        log(f"[yellow]note:[/] {escape(note)}")
+    extra = f", not copied {summary.not_copied}" if summary.not_copied else ""
+    extra += (
+        f", removed {summary.cleaned} temporary file(s) of an earlier run"
+        if summary.cleaned
+        else ""
+    )
+    log(
+        f"refined {summary.refined}, copied {summary.copied}, skipped {summary.skipped} "
+        f"(already done), failed {summary.failed}{extra} in {summary.elapsed_s:.1f} s "
+        f"({summary.images_per_s:.1f} images/s); manifest {escape(str(summary.manifest))}"
+    )
+    if as_json:
+        stdout_write(json.dumps(summary.to_dict(), indent=2) + "\n")
+    if summary.stopped:
+        raise RefinekitError(f"stopped at the first failure (--fail-fast): {summary.failures[0]}")
+    if summary.failed:
+        raise RefinekitError(
+            f"{summary.failed} file(s) could not be refined or copied (listed above and "
+            f"recorded as failed in {summary.manifest}); everything else was written"
+        )
+
+
+class _LogReporter:
+    """Plain lines for logs and CI: each failure, and a progress line every 10 seconds."""
+
+    every_s = 10.0
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def __call__(self, progress) -> None:
+        record = progress.record
+        if record is not None and record.action == "failed":
+            log(f"[red]failed:[/] {escape(record.input)}: {escape(str(record.error))}")
+        if time.monotonic() - self.last >= self.every_s:
+            self.last = time.monotonic()
+            log(
+                f"  {progress.refined + progress.failed}/{progress.images_total} images, "
+                f"{progress.copied}/{progress.others_total} other files, "
+                f"{progress.images_per_s:.1f} images/s"
+            )
+
+    def close(self) -> None:
+        pass
+
+
+class _RichReporter:
+    """A progress bar with images/s on a terminal."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]refine[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[extra]}"),
+            console=console,
+            transient=False,
+        )
+        self.task = None
+        self.progress.start()
+
+    def __call__(self, progress) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task(
+                "refine", total=progress.images_total + progress.others_total, rate="", extra=""
+            )
+        record = progress.record
+        if record is not None and record.action == "failed":
+            self.progress.console.print(
+                f"[red]failed:[/] {escape(record.input)}: {escape(str(record.error))}",
+                soft_wrap=True,
+                highlight=False,
+            )
+        self.progress.update(
+            self.task,
+            completed=progress.refined + progress.copied + progress.failed,
+            rate=f"{progress.images_per_s:.1f} images/s",
+            extra=f"copied {progress.copied}, failed {progress.failed}",
+        )
+
+    def close(self) -> None:
+        self.progress.stop()

@@ -1,0 +1,769 @@
+"""Refine a folder of synthetic images into a mirror folder, keeping everything else as it was.
+
+    plan = plan_refine("syn/", "out/", shard=None)   # check the paths, list the files
+    summary = run_refine(plan, refiner)              # refine, copy, write the manifest
+    # or both at once: refine_folder("syn/", "out/", refiner)
+
+OUT gets the same relative paths and file names as IN; each image keeps its format, width and
+height (the refiner is fully convolutional and runs at native resolution), Pillow mode and bit
+depth, and alpha is carried through untouched; every other file is copied byte for byte. IN is
+never written. Each output goes to a temporary name in its folder and is renamed into place,
+and `OUT/refinekit-manifest.jsonl` (see `refinekit.manifest`) gets a line after it, so a killed
+run resumes where it stopped: a file is complete when its manifest record still matches both the
+input and the output on disk.
+
+The work runs as a pipeline: a thread pool decodes images ahead of the device, images are
+grouped by shape into batches of the refiner's batch size (each shape compiles once), and a
+second pool encodes and writes results while the device refines the next batch.
+
+Channel conversion, when an image's colour channels differ from the model's (as in training,
+`images.convert_channels`), and back:
+- gray image, RGB model: the model sees the gray repeated; the output is the BT.601 luma of the
+  refined RGB.
+- RGB image, gray model: the model sees the BT.601 luma; the refined luma replaces the image's
+  luma and its chroma (Cb, Cr) is kept, which is the same as adding the change in luma to R, G
+  and B (then clipping to [0, 1]).
+
+No JAX here: the refiner is any callable with the attributes of `inference.Refiner`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .errors import DataError, RefinekitError, UsageError
+from .images import (
+    IMAGE_EXTENSIONS,
+    colour_channels,
+    convert_channels,
+    is_image_path,
+    read_image,
+    scan_folder,
+    to_unit_float,
+)
+from .manifest import (
+    ManifestWriter,
+    Record,
+    is_manifest_name,
+    manifest_name,
+    now,
+    read_manifests,
+)
+from .outputs import (
+    OutputError,
+    SourceMeta,
+    atomic_copy,
+    atomic_write,
+    encode_image,
+    file_sha256,
+    probe_source,
+    temp_target,
+)
+
+
+class RefinerLike(Protocol):
+    """What refine needs of a refiner (`inference.Refiner` has it)."""
+
+    channels: int
+    batch_size: int
+    model_id: dict
+
+    def __call__(self, images: np.ndarray) -> np.ndarray: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning: paths and the file list
+
+
+@dataclass(frozen=True)
+class RefinePlan:
+    """What one refine run covers: its folders and the files of its shard (relative, "/"-joined)."""
+
+    input: Path
+    root: Path  # the folder relative paths start from: IN, or the folder of a single IN file
+    output: Path
+    images: tuple[str, ...]
+    others: tuple[str, ...]
+    ignored: tuple[str, ...]  # files of IN never copied: an earlier run's manifests, temporaries
+    shard: tuple[int, int] | None = None
+    all_images: int = 0  # images in IN, over all shards
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.output / manifest_name(self.shard)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N), with 1 <= K <= N."""
+    try:
+        k_text, n_text = text.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise UsageError(
+            f"--shard {text!r}: expected K/N, e.g. 1/4 for the first of 4 shards"
+        ) from None
+    if n < 1 or not 1 <= k <= n:
+        raise UsageError(
+            f"--shard {text!r}: need 1 <= K <= N (shards are numbered from 1; "
+            "for a 0-based array index I use $((I+1))/N)"
+        )
+    return k, n
+
+
+def shard_of(relative: str, n: int) -> int:
+    """The shard (1..n) a file belongs to: a stable hash of its relative path.
+
+    A hash, not a position in the listing, so adding or removing files never moves another file
+    to a different shard, and every machine agrees without coordination.
+    """
+    digest = hashlib.sha256(relative.encode("utf-8", "surrogateescape")).digest()
+    return 1 + int.from_bytes(digest[:8], "big") % n
+
+
+def check_paths(input: Path, output: Path) -> None:
+    """Refuse IN/OUT pairs that could write into the input or mix outputs with inputs."""
+    input, output = Path(input), Path(output)
+    if not input.exists():
+        raise DataError(f"IN {input}: no such file or folder")
+    if output.exists() and not output.is_dir():
+        raise UsageError(
+            f"OUT {output}: exists and is not a folder (OUT is the folder to write to)"
+        )
+    in_real, out_real = input.resolve(), output.resolve()
+    same = out_real == in_real or (output.exists() and os.path.samefile(output, input))
+    if input.is_file():
+        if not is_image_path(input):
+            raise UsageError(
+                f"IN {input}: not an image file ({', '.join(IMAGE_EXTENSIONS)}); "
+                "IN is a folder or one image file"
+            )
+        holder = input.parent
+        if out_real == in_real.parent or (output.exists() and os.path.samefile(output, holder)):
+            raise UsageError(
+                f"OUT {output} is the folder that holds IN {input}: the refined image would "
+                "replace the input; choose another folder"
+            )
+        if not output.exists() and is_image_path(output):
+            raise UsageError(
+                f"OUT {output}: OUT is a folder (the refined image is written as "
+                f"OUT/{input.name}); give a folder name, not an image file name"
+            )
+        return
+    if same:
+        raise UsageError(
+            f"OUT {output} is the same folder as IN: refine never writes into its input; "
+            "choose another folder"
+        )
+    if out_real.is_relative_to(in_real):
+        raise UsageError(
+            f"OUT {output} is inside IN {input}: outputs would be mixed into the input tree "
+            "(and read as inputs on the next run); choose a folder outside IN"
+        )
+    if in_real.is_relative_to(out_real):
+        raise UsageError(
+            f"IN {input} is inside OUT {output}: outputs could overwrite inputs; "
+            "choose an OUT folder that does not contain IN"
+        )
+
+
+def _ours(relative: str) -> bool:
+    """Files an earlier refine run left in a folder: never inputs."""
+    name = relative.rsplit("/", 1)[-1]
+    return temp_target(name) is not None or ("/" not in relative and is_manifest_name(name))
+
+
+def plan_refine(input: Path, output: Path, *, shard: tuple[int, int] | None = None) -> RefinePlan:
+    """Check IN and OUT and list the files this run (or shard) covers; writes nothing.
+
+    Raises UsageError/DataError (exit 2) for refused folders, or a folder with no images.
+    """
+    input, output = Path(input), Path(output)
+    check_paths(input, output)
+    if input.is_file():
+        root, images, others = input.parent, [input.name], []
+    else:
+        root = input
+        image_paths, other_paths = scan_folder(input)
+        images = [p.as_posix() for p in image_paths]
+        others = [p.as_posix() for p in other_paths]
+        if not images:
+            raise DataError(
+                f"IN {input}: no image files found (looked for {', '.join(IMAGE_EXTENSIONS)}, "
+                "recursively)"
+            )
+    ignored = tuple(p for p in images + others if _ours(p))
+    images = [p for p in images if not _ours(p)]
+    others = [p for p in others if not _ours(p)]
+    all_images = len(images)
+    if shard is not None:
+        k, n = shard
+        images = [p for p in images if shard_of(p, n) == k]
+        others = [p for p in others if shard_of(p, n) == k]
+        ignored = tuple(p for p in ignored if shard_of(p, n) == k)
+    return RefinePlan(input, root, output, tuple(images), tuple(others), ignored, shard, all_images)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class RefineProgress:
+    """A snapshot after each finished file (and once before the first, with record None)."""
+
+    images_total: int  # images this run refines (after resume skips)
+    others_total: int  # other files this run copies
+    refined: int
+    copied: int
+    skipped: int
+    failed: int
+    elapsed_s: float
+    record: Record | None = None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.refined / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class RefineSummary:
+    """What a run did. `failures` holds "relative/path: reason" per failed file."""
+
+    output: Path
+    manifest: Path
+    refined: int
+    copied: int
+    skipped: int  # complete from an earlier run (resumed)
+    failed: int
+    not_copied: int  # other files left out (--no-copy-other) and an earlier run's own files
+    cleaned: int  # temporary files of a killed run removed
+    elapsed_s: float
+    images_per_s: float
+    stopped: bool = False  # fail_fast stopped the run at its first failure
+    failures: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    model: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["output"], data["manifest"] = str(self.output), str(self.manifest)
+        data["failures"], data["notes"] = list(self.failures), list(self.notes)
+        return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixels: model input and back
+
+
+def model_input(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """Decoded HxWxC uint8/uint16 -> float32 HxWx`channels` in [0, 1], as training converts."""
+    return convert_channels(colour_channels(to_unit_float(pixels)), channels)
+
+
+def restore_pixels(refined: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """Refined float HxWxCm in [0, 1] + the decoded original -> an array like the original.
+
+    The result has the original's channels (colour converted back as the module docstring
+    says), its alpha channel unchanged, and its dtype, quantised with rounding.
+    """
+    colour = colour_channels(to_unit_float(original))
+    refined = np.asarray(refined, np.float32)
+    have, got = colour.shape[-1], refined.shape[-1]
+    if got == have:
+        out = refined
+    elif have == 1 and got == 3:
+        out = convert_channels(refined, 1)
+    elif have == 3 and got == 1:
+        luma = convert_channels(colour, 1)
+        out = colour + (refined - luma)
+    else:
+        raise OutputError(f"cannot map {got} refined channels back to a {have}-channel image")
+    scale = 65535.0 if original.dtype == np.uint16 else 255.0
+    out = np.round(np.clip(out, 0.0, 1.0) * scale).astype(original.dtype)
+    if original.shape[-1] in (2, 4):
+        out = np.concatenate([out, original[..., -1:]], axis=-1)
+    return out
+
+
+def same_model(a: dict | None, b: dict | None) -> bool:
+    """Two model ids name the same weights (an export by its hash, a run by path and step)."""
+    if not a or not b:
+        return False
+    if a.get("sha256") and b.get("sha256"):
+        return a["sha256"] == b["sha256"]
+    return a == b
+
+
+def describe_model(model: dict | None) -> str:
+    if not model:
+        return "an unknown model"
+    if "run" in model:
+        return f"run {model['run']} step {model.get('step')}"
+    if "export" in model:
+        return f"export {model['export']} (sha256 {str(model.get('sha256', ''))[:12]})"
+    return str(model)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+@dataclass
+class _Decoded:
+    relative: str
+    input_sha256: str | None = None
+    input_size: int | None = None
+    input_mtime_ns: int | None = None
+    pixels: np.ndarray | None = None
+    meta: SourceMeta | None = None
+    model_in: np.ndarray | None = None
+    error: str | None = None
+
+
+class _Window:
+    """At most `limit` tasks in flight on `pool`; finished results go to `done` in this thread."""
+
+    def __init__(self, pool: ThreadPoolExecutor, limit: int, done: Callable[[Record], None]):
+        self.pool, self.limit, self.done = pool, max(1, limit), done
+        self.pending: set[Future] = set()
+
+    def submit(self, fn, *args) -> None:
+        while len(self.pending) >= self.limit:
+            self._wait()
+        self.pending.add(self.pool.submit(fn, *args))
+
+    def poll(self) -> None:
+        self._collect([f for f in self.pending if f.done()])
+
+    def drain(self) -> None:
+        while self.pending:
+            self._wait()
+
+    def cancel(self) -> None:
+        for future in self.pending:
+            future.cancel()
+
+    def _wait(self) -> None:
+        finished, _ = wait(self.pending, return_when=FIRST_COMPLETED)
+        self._collect(finished)
+
+    def _collect(self, finished) -> None:
+        for future in finished:
+            self.pending.discard(future)
+            self.done(future.result())
+
+
+def _prefetch(pool: ThreadPoolExecutor, fn, items: Iterable, ahead: int) -> Iterator:
+    """fn(item) for each item, in order, computed up to `ahead` items in advance on `pool`."""
+    it = iter(items)
+    queue: deque[Future] = deque(pool.submit(fn, x) for _, x in zip(range(ahead), it, strict=False))
+    try:
+        while queue:
+            future = queue.popleft()
+            for x in it:
+                queue.append(pool.submit(fn, x))
+                break
+            yield future.result()
+    finally:
+        for future in queue:
+            future.cancel()
+
+
+def _short_error(exc: BaseException, path: Path) -> str:
+    """The message without a leading "<path>: " (the manifest and the report name the file)."""
+    message = str(exc)
+    for prefix in (f"{path}: ", f"{path.resolve()}: "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return message
+
+
+def _complete(records: list[Record] | None, source: Path, target: Path) -> Record | None:
+    """The earlier record that still describes `target` made from `source` as they are now."""
+    if not records:
+        return None
+    try:
+        src, dst = source.stat(), target.stat()
+    except OSError:
+        return None
+    hashes: dict[Path, str] = {}
+
+    def matches(path: Path, mtime_ns: int, recorded_mtime: int | None, sha: str | None) -> bool:
+        if recorded_mtime == mtime_ns:
+            return True
+        if not sha:  # a touched file: trust its content hash, not its timestamp
+            return False
+        if path not in hashes:
+            hashes[path] = file_sha256(path)
+        return hashes[path] == sha
+
+    for record in reversed(records):
+        if record.action not in ("refined", "copied"):
+            continue
+        if record.input_size != src.st_size or record.output_size != dst.st_size:
+            continue
+        if matches(source, src.st_mtime_ns, record.input_mtime_ns, record.input_sha256) and matches(
+            target, dst.st_mtime_ns, record.output_mtime_ns, record.output_sha256
+        ):
+            return record
+    return None
+
+
+def _remove_temp_files(plan: RefinePlan) -> int:
+    """Delete temporary outputs a killed run left in OUT (only this shard's, when sharded)."""
+    removed = 0
+    if not plan.output.is_dir():
+        return 0
+    for dirpath, dirnames, filenames in os.walk(plan.output):
+        dirnames.sort()
+        for name in filenames:
+            target = temp_target(name)
+            if target is None:
+                continue
+            folder = Path(dirpath).relative_to(plan.output)
+            relative = (folder / target).as_posix()
+            if plan.shard is not None and shard_of(relative, plan.shard[1]) != plan.shard[0]:
+                continue  # another shard's, maybe being written right now
+            Path(dirpath, name).unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+class _Runner:
+    def __init__(
+        self,
+        plan: RefinePlan,
+        refiner: RefinerLike,
+        manifest: ManifestWriter,
+        *,
+        jpeg_quality: int,
+        fail_fast: bool,
+        on_progress: Callable[[RefineProgress], None] | None,
+        totals: tuple[int, int],
+        skipped: int,
+    ):
+        self.plan, self.refiner, self.manifest = plan, refiner, manifest
+        self.model = dict(refiner.model_id)
+        self.channels = int(refiner.channels)
+        self.jpeg_quality, self.fail_fast, self.on_progress = jpeg_quality, fail_fast, on_progress
+        self.totals, self.skipped = totals, skipped
+        self.counts = {"refined": 0, "copied": 0, "failed": 0}
+        self.failures: list[str] = []
+        self.notes: set[str] = set()
+        self.stop = False
+        self.start = time.perf_counter()
+
+    # -- bookkeeping (caller's thread) --
+
+    def finish(self, record: Record) -> None:
+        self.counts[record.action] += 1
+        if record.action == "failed":
+            self.failures.append(f"{record.input}: {record.error}")
+            if self.fail_fast:
+                self.stop = True
+        self.report(record)
+
+    def report(self, record: Record | None) -> None:
+        if self.on_progress is not None:
+            self.on_progress(
+                RefineProgress(
+                    self.totals[0],
+                    self.totals[1],
+                    self.counts["refined"],
+                    self.counts["copied"],
+                    self.skipped,
+                    self.counts["failed"],
+                    time.perf_counter() - self.start,
+                    record,
+                )
+            )
+
+    def fail(self, relative: str, error: str, item: _Decoded | None = None) -> Record:
+        record = Record(
+            input=relative,
+            output=None,
+            action="failed",
+            input_sha256=item.input_sha256 if item else None,
+            input_size=item.input_size if item else None,
+            input_mtime_ns=item.input_mtime_ns if item else None,
+            error=error,
+            time=now(),
+        )
+        self.manifest.append(record)
+        return record
+
+    # -- workers --
+
+    def copy_one(self, relative: str) -> Record:
+        source, target = self.plan.root / relative, self.plan.output / relative
+        try:
+            stat = source.stat()
+            written = atomic_copy(source, target)
+        except OSError as exc:
+            return self.fail(relative, _short_error(exc, source))
+        record = Record(
+            input=relative,
+            output=relative,
+            action="copied",
+            input_sha256=written.sha256,
+            output_sha256=written.sha256,
+            input_size=stat.st_size,
+            input_mtime_ns=stat.st_mtime_ns,
+            output_size=written.size,
+            output_mtime_ns=written.mtime_ns,
+            time=now(),
+        )
+        self.manifest.append(record)
+        return record
+
+    def decode(self, relative: str) -> _Decoded:
+        path = self.plan.root / relative
+        item = _Decoded(relative)
+        try:
+            stat = path.stat()
+            item.input_size, item.input_mtime_ns = stat.st_size, stat.st_mtime_ns
+            item.input_sha256 = file_sha256(path)
+            item.pixels, _ = read_image(path)
+            item.meta = probe_source(path)
+            item.model_in = model_input(item.pixels, self.channels)
+        except (RefinekitError, OSError) as exc:
+            item.error = _short_error(exc, path)
+            item.pixels = item.model_in = None
+        return item
+
+    def write_refined(self, item: _Decoded, refined: np.ndarray) -> Record:
+        target = self.plan.output / item.relative
+        try:
+            if not np.all(np.isfinite(refined)):
+                raise OutputError("the refiner returned NaN or infinite values")
+            pixels = restore_pixels(refined, item.pixels)
+            data = encode_image(pixels, target.suffix, item.meta, jpeg_quality=self.jpeg_quality)
+            written = atomic_write(target, data)
+        except (RefinekitError, OSError, ValueError) as exc:
+            return self.fail(item.relative, _short_error(exc, target), item)
+        record = Record(
+            input=item.relative,
+            output=item.relative,
+            action="refined",
+            input_sha256=item.input_sha256,
+            output_sha256=written.sha256,
+            input_size=item.input_size,
+            input_mtime_ns=item.input_mtime_ns,
+            output_size=written.size,
+            output_mtime_ns=written.mtime_ns,
+            model=self.model,
+            time=now(),
+        )
+        self.manifest.append(record)
+        return record
+
+    # -- the device step (caller's thread) --
+
+    def refine_batch(self, items: list[_Decoded], window: _Window) -> None:
+        batch = np.stack([item.model_in for item in items])
+        try:
+            refined = np.asarray(self.refiner(batch))
+            if refined.shape != batch.shape:
+                raise OutputError(
+                    f"the refiner returned shape {refined.shape} for a batch of shape {batch.shape}"
+                )
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory for one large shape
+            h, w = batch.shape[1:3]
+            error = f"refiner failed on {h}x{w} images: {type(exc).__name__}: {exc}"
+            for item in items:
+                self.finish(self.fail(item.relative, error, item))
+            return
+        for item, out in zip(items, refined, strict=True):
+            item.model_in = None  # free the float copy; the writer needs the original only
+            window.submit(self.write_refined, item, out)
+
+    def note(self, item: _Decoded) -> None:
+        meta = item.meta
+        if meta and meta.bits == 16 and item.pixels is not None and item.pixels.dtype == np.uint8:
+            self.notes.add(
+                "16-bit colour PNG/TIFF images are decoded as 8-bit (a limit of the image "
+                "reader), so their outputs are 8-bit"
+            )
+
+
+def run_refine(
+    plan: RefinePlan,
+    refiner: RefinerLike,
+    *,
+    jpeg_quality: int = 95,
+    copy_other: bool = True,
+    overwrite: bool = False,
+    fail_fast: bool = False,
+    workers: int | None = None,
+    on_progress: Callable[[RefineProgress], None] | None = None,
+) -> RefineSummary:
+    """Refine the images of `plan` with `refiner` and copy its other files; see the module doc.
+
+    Args:
+      plan: from `plan_refine`.
+      refiner: a `RefinerLike`; called with float32 NxHxWxC batches in [0, 1], N <= batch_size,
+        one shape per call.
+      jpeg_quality: 1-100, for JPEG and lossy WebP outputs.
+      copy_other: copy non-image files byte for byte (else leave them out).
+      overwrite: redo files that an earlier run completed.
+      fail_fast: stop at the first file that cannot be read or written.
+      workers: threads that decode (default: CPUs, at most 16); twice as many encode and write.
+      on_progress: called in this thread before the first file and after each file.
+
+    Returns a RefineSummary; failed files are in it and in the manifest, not raised. Raises
+    UsageError when OUT holds outputs of another model (unless `overwrite`).
+    """
+    if not 1 <= int(jpeg_quality) <= 100:
+        raise UsageError(f"--jpeg-quality {jpeg_quality}: expected 1..100")
+    output = plan.output
+    output.mkdir(parents=True, exist_ok=True)
+    cleaned = _remove_temp_files(plan)
+    model = dict(refiner.model_id)
+
+    previous = {} if overwrite else read_manifests(output)
+    images, others, conflicts = [], [], []
+    skipped = 0
+    for relative in plan.images:
+        done = _complete(previous.get(relative), plan.root / relative, output / relative)
+        if done is None or done.action != "refined":
+            images.append(relative)
+        elif not same_model(done.model, model):
+            conflicts.append((relative, done.model))
+        else:
+            skipped += 1
+    for relative in plan.others if copy_other else ():
+        done = _complete(previous.get(relative), plan.root / relative, output / relative)
+        if done is None or done.action != "copied":
+            others.append(relative)
+        else:
+            skipped += 1
+    if conflicts:
+        relative, old = conflicts[0]
+        step = f", --step {old['step']} to resume with it" if old and "step" in old else ""
+        raise UsageError(
+            f"OUT {output}: {len(conflicts)} image(s) there were refined with "
+            f"{describe_model(old)} (e.g. {relative}), not with {describe_model(model)}; "
+            f"pass --overwrite to refine them again with this model{step}, "
+            "or choose another OUT folder"
+        )
+    not_copied = len(plan.ignored) + (0 if copy_other else len(plan.others))
+
+    workers = workers or min(16, os.cpu_count() or 2)
+    batch_size = max(1, int(refiner.batch_size))
+    with ManifestWriter(plan.manifest_path) as manifest:
+        runner = _Runner(
+            plan,
+            refiner,
+            manifest,
+            jpeg_quality=int(jpeg_quality),
+            fail_fast=fail_fast,
+            on_progress=on_progress,
+            totals=(len(images), len(others)),
+            skipped=skipped,
+        )
+        runner.report(None)
+        with (
+            ThreadPoolExecutor(workers, thread_name_prefix="refine-read") as readers,
+            ThreadPoolExecutor(2 * workers, thread_name_prefix="refine-write") as writers,
+        ):
+            # Writers wait on the disk (fsync) as much as they encode: twice as many threads.
+            window = _Window(writers, 2 * batch_size + 2 * workers, runner.finish)
+            try:
+                _pipeline(runner, window, readers, images, others, batch_size, workers)
+                window.drain()
+            finally:
+                window.cancel()
+                readers.shutdown(wait=True, cancel_futures=True)
+                writers.shutdown(wait=True, cancel_futures=True)
+        elapsed = time.perf_counter() - runner.start
+    refined = runner.counts["refined"]
+    return RefineSummary(
+        output=output,
+        manifest=plan.manifest_path,
+        refined=refined,
+        copied=runner.counts["copied"],
+        skipped=skipped,
+        failed=runner.counts["failed"],
+        not_copied=not_copied,
+        cleaned=cleaned,
+        elapsed_s=elapsed,
+        images_per_s=refined / elapsed if elapsed > 0 else 0.0,
+        stopped=runner.stop,
+        failures=tuple(runner.failures),
+        notes=tuple(sorted(runner.notes)),
+        model=model,
+    )
+
+
+def _pipeline(
+    runner: _Runner,
+    window: _Window,
+    readers: ThreadPoolExecutor,
+    images: list[str],
+    others: list[str],
+    batch_size: int,
+    workers: int,
+) -> None:
+    for relative in others:
+        if runner.stop:
+            return
+        window.submit(runner.copy_one, relative)
+    # Images wait for a full batch of their shape; beyond `max_waiting` the largest group goes
+    # as a partial batch (the refiner pads it), which bounds memory when there are many shapes.
+    decoded = _prefetch(readers, runner.decode, images, ahead=2 * batch_size + workers)
+    with closing(decoded):  # on an early return, cancel the decodes queued ahead
+        _refine_all(runner, window, decoded, batch_size)
+
+
+def _refine_all(runner: _Runner, window: _Window, decoded: Iterator, batch_size: int) -> None:
+    groups: dict[tuple[int, ...], list[_Decoded]] = {}
+    waiting, max_waiting = 0, 4 * batch_size
+    for item in decoded:
+        window.poll()
+        if runner.stop:
+            return
+        if item.error is not None:
+            runner.finish(runner.fail(item.relative, item.error, item))
+            continue
+        runner.note(item)
+        group = groups.setdefault(item.model_in.shape, [])
+        group.append(item)
+        waiting += 1
+        if len(group) == batch_size or waiting > max_waiting:
+            shape = (
+                item.model_in.shape
+                if len(group) == batch_size
+                else max(groups, key=lambda s: len(groups[s]))
+            )
+            batch = groups.pop(shape)
+            waiting -= len(batch)
+            runner.refine_batch(batch, window)
+    for shape in sorted(groups):
+        if runner.stop:
+            return
+        runner.refine_batch(groups[shape], window)
+
+
+def refine_folder(
+    input: Path,
+    output: Path,
+    refiner: RefinerLike,
+    *,
+    shard: tuple[int, int] | None = None,
+    **options,
+) -> RefineSummary:
+    """`plan_refine` then `run_refine` (options: those of `run_refine`)."""
+    return run_refine(plan_refine(input, output, shard=shard), refiner, **options)

@@ -1,0 +1,303 @@
+"""Writing images back in their own format, mode and bit depth; atomic writes; the manifest."""
+
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image, JpegImagePlugin
+
+from refinekit.images import read_image
+from refinekit.manifest import ManifestWriter, Record, read_manifests, read_records
+from refinekit.outputs import (
+    SourceMeta,
+    atomic_copy,
+    atomic_write,
+    encode_image,
+    encode_png16,
+    probe_source,
+    temp_path,
+    temp_target,
+)
+from refinekit.refine import parse_shard, refine_folder, restore_pixels, shard_of
+
+
+class Identity:
+    channels, batch_size, train_size = 3, 4, (16, 16)
+    model_id = {"run": "/runs/identity", "step": 1}
+
+    def __call__(self, images):
+        return images
+
+
+RNG = np.random.default_rng(0)
+
+
+def _u8(*shape):
+    return RNG.integers(0, 256, shape, dtype=np.uint8)
+
+
+def _u16(*shape):
+    return RNG.integers(0, 65536, shape, dtype=np.uint16)
+
+
+# (file name, how to make it, Pillow mode expected in the output)
+LOSSLESS = [
+    ("l.png", lambda p: Image.fromarray(_u8(9, 7)).save(p), "L"),
+    ("la.png", lambda p: Image.fromarray(_u8(9, 7, 2)).save(p), "LA"),
+    ("rgb.png", lambda p: Image.fromarray(_u8(9, 7, 3)).save(p), "RGB"),
+    ("rgba.png", lambda p: Image.fromarray(_u8(9, 7, 4)).save(p), "RGBA"),
+    ("g16.png", lambda p: Image.fromarray(_u16(9, 7)).save(p), "I;16"),
+    ("bits.png", lambda p: Image.fromarray(_u8(9, 7) > 127).save(p), "L"),
+    ("pal.png", lambda p: Image.fromarray(_u8(9, 7, 3)).quantize(16).save(p), "RGB"),
+    (
+        "pal_t.png",
+        lambda p: Image.fromarray(_u8(9, 7, 3)).quantize(16).save(p, transparency=0),
+        "RGBA",
+    ),
+    ("l.tif", lambda p: Image.fromarray(_u8(9, 7)).save(p), "L"),
+    ("rgba.tif", lambda p: Image.fromarray(_u8(9, 7, 4)).save(p, compression="tiff_lzw"), "RGBA"),
+    ("g16.tiff", lambda p: Image.fromarray(_u16(9, 7)).save(p), "I;16"),
+    ("i32.tif", lambda p: Image.fromarray(_u16(9, 7).astype(np.int32)).save(p), "I"),
+    ("l.bmp", lambda p: Image.fromarray(_u8(9, 7)).save(p), "L"),
+    ("rgb.bmp", lambda p: Image.fromarray(_u8(9, 7, 3)).save(p), "RGB"),
+    ("rgb.webp", lambda p: Image.fromarray(_u8(9, 7, 3)).save(p, lossless=True), "RGB"),
+    (
+        "rgba.webp",
+        lambda p: Image.fromarray(_u8(9, 7, 4)).save(p, lossless=True, exact=True),
+        "RGBA",
+    ),
+]
+
+
+@pytest.mark.parametrize("name, make, mode", LOSSLESS, ids=[c[0] for c in LOSSLESS])
+def test_identity_refiner_gives_back_lossless_images_exactly(tmp_path, name, make, mode):
+    (tmp_path / "in").mkdir()
+    source = tmp_path / "in" / name
+    make(source)
+    summary = refine_folder(tmp_path / "in", tmp_path / "out", Identity())
+    assert summary.refined == 1 and summary.failed == 0
+    with Image.open(source) as a, Image.open(tmp_path / "out" / name) as b:
+        assert (b.format, b.size, b.mode) == (a.format, a.size, mode)
+    before, after = read_image(source)[0], read_image(tmp_path / "out" / name)[0]
+    if mode == "RGB" and before.shape[-1] == 4:  # an opaque palette image loses only its alpha
+        assert np.all(before[..., 3] == 255)
+        before = before[..., :3]
+    np.testing.assert_array_equal(after, before)
+
+
+def test_lossy_formats_keep_their_settings(tmp_path):
+    y, x = np.mgrid[0:24, 0:32]
+    rgb = np.stack([y * 10, x * 8, 255 - x * 4], -1).astype(np.uint8)  # smooth: compresses well
+    (tmp_path / "in").mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the stored pixels are not transposed, so keep it
+    Image.fromarray(rgb).save(
+        tmp_path / "in" / "a.jpg", quality=90, subsampling=0, exif=exif, dpi=(300, 300)
+    )
+    Image.fromarray(rgb).convert("L").save(tmp_path / "in" / "g.jpeg", quality=90, progressive=True)
+    Image.fromarray(np.dstack([rgb, _u8(24, 32)])).save(tmp_path / "in" / "lossy.webp", quality=90)
+    refine_folder(tmp_path / "in", tmp_path / "out", Identity(), jpeg_quality=97)
+    out = tmp_path / "out"
+    with Image.open(out / "a.jpg") as im:
+        assert JpegImagePlugin.get_sampling(im) == 0 and im.getexif()[0x0112] == 6
+        assert round(im.info["dpi"][0]) == 300
+    with Image.open(out / "g.jpeg") as im:
+        assert im.mode == "L" and im.info.get("progressive")
+    meta = probe_source(out / "lossy.webp")
+    assert meta.webp_lossless is False and meta.mode == "RGBA"
+    for name in ("a.jpg", "g.jpeg", "lossy.webp"):
+        a, b = read_image(tmp_path / "in" / name)[0], read_image(out / name)[0]
+        assert np.abs(a.astype(int) - b.astype(int))[..., :3].mean() < 3, name
+    np.testing.assert_array_equal(
+        read_image(out / "lossy.webp")[0][..., 3],
+        read_image(tmp_path / "in" / "lossy.webp")[0][..., 3],
+    )
+    assert probe_source(tmp_path / "in" / "lossy.webp").webp_lossless is False
+
+
+def test_jpeg_quality_changes_the_jpeg(tmp_path):
+    pixels = _u8(32, 32, 3)
+    small = encode_image(pixels, ".jpg", jpeg_quality=20)
+    large = encode_image(pixels, ".jpg", jpeg_quality=100)
+    assert len(small) < len(large)
+
+
+def _decode_png16(data: bytes) -> np.ndarray:
+    """A reference decoder for encode_png16's output (filter type 1 rows)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, {}
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        chunks.setdefault(kind, b"")
+        chunks[kind] += data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    w, h, depth, colour_type = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert depth == 16
+    c = {0: 1, 4: 2, 2: 3, 6: 4}[colour_type]
+    rows = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(h, 1 + w * c * 2)
+    assert np.all(rows[:, 0] == 1)
+    raw = rows[:, 1:].copy()
+    for x in range(2 * c, raw.shape[1]):
+        raw[:, x] += raw[:, x - 2 * c]
+    return raw.view(">u2").reshape(h, w, c).astype(np.uint16)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_png16_encoder_round_trips(channels):
+    pixels = _u16(5, 9, channels)
+    data = encode_png16(pixels, dpi=(72, 72))
+    np.testing.assert_array_equal(_decode_png16(data), pixels)
+    if channels == 3:  # Pillow reads it (at 8 bits: a limit of its 16-bit colour support)
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.mode == "RGB" and im.size == (9, 5)
+            np.testing.assert_array_equal(np.asarray(im), (pixels >> 8).astype(np.uint8))
+
+
+def test_tiff16_colour_round_trips():
+    tifffile = pytest.importorskip("tifffile")
+    for channels in (3, 4):
+        pixels = _u16(5, 9, channels)
+        data = encode_image(pixels, ".tif", SourceMeta(tiff_compression="tiff_lzw"))
+        np.testing.assert_array_equal(tifffile.imread(io.BytesIO(data)), pixels)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    pixels=st.one_of(
+        arrays(
+            np.uint8, st.tuples(st.integers(1, 6), st.integers(1, 6), st.sampled_from([1, 2, 3, 4]))
+        ),
+        arrays(np.uint16, st.tuples(st.integers(1, 6), st.integers(1, 6), st.just(1))),
+    ),
+    suffix=st.sampled_from([".png", ".tif"]),
+)
+def test_lossless_round_trip_property(tmp_path_factory, pixels, suffix):
+    path = tmp_path_factory.mktemp("rt") / f"x{suffix}"
+    path.write_bytes(encode_image(pixels, suffix))
+    decoded, info = read_image(path)
+    np.testing.assert_array_equal(decoded, pixels)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    original=st.one_of(
+        arrays(
+            np.uint8, st.tuples(st.integers(1, 5), st.integers(1, 5), st.sampled_from([1, 2, 3, 4]))
+        ),
+        arrays(np.uint16, st.tuples(st.integers(1, 5), st.integers(1, 5), st.sampled_from([1, 3]))),
+    ),
+    channels=st.sampled_from([1, 3]),
+)
+def test_restore_pixels_inverts_the_model_input(original, channels):
+    """An identity refiner gives back the original (to one level), alpha bit-exact."""
+    from refinekit.refine import model_input
+
+    restored = restore_pixels(model_input(original, channels), original)
+    assert restored.dtype == original.dtype and restored.shape == original.shape
+    colour_in = original[..., : 3 if original.shape[-1] >= 3 else 1].astype(np.int64)
+    colour_out = restored[..., : colour_in.shape[-1]].astype(np.int64)
+    assert np.abs(colour_out - colour_in).max() <= 1
+    if original.shape[-1] in (2, 4):
+        np.testing.assert_array_equal(restored[..., -1], original[..., -1])
+    if channels == original.shape[-1] or (channels == 3 and original.shape[-1] == 4):
+        np.testing.assert_array_equal(restored, original)
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def test_atomic_write_replaces_whole_files_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "sub" / "x.png"
+    written = atomic_write(target, b"first")
+    assert target.read_bytes() == b"first" and written.size == 5
+    atomic_write(target, b"second version")
+    assert target.read_bytes() == b"second version"
+    assert [p.name for p in target.parent.iterdir()] == ["x.png"]
+    assert temp_target(temp_path(target).name) == "x.png"
+    assert temp_path(target).parent == target.parent and temp_path(target).name.startswith(".")
+    assert temp_target("x.png") is None and temp_target(".x.png.refinekit-tmp-") is None
+
+
+def test_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "x.json"
+    target.write_text("old")
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("refinekit.outputs.os.replace", broken_replace)
+    with pytest.raises(OSError):
+        atomic_write(target, b"new")
+    with pytest.raises(OSError):
+        atomic_copy(target, tmp_path / "copy.json")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifest and shards
+
+
+def test_manifest_survives_a_torn_last_line(tmp_path):
+    path = tmp_path / "refinekit-manifest.jsonl"
+    with ManifestWriter(path) as writer:
+        writer.append(Record("a.png", "a.png", "refined", output_size=3))
+        writer.append(Record("b.png", "b.png", "refined", output_size=4))
+    with open(path, "ab") as f:
+        f.write(b'{"input": "c.png", "outp')  # what a power cut mid-append could leave
+    with ManifestWriter(path) as writer:
+        writer.append(Record("c.png", None, "failed", error="bad"))
+    records = read_records(path)
+    assert [r.input for r in records] == ["a.png", "b.png", "c.png"]
+    assert all(json.loads(line) for line in path.read_text().splitlines()[-1:])
+    assert read_manifests(tmp_path)["c.png"][0].action == "failed"
+
+
+def test_last_record_per_manifest_wins(tmp_path):
+    with ManifestWriter(tmp_path / "refinekit-manifest.jsonl") as writer:
+        writer.append(Record("a.png", "a.png", "refined"))
+        writer.append(Record("a.png", None, "failed", error="x"))
+    with ManifestWriter(tmp_path / "refinekit-manifest.shard-1-of-2.jsonl") as writer:
+        writer.append(Record("a.png", "a.png", "refined"))
+    current = read_manifests(tmp_path)
+    assert sorted(r.action for r in current["a.png"]) == ["failed", "refined"]
+
+
+def test_shard_assignment_is_stable_and_covers_every_file():
+    names = [f"class_{i % 7}/img_{i:05d}.png" for i in range(3000)]
+    shards = [shard_of(n, 4) for n in names]
+    assert set(shards) == {1, 2, 3, 4}
+    assert all(600 < shards.count(k) < 900 for k in (1, 2, 3, 4))
+    assert shards == [shard_of(n, 4) for n in names]  # deterministic
+    assert (
+        shard_of("a/b.png", 4)
+        == 1 + int.from_bytes(__import__("hashlib").sha256(b"a/b.png").digest()[:8], "big") % 4
+    )
+    assert parse_shard("2/8") == (2, 8)
+
+
+def test_plan_ignores_nothing_it_should_copy(tmp_path):
+    from refinekit.refine import plan_refine
+
+    (tmp_path / "in" / "deep").mkdir(parents=True)
+    Image.fromarray(_u8(4, 4)).save(tmp_path / "in" / "deep" / "x.png")
+    (tmp_path / "in" / "deep" / "refinekit-manifest.jsonl").write_text(
+        "labels that look like ours\n"
+    )
+    (tmp_path / "in" / ".hidden").write_text("x")
+    plan = plan_refine(tmp_path / "in", tmp_path / "out")
+    assert plan.images == ("deep/x.png",)
+    assert plan.others == (
+        ".hidden",
+        "deep/refinekit-manifest.jsonl",
+    )  # only top-level manifests are ours
+    assert Path(plan.manifest_path).name == "refinekit-manifest.jsonl"
