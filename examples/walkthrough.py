@@ -46,7 +46,7 @@ def main() -> None:
         "--refined", str(args.out / "refined"), "--json", str(args.out / "gap.json"), "--html", str(args.out / "gap.html"))  # fmt: skip
     samples = sorted((run_dir / "samples").glob("step_*.png"))
     print(f"\nDone. Look at {samples[-1] if samples else run_dir / 'samples'} (rows: synthetic, refined, "
-          f"difference x4, real) and open {args.out / 'gap.html'}.")  # fmt: skip
+          f"signed difference, real) and open {args.out / 'gap.html'}.")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -30,3 +30,22 @@ def test_gaze_geometry_and_flops_by_hand():
     assert abs(refiner_flops(config, 1, (35, 55)) / 1e9 - 1.138) < 0.01  # the bench README's figure
     d = 2 * (9 * 96 * 18 * 28 + 9 * 96 * 64 * 9 * 14 + 9 * 64 * 32 * 126 + 32 * 32 * 126 + 32 * 2 * 126)
     assert disc_flops(config, 1, (35, 55)) == d
+
+
+def test_sample_grid_layout_and_signed_difference():
+    import numpy as np
+
+    from refinekit.samples import sample_grid
+
+    syn = np.zeros((3, 8, 8, 1), np.float32)
+    refined = syn.copy()
+    refined[0] -= 0.5  # darker
+    refined[1] += 0.25  # brighter
+    real = np.ones((5, 8, 8, 1), np.float32)
+    grid = sample_grid(syn, refined, real, min_cell=16)
+    cell, gap = 16, 2
+    assert grid.shape == (4 * (cell + gap) + gap, 3 * (cell + gap) + gap, 3)
+    diff_row = gap + 2 * (cell + gap) + cell // 2
+    centres = [grid[diff_row, gap + i * (cell + gap) + cell // 2, 0] for i in range(3)]
+    assert centres == [0, 191, 128]  # largest change -> black; half as large brighter -> 3/4; none -> mid-gray
+    assert grid[gap + 3 * (cell + gap) + 1, gap + 1, 0] == 255  # real row

@@ -1,4 +1,4 @@
-"""Sample grids: synthetic | refined | amplified difference, plus a row of real images."""
+"""Sample grids: synthetic | refined | signed difference, plus a row of real images."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-DIFF_GAIN = 4.0  # |refined - synthetic| is small; amplify it so changes are visible
+MAX_DIFF_GAIN = 8.0  # small changes are amplified up to this factor so they stay visible
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -16,12 +16,16 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def sample_grid(synthetic: np.ndarray, refined: np.ndarray, real: np.ndarray, min_cell: int = 64) -> np.ndarray:
-    """One uint8 HxWx3 picture: rows synthetic, refined, |difference| x DIFF_GAIN, real.
+    """One uint8 HxWx3 picture: rows synthetic, refined, difference, real.
 
-    All inputs are float NxHxWxC in [-1, 1] with the same H, W, C. Small images are
-    enlarged (nearest neighbour) so each cell is at least `min_cell` pixels tall.
+    The difference row is signed around mid-gray (darker = the refiner darkened the pixel),
+    scaled so the grid's largest change reaches black or white (gain at most MAX_DIFF_GAIN).
+    All inputs are float NxHxWxC in [-1, 1] with the same H, W, C. Small images are enlarged
+    (nearest neighbour) so each cell is at least `min_cell` pixels tall.
     """
-    diff = np.clip(np.abs(refined - synthetic) * DIFF_GAIN, 0, 2) - 1
+    change = refined - synthetic
+    gain = min(MAX_DIFF_GAIN, 1.0 / max(float(np.abs(change).max()), 1e-6))
+    diff = np.clip(change * gain, -1, 1)
     rows = [synthetic, refined, diff, real[: len(synthetic)]]
     n, h, w, c = synthetic.shape
     zoom = max(1, -(-min_cell // h))
