@@ -197,3 +197,19 @@ def test_ada_moves_p_and_logs_it(gray16, tmp_path):
     adversarial = [r for r in records if r["phase"] == "adversarial"]
     assert all(0.0 <= r["augment_p"] <= 1.0 for r in adversarial)
     assert adversarial[-1]["augment_p"] > 0.0
+
+
+def test_the_step_loop_makes_no_host_transfer(gray16, tmp_path, monkeypatch):
+    """Steps run under jax.transfer_guard("disallow"): data stays on the device between calls.
+
+    Every training test passes through the guard; here we show it is live by leaving the data
+    sets on the host, which would upload a batch every step: the guard stops it.
+    """
+    syn, real = gray16
+    config = TrainConfig(synthetic=str(syn), real=str(real), out=str(tmp_path / "run"), preset="tiny", batch_size=4,
+                         steps=4, pretrain_refiner_steps=0, pretrain_disc_steps=0, log_every=2)  # fmt: skip
+    assert train(config).step == 4
+    real_put = jax.device_put
+    monkeypatch.setattr(jax, "device_put", lambda x, *a, **k: x if type(x).__name__ == "DeviceData" else real_put(x, *a, **k))
+    with pytest.raises(Exception, match="(?i)disallowed"):
+        train(config.replace(out=str(tmp_path / "run2")))

@@ -6,6 +6,7 @@ The run folder holds config.json, checkpoints/, metrics.jsonl and samples/.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ import numpy as np
 from . import checkpoint, images
 from .config import TrainConfig, incompatible_fields
 from .errors import ConfigError, DataError, NonFiniteError, RefinekitError
+from .outputs import atomic_write, encode_image
 
 Event = dict[str, Any]
 SAMPLE_COUNT = 8
@@ -121,9 +123,7 @@ def _versions() -> dict[str, str]:
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def _trim_metrics(path: Path, last_step: int) -> None:
@@ -137,9 +137,7 @@ def _trim_metrics(path: Path, last_step: int) -> None:
                 kept.append(line)
         except (json.JSONDecodeError, KeyError, TypeError):
             continue  # a line cut by a kill
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    atomic_write(path, "".join(line + "\n" for line in kept).encode())
 
 
 def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
@@ -194,12 +192,35 @@ def train(config: TrainConfig, on_event: Callable[[Event], None] | None = None) 
 
     on_event receives dicts with a "kind": start, phase, log, sample, checkpoint, done.
     Raises DataError/ConfigError for bad input, NonFiniteError if a loss becomes NaN/inf,
-    TrainingInterrupted after saving a checkpoint when SIGINT/SIGTERM arrives.
+    TrainingInterrupted after saving a checkpoint when SIGINT/SIGTERM arrives, CheckpointError
+    for a damaged checkpoint, RefinekitError when the run folder cannot be written (full disk,
+    permissions); the last complete checkpoint is kept in every case.
     """
+    try:
+        return _train(config, on_event)
+    except OSError as exc:
+        raise _file_error(config, exc) from exc
+
+
+def _file_error(config: TrainConfig, exc: OSError) -> RefinekitError:
+    where = exc.filename or config.out
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        hint = "free some disk space"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "make the run folder writable"
+    else:
+        hint = "fix the cause"
+    return RefinekitError(
+        f"{where}: {exc.strerror or exc}; training stopped and the last complete checkpoint "
+        f"is kept: {hint}, then run the same command again to resume"
+    )
+
+
+def _train(config: TrainConfig, on_event: Callable[[Event], None] | None) -> TrainResult:
     import jax
 
     from .models import patch_geometry
-    from .samples import sample_grid, write_png_atomic
+    from .samples import sample_grid
     from .steps import DeviceData, StepFunctions, make_mesh
 
     emit = on_event or (lambda event: None)
@@ -208,7 +229,10 @@ def train(config: TrainConfig, on_event: Callable[[Event], None] | None = None) 
     config, resume_step = resolve_run_config(config)
     config, data = load_training_data(config)
     run = Path(config.out)
-    run.mkdir(parents=True, exist_ok=True)
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {run}: cannot create the run folder ({exc.strerror})") from exc
     primary = jax.process_index() == 0  # with several hosts, one writes the run folder files
     config = config.replace(extra={"data": data.info, "versions": _versions(), "history_size": config.history_size})
     if resume_step is None:
@@ -263,7 +287,7 @@ def train(config: TrainConfig, on_event: Callable[[Event], None] | None = None) 
             return
         refined = np.asarray(fns.refine(state.refiner, jax.numpy.asarray(fixed_syn)))
         path = run / "samples" / f"step_{int(state.step):07d}.png"
-        write_png_atomic(path, sample_grid(fixed_syn, refined, fixed_real))
+        atomic_write(path, encode_image(sample_grid(fixed_syn, refined, fixed_real), ".png"))
         emit({"kind": "sample", "path": str(path), "step": int(state.step)})
 
     metrics_file = open(run / "metrics.jsonl" if primary else os.devnull, "a")  # noqa: SIM115 - closed in finally
@@ -289,9 +313,11 @@ def train(config: TrainConfig, on_event: Callable[[Event], None] | None = None) 
                     _next_multiple(step, config.sample_every),
                 )
                 count = config.steps_per_call if step + config.steps_per_call <= boundary else 1
-                state, metrics = fns.multi_step(phase, count)(state, device_data)
+                # The hot path never moves data between host and device: a transfer here raises.
+                with jax.transfer_guard("disallow"):
+                    state, metrics = fns.multi_step(phase, count)(state, device_data)
+                    sums = metrics if sums is None else accumulate(sums, metrics)
                 step += count
-                sums = metrics if sums is None else accumulate(sums, metrics)
                 sums_n += 1
                 if step % config.log_every == 0 or step == phase_end(config, step - 1) or stop.signum:
                     host = {k: float(v) / sums_n for k, v in jax.device_get(sums).items()}
