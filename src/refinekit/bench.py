@@ -132,3 +132,84 @@ def bench_refine(config: TrainConfig, batch: int = 256, repeats: int = 10, warmu
         compile_seconds=max(0.0, first - per_call), repeats=repeats, steps_per_call=1, precision=config.precision,
         spread_ms=(min(times) * 1e3, max(times) * 1e3),
     )  # fmt: skip
+
+
+@dataclass
+class OpTiming:
+    name: str  # e.g. "refiner 3x3 64->64"
+    kind: str  # forward, input-grad, weight-grad
+    count: int  # how many such convolutions one training step runs (at this batch)
+    ms: float  # one call
+    gflops_per_second: float
+    share: float = 0.0  # of the summed convolution time of one step
+
+
+def _conv_layers(config: TrainConfig, channels: int, size: tuple[int, int]) -> list[tuple[str, int, int, int, int, int, int]]:
+    """(name, H, W, in, out, kernel, stride) of every convolution, refiner then discriminator."""
+    h, w = size
+    k, width = config.refiner_kernel, config.refiner_width
+    layers = [("refiner in", h, w, channels, width, k, 1)]
+    layers += [("refiner block", h, w, width, width, k, 1)] * (2 * config.refiner_blocks)
+    layers.append(("refiner out", h, w, width, channels, 1, 1))
+    features = channels
+    for index, layer in enumerate(config.discriminator_layers):
+        if layer[0] == "conv":
+            layers.append((f"disc conv{index}", h, w, features, layer[3], layer[1], layer[2]))
+            features = layer[3]
+        h, w = -(-h // layer[2]), -(-w // layer[2])
+    return layers
+
+
+def bench_breakdown(config: TrainConfig, repeats: int = 5) -> list[OpTiming]:
+    """Time each distinct convolution of a training step alone: forward, input and weight gradient.
+
+    Counts per step follow train_step_flops: refiner convs run forward Kg*b + Kd*b images, input
+    and weight gradients Kg*b; discriminator convs forward Kg*b + 2*Kd*b, input gradients
+    Kg*b + 2*Kd*b (but not the first layer), weight gradients 2*Kd*b.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    size, channels, b = tuple(config.size), int(config.channels), config.batch_size
+    out: list[OpTiming] = []
+    seen: dict[tuple, int] = {}
+    for name, h, w, cin, cout, k, s in _conv_layers(config, channels, size):
+        key = (name, h, w, cin, cout, k, s)
+        seen[key] = seen.get(key, 0) + 1
+    for (name, h, w, cin, cout, k, s), repeat in seen.items():
+        x = jnp.ones((b, h, w, cin), jnp.float32)
+        kernel = jnp.ones((k, k, cin, cout), jnp.float32) * 0.01
+
+        def conv(x, kernel, s=s):
+            return jax.lax.conv_general_dilated(x, kernel, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+        y = conv(x, kernel)
+        flops = 2.0 * b * y.shape[1] * y.shape[2] * k * k * cin * cout
+        _, vjp = jax.vjp(conv, x, kernel)
+        fns = {
+            "forward": jax.jit(conv),
+            "input-grad": jax.jit(lambda x, kernel, y=y: jax.vjp(conv, x, kernel)[1](y)[0]),
+            "weight-grad": jax.jit(lambda x, kernel, y=y: jax.vjp(conv, x, kernel)[1](y)[1]),
+        }
+        is_refiner = name.startswith("refiner")
+        per_kind = {
+            "forward": (config.kg + config.kd) if is_refiner else (config.kg + 2 * config.kd),
+            "input-grad": config.kg if is_refiner else (0 if name == "disc conv0" else config.kg + 2 * config.kd),
+            "weight-grad": config.kg if is_refiner else 2 * config.kd,
+        }
+        for kind, fn in fns.items():
+            if per_kind[kind] == 0:
+                continue
+            jax.block_until_ready(fn(x, kernel))
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                jax.block_until_ready(fn(x, kernel))
+                times.append(time.perf_counter() - start)
+            t = statistics.median(times)
+            label = f"{name} {k}x{k}/{s} {cin}->{cout} @{h}x{w}"
+            out.append(OpTiming(label, kind, repeat * per_kind[kind], t * 1e3, flops / t / 1e9))
+    total = sum(o.ms * o.count for o in out)
+    for o in out:
+        o.share = o.ms * o.count / total
+    return out

@@ -15,6 +15,7 @@ class Mode(StrEnum):
     train = "train"
     refine = "refine"
     both = "both"
+    breakdown = "breakdown"
 
 
 def bench(
@@ -32,13 +33,21 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per mode on stdout instead of a table.")] = False,
 ) -> None:
     """Benchmark training and refinement on the current JAX backend (images/s, GFLOP/s, compile time)."""
-    from ..bench import bench_refine, bench_train
+    from ..bench import bench_breakdown, bench_refine, bench_train
     from ..config import TrainConfig
     from ..runtime import setup
 
     setup()
     config = TrainConfig(preset=preset, size=size, channels=channels, batch_size=batch_size, kg=kg, kd=kd,
                          steps_per_call=steps_per_call, precision=precision)  # fmt: skip
+    if mode == Mode.breakdown:
+        ops = bench_breakdown(config, repeats=repeats)
+        for op in sorted(ops, key=lambda o: -o.share):
+            if as_json:
+                stdout_write(json.dumps(op.__dict__) + "\n")
+            else:
+                log(f"{op.share * 100:5.1f}%  {op.name:40s} {op.kind:11s} x{op.count:<3d} {op.ms:8.2f} ms  {op.gflops_per_second:6.0f} GFLOP/s")
+        return
     results = []
     if mode in (Mode.train, Mode.both):
         results.append(bench_train(config, repeats=repeats))
