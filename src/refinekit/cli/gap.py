@@ -1,0 +1,177 @@
+"""`refinekit gap-report`: a thin wrapper around `refinekit.gap.run.gap_report`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from .common import console, interactive, log, stdout_write
+
+
+def gap_report(
+    real: Annotated[
+        Path,
+        typer.Option(help="Folder of real images (searched recursively), or one image file.", show_default=False),
+    ],
+    synthetic: Annotated[
+        Path,
+        typer.Option(help="Folder of synthetic images (searched recursively), or one image file.", show_default=False),
+    ],
+    refined: Annotated[
+        Path | None,
+        typer.Option(help="Folder of refined images to measure; files named like the synthetic ones are paired with them."),
+    ] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option(help="Training run whose refiner refines the synthetic set on the fly (nothing is written unless --save-refined is given)."),
+    ] = None,
+    step: Annotated[
+        int | None,
+        typer.Option(help="Checkpoint step of --run to use instead of the latest one."),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Exported refiner file (from 'refinekit export') to refine the synthetic set with, instead of --run."),
+    ] = None,
+    json_path: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write every number, interval and setting to this JSON file (schema refinekit.gap-report/1)."),
+    ] = None,
+    html_path: Annotated[
+        Path | None,
+        typer.Option("--html", help="Write a self-contained HTML report (table, sample grids, spectra and histograms) to this file."),
+    ] = None,
+    size: Annotated[
+        tuple[int, int] | None,
+        typer.Option(metavar="H W", help="Common size every set is resized to (antialiased); default: the real images' size, when they all share one."),
+    ] = None,
+    channels: Annotated[
+        int | None,
+        typer.Option(help="Colour channels to compare in: 1 (gray) or 3 (RGB); default: those of the synthetic set."),
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option(min=0, help="Seed of every random choice (real split, subsets, bootstrap, classifiers); the same seed gives the same report."),
+    ] = 0,
+    bootstrap: Annotated[
+        int,
+        typer.Option(min=20, help="Bootstrap resamples behind each 95% interval."),
+    ] = 200,
+    batch_size: Annotated[
+        int,
+        typer.Option(min=1, help="Images per batch of the feature networks and the refiner; it changes speed and memory, not the numbers."),
+    ] = 64,
+    max_images: Annotated[
+        int,
+        typer.Option(min=20, help="Sets larger than this are subsampled (seeded) to this many images, which bounds time and memory."),
+    ] = 10_000,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Stop at the first undecodable image instead of skipping it (skipped files are listed in the JSON)."),
+    ] = False,
+    save_refined: Annotated[
+        Path | None,
+        typer.Option(help="With --run or --model: also write the refined images as PNG files to this folder."),
+    ] = None,
+) -> None:
+    """Measure the synthetic-to-real gap, and how much of it refinement closed.
+
+    Synthetic (and refined) images are compared with one half of the real set; the other half gives the real-vs-real floor. Metrics: KID and Frechet distance on random-network features, a domain classifier, power spectra, intensity histograms, density/coverage, and train-on-X, test-on-real accuracy when the sets have matching class subfolders; each with a bootstrap 95% interval, and "gap closed" per metric.
+    """
+    from ..gap.run import gap_report as run_gap_report
+    from ..runtime import setup
+
+    setup()
+    started = time.monotonic()
+    stages = _RichStages() if interactive() else _LogStages()
+    try:
+        report = run_gap_report(
+            real, synthetic, refined=refined, run=run, step=step, model=model,
+            json_path=json_path, html_path=html_path, size=size, channels=channels, seed=seed,
+            replicates=bootstrap, batch_size=batch_size, max_images=max_images, strict=strict,
+            save_refined=save_refined, progress=stages,
+        )
+    finally:
+        stages.close()
+    if interactive():
+        from ..gap.table import report_table
+
+        console.print(report_table(report.document))
+    else:
+        stdout_write(_plain_table(report.document))
+    skipped = sum(len(s["skipped"]) for s in report.document["sets"].values() if isinstance(s, dict) and "skipped" in s)
+    if skipped:
+        log(f"[yellow]note:[/] {skipped} undecodable file(s) skipped (listed in the JSON report)")
+    for path, what in ((json_path, "JSON"), (html_path, "HTML")):
+        if path is not None:
+            log(f"{what} report: {escape(str(path))}")
+    log(f"gap-report took {time.monotonic() - started:.1f} s")
+
+
+def _plain_table(document: dict) -> str:
+    """The table as tab-separated text, for logs and pipes."""
+    from ..gap import formatting
+
+    has_refined = document["sets"]["refined"] is not None
+    head = ["metric", "better", "synthetic vs real", *(["refined vs real"] if has_refined else []),
+            "real vs real (floor)", *(["gap closed"] if has_refined else [])]
+    lines = ["\t".join(head)]
+    for m in document["metrics"]:
+        cells = [m["name"], m["better"], formatting.estimate(m["synthetic"])]
+        if has_refined:
+            cells.append(formatting.estimate(m["refined"]))
+        cells.append(formatting.estimate(m["real_floor"]))
+        if has_refined:
+            cells.append(formatting.gap_closed_cell(m))
+        lines.append("\t".join(cells))
+    lines.append(document["verdict"])
+    return "\n".join(lines) + "\n"
+
+
+class _LogStages:
+    """One line per stage, for logs and CI."""
+
+    def __call__(self, label: str, total: int) -> Callable[[int], None]:
+        log(f"gap-report: {label}")
+        return lambda n=1: None
+
+    def close(self) -> None:
+        pass
+
+
+class _RichStages:
+    """A progress bar per stage on a terminal."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console,
+        )
+        self.progress.start()
+        self.current = None
+
+    def __call__(self, label: str, total: int) -> Callable[[int], None]:
+        if self.current is not None:
+            task = self.progress.tasks[self.current]
+            self.progress.update(self.current, completed=task.total)
+        self.current = self.progress.add_task(label, total=max(total, 1))
+        task_id = self.current
+        return lambda n=1: self.progress.advance(task_id, n)
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.progress.update(self.current, completed=self.progress.tasks[self.current].total)
+        self.progress.stop()

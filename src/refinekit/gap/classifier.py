@@ -1,0 +1,201 @@
+"""The small CNN used twice: as the domain classifier (set vs real, with held-out folds) and
+for train-on-X, test-on-real accuracy.
+
+Inputs larger than INPUT_SIZE are rearranged by space-to-depth (no pixel is lost). The
+network: three stride-2 3x3 convolutions (16, 32, 64 channels) with ReLUs, a spatial mean and
+a linear head. Adam, a fixed number of steps, fixed-size batches drawn by a seeded NumPy
+generator; the step is one jitted function (NNX split once, merge inside), compiled once per
+input shape and number of classes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+INPUT_SIZE = 32
+WIDTHS = (16, 32, 64)
+BATCH = 64
+PREDICT_BATCH = 256
+LEARNING_RATE = 3e-3
+EPOCHS = 8
+MIN_STEPS = 100
+FOLDS = 2
+DESCRIPTION = (
+    f"CNN of three stride-2 3x3 convolutions ({', '.join(map(str, WIDTHS))} channels, ReLU), "
+    f"spatial mean, linear head; inputs above {INPUT_SIZE}x{INPUT_SIZE} rearranged by "
+    "space-to-depth (lossless); "
+    f"Adam (lr {LEARNING_RATE}), batch {BATCH}, max({MIN_STEPS} steps, {EPOCHS} epochs)"
+)
+
+
+def classifier_inputs(images: np.ndarray) -> np.ndarray:
+    """NxHxWxC -> N x H/f x W/f x C*f*f by space-to-depth, f the smallest factor reaching INPUT_SIZE.
+
+    Unlike downsampling this loses nothing (fine grain and refiner artifacts stay visible to
+    the classifier) while its convolutions run at INPUT_SIZE. Sides that are not multiples of
+    f are padded by repeating the edge pixels.
+    """
+    n, height, width, channels = images.shape
+    f = -(-max(height, width) // INPUT_SIZE)
+    if f == 1:
+        return images
+    pad_h, pad_w = -height % f, -width % f
+    if pad_h or pad_w:
+        images = np.pad(images, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        height, width = height + pad_h, width + pad_w
+    blocks = images.reshape(n, height // f, f, width // f, f, channels)
+    return np.ascontiguousarray(blocks.transpose(0, 1, 3, 2, 4, 5)).reshape(n, height // f, width // f, f * f * channels)
+
+
+@lru_cache(maxsize=8)
+def _functions(channels: int, classes: int) -> tuple[Callable, Callable, Callable]:
+    """(init(seed) -> (params, opt_state), step, predict), jitted once per (channels, classes)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    class SmallCNN(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs):
+            convs, features = [], channels
+            for width in WIDTHS:
+                convs.append(nnx.Conv(features, width, (3, 3), strides=(2, 2), padding="SAME", rngs=rngs))
+                features = width
+            self.convs = nnx.List(convs)
+            self.head = nnx.Linear(features, classes, rngs=rngs)
+
+        def __call__(self, x):
+            x = x * 2.0 - 1.0
+            for conv in self.convs:
+                x = jax.nn.relu(conv(x))
+            return self.head(jnp.mean(x, axis=(1, 2)))
+
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: SmallCNN(nnx.Rngs(0))))
+    optimizer = optax.adam(LEARNING_RATE)
+
+    def init(seed: int, stream: int):
+        key = jax.random.fold_in(jax.random.key(seed), stream)
+        _, params = nnx.split(SmallCNN(nnx.Rngs(key)))
+        return params, optimizer.init(params)
+
+    def loss(params, x, y):
+        logits = nnx.merge(graphdef, params)(x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    @jax.jit
+    def step(params, opt_state, x, y):
+        value, grads = jax.value_and_grad(loss)(params, x, y)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    @jax.jit
+    def predict(params, x):
+        return nnx.merge(graphdef, params)(x)
+
+    return init, step, predict
+
+
+@dataclass(frozen=True)
+class Trained:
+    params: object
+    channels: int
+    classes: int
+
+
+def train(
+    images: np.ndarray, labels: np.ndarray, classes: int, seed: int, stream: int = 0,
+    on_step: Callable[[], None] | None = None,
+) -> Trained:
+    """Train on classifier_inputs-sized float images and int labels.
+
+    Deterministic for a given (seed, stream): `stream` tells apart the several classifiers one
+    report trains (folds, train-on-X).
+    """
+    channels = images.shape[-1]
+    init, step, _ = _functions(channels, classes)
+    params, opt_state = init(seed, stream)
+    rng = np.random.default_rng([seed, 7, stream])
+    steps = max(MIN_STEPS, math.ceil(EPOCHS * len(images) / BATCH))
+    stream = _index_stream(len(images), rng)
+    labels = labels.astype(np.int32)
+    for _ in range(steps):
+        idx = next(stream)
+        params, opt_state, _ = step(params, opt_state, images[idx], labels[idx])
+        if on_step is not None:
+            on_step()
+    return Trained(params, channels, classes)
+
+
+def _index_stream(n: int, rng: np.random.Generator):
+    """Endless fixed-size batches of indices, walking through a fresh permutation per epoch."""
+    buffer = np.empty(0, np.int64)
+    while True:
+        while len(buffer) < BATCH:
+            buffer = np.concatenate([buffer, rng.permutation(n)])
+        yield buffer[:BATCH]
+        buffer = buffer[BATCH:]
+
+
+def logits(model: Trained, images: np.ndarray) -> np.ndarray:
+    """(N, classes) float64 logits; fixed-size batches (last one padded), so one compile."""
+    _, _, predict = _functions(model.channels, model.classes)
+    out = np.empty((len(images), model.classes))
+    for start in range(0, len(images), PREDICT_BATCH):
+        batch = images[start : start + PREDICT_BATCH]
+        real = len(batch)
+        if real < PREDICT_BATCH:
+            batch = np.concatenate([batch, np.zeros((PREDICT_BATCH - real, *batch.shape[1:]), np.float32)])
+        out[start : start + real] = np.asarray(predict(model.params, batch))[:real]
+    return out
+
+
+def steps_for(n_train: int) -> int:
+    """Training steps for a set of n_train images (for progress totals)."""
+    return max(MIN_STEPS, math.ceil(EPOCHS * n_train / BATCH))
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Held-out domain scores: which images of each set took part, and their scores."""
+
+    index_x: np.ndarray  # indices into the compared set
+    scores_x: np.ndarray  # logit("set") - logit("real"); > 0 = judged "set"
+    index_ref: np.ndarray  # indices into the real reference
+    scores_ref: np.ndarray
+
+
+def domain_scores(
+    x: np.ndarray, ref: np.ndarray, seed: int, folds: int = FOLDS,
+    on_step: Callable[[], None] | None = None,
+) -> HeldOut:
+    """k-fold held-out scores of "x vs real reference" classifiers.
+
+    Both sets are subsampled to the smaller one's size (balanced classes); each fold is
+    held out once from a classifier trained on the others. Subsamples, folds, batches and
+    initialisations depend only on the seed and set sizes, so identical sets give identical
+    scores.
+    """
+    m = min(len(x), len(ref))
+    index_x = np.sort(np.random.default_rng([seed, 1]).permutation(len(x))[:m])
+    index_ref = np.sort(np.random.default_rng([seed, 2]).permutation(len(ref))[:m])
+    fold_of = np.random.default_rng([seed, 3]).permutation(m) % folds
+    scores_x, scores_ref = np.empty(m), np.empty(m)
+    for fold in range(folds):
+        train_mask, test_mask = fold_of != fold, fold_of == fold
+        images = np.concatenate([x[index_x[train_mask]], ref[index_ref[train_mask]]])
+        labels = np.concatenate([np.ones(train_mask.sum()), np.zeros(train_mask.sum())])
+        model = train(images, labels, 2, seed, fold, on_step)
+        for index, scores, source in ((index_x, scores_x, x), (index_ref, scores_ref, ref)):
+            out = logits(model, source[index[test_mask]])
+            scores[test_mask] = out[:, 1] - out[:, 0]
+    return HeldOut(index_x, scores_x, index_ref, scores_ref)
+
+
+def domain_steps(n_x: int, n_ref: int, folds: int = FOLDS) -> int:
+    m = min(n_x, n_ref)
+    return sum(steps_for(2 * int(((np.arange(m) % folds) != f).sum())) for f in range(folds))

@@ -1,0 +1,162 @@
+"""Every metric of every compared set against the real reference half, per bootstrap replicate.
+
+`prepare` turns a set's images into what the metrics need (features, spectra, pixel
+statistics, classifier inputs) once; `compute_metrics` then compares any number of prepared
+sets with one reference. The report compares synthetic, refined and the held-out real half;
+tests compare disturbance levels the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import classifier, density, domain, frechet, histogram, kid, spectrum
+from .features import extract_features
+
+
+@dataclass
+class Prepared:
+    """One image set, ready for the metrics. Row 0 of `counts` is all ones (point estimate)."""
+
+    features: np.ndarray  # (n, d) standardised random-net features
+    spectra: np.ndarray  # (n, rings) radially averaged power
+    pixels: histogram.PixelStats
+    small: np.ndarray  # (n, h, w, C) classifier inputs
+    counts: np.ndarray  # (1 + replicates, n)
+    labels: np.ndarray | None = None  # class id per image, -1 outside the shared classes
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def prepare(
+    images: np.ndarray, counts: np.ndarray, labels: np.ndarray | None = None,
+    batch_size: int = 64, on_batch: Callable[[int], None] | None = None,
+) -> Prepared:
+    """Raw features (standardise them afterwards with `standardise`) and image statistics."""
+    return Prepared(
+        features=extract_features(images, batch_size, on_batch),
+        spectra=spectrum.image_spectra(images),
+        pixels=histogram.pixel_stats(images),
+        small=classifier.classifier_inputs(images),
+        counts=counts,
+        labels=labels,
+    )
+
+
+def standardise(sets: list[Prepared], mean: np.ndarray, std: np.ndarray) -> None:
+    for s in sets:
+        s.features = (s.features - mean) / std
+
+
+@dataclass
+class Computed:
+    """values[metric][set] = (1 + replicates,) array; details[metric][set] = extra numbers."""
+
+    values: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    details: dict[str, dict[str, dict]] = field(default_factory=dict)
+
+    def put(self, metric: str, name: str, values: np.ndarray, **details) -> None:
+        self.values.setdefault(metric, {})[name] = np.asarray(values, np.float64)
+        if details:
+            self.details.setdefault(metric, {})[name] = details
+
+
+Stage = Callable[[str, int], Callable[[int], None]]  # (label, total) -> advance(n)
+
+
+def _no_progress(label: str, total: int) -> Callable[[int], None]:
+    return lambda n=1: None
+
+
+def compute_metrics(
+    reference: Prepared,
+    candidates: dict[str, Prepared],
+    seed: int,
+    classes: int = 0,
+    stage: Stage = _no_progress,
+) -> Computed:
+    """Compare every candidate with the reference.
+
+    classes: number of shared class labels (0: skip train-on-X, test-on-real).
+    stage(label, total) starts a progress stage and returns its advance(n) callback.
+    """
+    out = Computed()
+    _distribution_metrics(reference, candidates, out, stage)
+    _image_statistics(reference, candidates, out)
+    _domain_classifier(reference, candidates, seed, out, stage)
+    if classes >= 2:
+        _train_on_x(reference, candidates, seed, classes, out, stage)
+    return out
+
+
+def _distribution_metrics(ref: Prepared, candidates: dict[str, Prepared], out: Computed, stage) -> None:
+    advance = stage("KID, Frechet, density/coverage", 3 * len(candidates) + 2)
+    ref_within = kid.within_term(ref.features, ref.counts)
+    ref_mean, ref_cov = frechet.weighted_moments(ref.features, ref.counts)
+    radii = density.neighbour_radii(ref.features)
+    advance(2)
+    for name, x in candidates.items():
+        out.put("kid", name, kid.kid(x.features, ref.features, x.counts, ref.counts, ref_within))
+        advance(1)
+        mean, cov = frechet.weighted_moments(x.features, x.counts)
+        out.put("frechet", name, frechet.frechet_distance(mean, cov, ref_mean, ref_cov))
+        advance(1)
+        dens, cover = density.density_coverage(ref.features, radii, x.features, ref.counts, x.counts)
+        out.put("density", name, dens)
+        out.put("coverage", name, cover)
+        advance(1)
+
+
+def _image_statistics(ref: Prepared, candidates: dict[str, Prepared], out: Computed) -> None:
+    ref_log = spectrum.set_log_spectrum(ref.spectra, ref.counts)
+    ref_hist = histogram.set_histograms(ref.pixels, ref.counts)
+    ref_mean, ref_std = histogram.set_moments(ref.pixels, ref.counts)
+    for name, x in candidates.items():
+        bands = spectrum.band_distances(spectrum.set_log_spectrum(x.spectra, x.counts), ref_log)
+        for band, values in bands.items():
+            out.put(f"spectrum_{band}", name, values)
+        w1 = histogram.wasserstein1(histogram.set_histograms(x.pixels, x.counts), ref_hist)  # (R, C)
+        mean, std = histogram.set_moments(x.pixels, x.counts)
+        out.put("intensity_w1", name, w1.mean(axis=1), per_channel=w1)
+        out.put("mean_shift", name, np.abs(mean - ref_mean).mean(axis=1), per_channel=mean - ref_mean)
+        out.put("std_shift", name, np.abs(std - ref_std).mean(axis=1), per_channel=std - ref_std)
+
+
+def _domain_classifier(ref: Prepared, candidates: dict[str, Prepared], seed: int, out: Computed, stage) -> None:
+    total = sum(classifier.domain_steps(len(x), len(ref)) for x in candidates.values())
+    advance = stage("domain classifier", total)
+    for name, x in candidates.items():
+        held = classifier.domain_scores(x.small, ref.small, seed, on_step=advance)
+        w_x = x.counts[:, held.index_x]
+        w_ref = ref.counts[:, held.index_ref]
+        accuracy = domain.balanced_accuracy(held.scores_x, held.scores_ref, w_x, w_ref)
+        correct = int(np.floor(
+            domain.correct_fraction(held.scores_x, True).sum()
+            + domain.correct_fraction(held.scores_ref, False).sum()
+        ))
+        total_predictions = len(held.scores_x) + len(held.scores_ref)
+        p_value = domain.binomial_p_value(correct, total_predictions)
+        out.put("classifier_accuracy", name, accuracy, p_value=p_value,
+                held_out=total_predictions, correct=correct)
+        out.put("classifier_auc", name, domain.weighted_auc(held.scores_x, held.scores_ref, w_x, w_ref))
+        out.put("proxy_a_distance", name, domain.proxy_a_distance(accuracy))
+
+
+def _train_on_x(ref: Prepared, candidates: dict[str, Prepared], seed: int, classes: int, out: Computed, stage) -> None:
+    usable = {name: x for name, x in candidates.items() if x.labels is not None and (x.labels >= 0).any()}
+    total = sum(classifier.steps_for(int((x.labels >= 0).sum())) for x in usable.values())
+    advance = stage("train on X, test on real", total)
+    test = ref.labels >= 0
+    for name, x in usable.items():
+        keep = x.labels >= 0
+        # The same stream for every set: identical training sets train identical classifiers.
+        model = classifier.train(x.small[keep], x.labels[keep], classes, seed, 100, advance)
+        predicted = classifier.logits(model, ref.small[test]).argmax(axis=1)
+        correct = (predicted == ref.labels[test]).astype(np.float64)
+        weights = ref.counts[:, test].astype(np.float64)
+        out.put("train_on_x_accuracy", name, weights @ correct / weights.sum(axis=1),
+                trained_on=int(keep.sum()), tested_on=int(test.sum()))

@@ -1,0 +1,136 @@
+"""The JSON report: its schema, and writing it.
+
+Schema "refinekit.gap-report/1" (all numbers plain JSON numbers; no timestamps, so the same
+inputs and seed give a byte-identical file):
+
+    schema        "refinekit.gap-report/1"
+    verdict       one line
+    seed          int: every random choice (split, subsamples, bootstrap, classifiers)
+    versions      {refinekit, python, jax, jaxlib, flax, optax, numpy}
+    reading       how every set was read: {path, decoder, alpha, mode ("L" | "RGB"), channels,
+                  conversion, size [H, W], resize_filter ("antialiased triangle"), value_range}
+    sets          {real, synthetic, refined | null}: {path, count, skipped [...], source_sizes,
+                  source_channels, bit_depth}; refined also {source: "folder" | "run" | "model",
+                  model: {...} | null, paired_with_synthetic: bool} and, from --run/--model,
+                  {refiner_channels, refiner_train_size [H, W], refined_at [H, W]};
+                  real also {reference_count, holdout_count, split}
+    subsampled    {set: count kept} for sets larger than --max-images
+    bootstrap     {replicates, confidence, method}
+    features      {description, dim, sha256, net_seeds, note}
+    classifier    {description, folds, p_value}
+    classes       [names] shared by real and the other sets ([] = no train-on-X metric)
+    metrics       list, one per metric, in table order:
+                  {key, name, better ("lower" | "higher" | "near 1"), distance (how the value
+                   becomes the distance used for gap closed), description,
+                   synthetic, refined | null, real_floor: {value, low, high} (vs the real
+                     reference half; real_floor is the held-out real half),
+                   gap: {value, low, high} = d(S,R) - d(Ra,Rb),
+                   change: {...} | null = d(S,R) - d(F,R) (> 0: refinement moved towards real),
+                   gap_closed: {...} | null = (d(S,R) - d(F,R)) / (d(S,R) - d(Ra,Rb)),
+                   significant: bool | null (change interval excludes 0),
+                   outcome: "improved" | "worse" | "no significant change" | "",
+                   flags: [text], details: {comparison: {...}} (p-values, per-channel values)}
+    charts        {spectrum: {frequency [fraction of Nyquist], log10_power: {set: [...]}},
+                   histogram: {bins, edges [...], channels: [{set: [density...]}]}}
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+from . import classifier, features
+from .bootstrap import CONFIDENCE, Estimate
+from .summary import Row
+
+SCHEMA = "refinekit.gap-report/1"
+
+
+def versions() -> dict:
+    """Versions of what computed the numbers (the feature hash pins the weights themselves)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for package in ("refinekit", "jax", "jaxlib", "flax", "optax", "numpy"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def _estimate(e: Estimate | None) -> dict | None:
+    return None if e is None else e.as_dict()
+
+
+def metric_entry(row: Row) -> dict:
+    spec = row.spec
+    return {
+        "key": spec.key,
+        "name": spec.name,
+        "better": spec.better,
+        "distance": spec.distance_text,
+        "description": spec.description,
+        "synthetic": _estimate(row.synthetic),
+        "refined": _estimate(row.refined),
+        "real_floor": _estimate(row.floor),
+        "gap": _estimate(row.gap),
+        "change": _estimate(row.change),
+        "gap_closed": _estimate(row.gap_closed),
+        "significant": row.significant,
+        "outcome": row.outcome,
+        "flags": list(row.flags),
+        "details": row.details,
+    }
+
+
+BOOTSTRAP_METHOD = (
+    "point estimate plus the 2.5th/97.5th percentiles of the replicates' deviations from their "
+    "median (percentile interval with the bootstrap's bias removed), over multinomial resamples "
+    "of every set, shared by all metrics in a replicate; the real reference half is resampled "
+    "once per replicate for every comparison; a refined set paired with the synthetic one (by "
+    "file name, or by --run) shares its draws; classifier metrics resample held-out predictions "
+    "of fixed trained classifiers; density/coverage keep the full-reference radii"
+)
+FEATURE_NOTE = (
+    "random, untrained features are only a proxy for perceptual ones: they track low-level "
+    "statistics (noise, blur, texture, colour, layout), not semantics; numbers are comparable "
+    "between reports with the same sha256 and image size"
+)
+
+
+def build_document(
+    *, verdict: str, seed: int, replicates: int, reading: dict, sets: dict, subsampled: dict,
+    classes: list[str], rows: list[Row], charts: dict,
+) -> dict:
+    """The whole JSON report, in the schema above."""
+    return {
+        "schema": SCHEMA,
+        "verdict": verdict,
+        "seed": seed,
+        "versions": versions(),
+        "reading": reading,
+        "sets": sets,
+        "subsampled": subsampled,
+        "bootstrap": {"replicates": replicates, "confidence": CONFIDENCE, "method": BOOTSTRAP_METHOD},
+        "features": {
+            "description": features.DESCRIPTION,
+            "dim": features.FEATURE_DIM,
+            "sha256": features.feature_nets().sha256(),
+            "net_seeds": list(features.NET_SEEDS),
+            "note": FEATURE_NOTE,
+        },
+        "classifier": {
+            "description": classifier.DESCRIPTION,
+            "folds": classifier.FOLDS,
+            "p_value": "one-sided exact binomial test of the held-out correct count against 1/2",
+        },
+        "classes": classes,
+        "metrics": [metric_entry(row) for row in rows],
+        "charts": charts,
+    }
+
+
+def write_json(path: Path, document: dict) -> None:
+    Path(path).write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")

@@ -1,0 +1,348 @@
+"""`gap_report`: the library function behind `refinekit gap-report` (usable as an API).
+
+Stages: read the sets (one reading path, one size and mode), refine on the fly with --run,
+split real into a reference half and a held-out half (the floor), draw the bootstrap
+resamples, extract features and image statistics, compute every metric against the reference
+half, summarise, and write JSON / HTML on request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RefinekitError, UsageError
+from . import bootstrap, compute, features, frechet, inputs, spectrum, summary
+from .histogram import BINS, set_histograms
+from .report_json import build_document, write_json
+
+# start(label, total) -> advance(n): the CLI draws progress bars with it.
+Progress = compute.Stage
+SAMPLES_PER_SET = 16
+CHART_BINS = 64
+REFINE_CHUNK = 256
+
+
+def _silent(label: str, total: int) -> Callable[[int], None]:
+    return lambda n=1: None
+
+
+@dataclass
+class GapReport:
+    """What gap_report measured: the JSON document, table rows, verdict and sample images."""
+
+    document: dict
+    rows: list[summary.Row]
+    verdict: str
+    samples: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def gap_report(
+    real: Path,
+    synthetic: Path,
+    refined: Path | None = None,
+    run: Path | None = None,
+    step: int | None = None,
+    model: Path | None = None,
+    json_path: Path | None = None,
+    html_path: Path | None = None,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    seed: int = 0,
+    replicates: int = 200,
+    batch_size: int = 64,
+    max_images: int | None = 10_000,
+    strict: bool = False,
+    save_refined: Path | None = None,
+    progress: Progress = _silent,
+) -> GapReport:
+    """Measure the synthetic-to-real gap, and how much of it refinement closed.
+
+    real, synthetic: image folders (or single files). refined: a folder of refined images;
+    or run (with step) / model: refine the synthetic set on the fly with that refiner.
+    size: common (H, W) (default: the real set's, when all real images share one).
+    channels: 1 or 3 (default: the synthetic set's). replicates: bootstrap resamples.
+    batch_size: images per feature-network (and refiner) batch; it does not change the
+    numbers. max_images: larger sets are subsampled (seeded) to this many.
+    Raises UsageError/DataError for bad arguments or inputs, RefinekitError for a failure
+    (e.g. a non-finite metric).
+    """
+    _check_arguments(refined, run, step, model, json_path, html_path, channels, replicates,
+                     batch_size, max_images, save_refined)
+    sets = _read_sets(Path(real), Path(synthetic), Path(refined) if refined else None, size,
+                      channels, strict, progress)
+    sets.subsample(max_images, seed)
+    if run is not None or model is not None:
+        sets.refined, sets.refined_info = _refine_on_the_fly(
+            sets.synthetic, run, step, model, batch_size, sets.channels, progress
+        )
+        sets.paired = True
+        if save_refined is not None:
+            _save(sets.refined, Path(save_refined))
+    syn, real_set, ref_set = sets.synthetic, sets.real, sets.refined
+
+    index_a, index_b = inputs.split_real(len(real_set), real_set.class_names(), seed)
+    real_a, real_b = real_set.take(index_a), real_set.take(index_b)
+    # Classes shared by real and synthetic; a refined set without them just has no such row.
+    classes = inputs.shared_classes(real_set.class_names(), [syn.class_names()])
+
+    named = _resamples(real_a, real_b, syn, ref_set, sets.paired, replicates, seed)
+    prepared = _prepare(named, classes, batch_size, progress)
+    reference = prepared.pop("reference")
+    computed = compute.compute_metrics(reference, prepared, seed, len(classes), progress)
+    rows = summary.summarise(computed)
+    sizes = {"real reference": len(reference), **{k.replace("_", " "): len(v) for k, v in prepared.items()}}
+    small = frechet.small_set_flag(sizes, features.FEATURE_DIM)
+    for row in rows:
+        if row.spec.key == "frechet" and small:
+            row.flags.append(small)
+    verdict = summary.verdict(rows)
+
+    all_sets = {"real": real_set, "synthetic": syn, "refined": ref_set}
+    document = build_document(
+        verdict=verdict,
+        seed=seed,
+        replicates=replicates,
+        reading=_reading(sets.size, sets.channels, all_sets),
+        sets=_describe_sets(all_sets, real_a, real_b, sets.refined_info),
+        subsampled=sets.subsampled,
+        classes=classes,
+        rows=rows,
+        charts=_charts(reference, prepared),
+    )
+    report = GapReport(document, rows, verdict, _samples(real_a, syn, ref_set))
+    if json_path is not None:
+        write_json(Path(json_path), document)
+    if html_path is not None:
+        from .report_html import write_html
+
+        write_html(Path(html_path), report)
+    return report
+
+
+@dataclass
+class _Sets:
+    """The decoded sets, in canonical order, and how they were read."""
+
+    synthetic: inputs.ImageSet
+    real: inputs.ImageSet
+    refined: inputs.ImageSet | None
+    size: tuple[int, int]
+    channels: int
+    paired: bool = False
+    refined_info: dict | None = None
+    subsampled: dict = field(default_factory=dict)
+
+    def subsample(self, limit: int | None, seed: int) -> None:
+        """--max-images: seeded subsets; a paired refined set keeps its synthetic partners."""
+        keep = inputs.subsample(len(self.synthetic), limit, seed, 1)
+        if keep is not None:
+            self.synthetic = self.synthetic.take(keep)
+            self.subsampled["synthetic"] = len(keep)
+            if self.paired:
+                self.refined = self.refined.take(keep)
+        keep = inputs.subsample(len(self.real), limit, seed, 2)
+        if keep is not None:
+            self.real = self.real.take(keep)
+            self.subsampled["real"] = len(keep)
+        if self.refined is not None and not self.paired:
+            keep = inputs.subsample(len(self.refined), limit, seed, 3)
+            if keep is not None:
+                self.refined = self.refined.take(keep)
+                self.subsampled["refined"] = len(keep)
+
+
+def _read_sets(real, synthetic, refined, size, channels, strict, progress) -> _Sets:
+    """Every set through the one reading path, at one size and one channel count."""
+    advance = progress("read images", 3 if refined is not None else 2)
+    size = inputs.common_size(real, tuple(size) if size else None)
+    syn = inputs.read_set("synthetic", synthetic, "--synthetic", channels, size, strict)
+    channels = channels or syn.images.shape[-1]  # follow the synthetic set
+    advance(1)
+    real_set = inputs.read_set("real", real, "--real", channels, size, strict)
+    advance(1)
+    inputs.check_count(syn, "--synthetic")
+    inputs.check_count(real_set, "--real", 2 * inputs.MIN_IMAGES)
+    sets = _Sets(syn, real_set, None, size, channels)
+    if refined is not None:
+        ref_set = inputs.read_set("refined", refined, "--refined", channels, size, strict)
+        inputs.check_count(ref_set, "--refined")
+        order = inputs.pair_by_name(syn, ref_set)
+        sets.paired = order is not None
+        sets.refined = ref_set.take(order) if sets.paired else ref_set
+        sets.refined_info = {"source": "folder", "model": None, "paired_with_synthetic": sets.paired}
+        advance(1)
+    return sets
+
+
+def _resamples(real_a, real_b, syn, ref_set, paired, replicates, seed) -> dict:
+    """name -> (set, bootstrap counts); a paired refined set shares the synthetic draws."""
+    rng = np.random.default_rng([seed, 17])
+    counts_s = bootstrap.count_matrix(len(syn), replicates, rng)
+    counts_a = bootstrap.count_matrix(len(real_a), replicates, rng)
+    counts_b = bootstrap.count_matrix(len(real_b), replicates, rng)
+    named = {"reference": (real_a, counts_a), summary.SYNTHETIC: (syn, counts_s),
+             summary.FLOOR: (real_b, counts_b)}
+    if ref_set is not None:
+        counts_f = counts_s if paired else bootstrap.count_matrix(len(ref_set), replicates, rng)
+        named[summary.REFINED] = (ref_set, counts_f)
+    return named
+
+
+def _prepare(named, classes, batch_size, progress) -> dict[str, compute.Prepared]:
+    """Features (standardised with the real set's statistics) and image statistics per set."""
+    advance = progress("features and image statistics", sum(len(s) for s, _ in named.values()))
+    prepared = {}
+    for name, (image_set, counts) in named.items():
+        done = [0]
+
+        def on_batch(n, done=done):
+            advance(n - done[0])
+            done[0] = n
+
+        labels = inputs.label_ids(image_set.class_names(), classes)
+        prepared[name] = compute.prepare(image_set.images, counts, labels, batch_size, on_batch)
+    mean, std = features.standardiser(
+        np.concatenate([prepared["reference"].features, prepared[summary.FLOOR].features])
+    )
+    compute.standardise(list(prepared.values()), mean, std)
+    return prepared
+
+
+def _check_arguments(refined, run, step, model, json_path, html_path, channels, replicates,
+                     batch_size, max_images, save_refined) -> None:
+    if refined is not None and (run is not None or model is not None):
+        raise UsageError("--refined and --run/--model cannot be used together: give a folder of "
+                         "refined images, or a refiner to refine the synthetic set with")
+    if run is not None and model is not None:
+        raise UsageError("--run and --model cannot be used together: pick one refiner")
+    if step is not None and run is None:
+        raise UsageError(f"--step {step} needs --run")
+    if save_refined is not None and run is None and model is None:
+        raise UsageError(f"--save-refined {save_refined} needs --run or --model (refinement on the fly)")
+    if channels not in (None, 1, 3):
+        raise UsageError(f"--channels {channels}: must be 1 (gray) or 3 (RGB)")
+    if replicates < 20:
+        raise UsageError(f"--bootstrap {replicates}: use at least 20 resamples for a 95% interval")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size}: must be at least 1")
+    if max_images is not None and max_images < 2 * inputs.MIN_IMAGES:
+        raise UsageError(f"--max-images {max_images}: must be at least {2 * inputs.MIN_IMAGES}")
+    for flag, path in (("--json", json_path), ("--html", html_path)):
+        if path is not None and not Path(path).parent.is_dir():
+            raise UsageError(f"{flag} {path}: folder {Path(path).parent} does not exist")
+
+
+def _refine_on_the_fly(syn, run, step, model, batch_size, channels, progress):
+    """Refine the synthetic set with a trained refiner (at the common size); nothing is written.
+
+    Returns the refined set (paired with the synthetic one) and what the JSON says about it.
+    """
+    from ..images import convert_channels
+    from ..inference import load_refiner
+
+    refiner = load_refiner(run=Path(run) if run else None, step=step,
+                           model=Path(model) if model else None, batch_size=batch_size)
+    source = syn.images
+    if refiner.channels != source.shape[-1]:
+        source = convert_channels(source, refiner.channels)
+    advance = progress("refine synthetic", len(source))
+    chunks = []
+    for start in range(0, len(source), REFINE_CHUNK):
+        chunk = np.asarray(refiner(source[start : start + REFINE_CHUNK]), np.float32)
+        chunks.append(chunk)
+        advance(len(chunk))
+    out = np.concatenate(chunks)
+    if out.shape != source.shape:
+        raise RefinekitError(f"the refiner returned images of shape {out.shape[1:]} for {source.shape[1:]}")
+    if not np.isfinite(out).all():
+        raise RefinekitError("the refiner produced non-finite pixels (NaN/inf); the checkpoint may be diverged")
+    out = np.clip(out, 0.0, 1.0)
+    if out.shape[-1] != channels:
+        out = convert_channels(out, channels)
+    refined = inputs.ImageSet("refined", out, list(syn.names), None, [], syn.source_sizes,
+                              [refiner.channels], syn.bit_depth)
+    info = {
+        "source": "run" if run is not None else "model",
+        "model": dict(refiner.model_id),
+        "paired_with_synthetic": True,
+        "refiner_channels": int(refiner.channels),
+        "refiner_train_size": [int(v) for v in refiner.train_size],
+        "refined_at": [int(v) for v in source.shape[1:3]],
+    }
+    return refined, info
+
+
+def _save(images: inputs.ImageSet, folder: Path) -> None:
+    """Write refined images as 8-bit PNGs under their synthetic relative names."""
+    import imageio.v3 as iio
+
+    for name, image in zip(images.names, images.images, strict=True):
+        target = folder / (name.rsplit(".", 1)[0] + ".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+        iio.imwrite(target, pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+
+
+def _reading(size, channels, sets) -> dict:
+    resized = [name for name, s in sets.items()
+               if s is not None and any(tuple(sz) != tuple(size) for sz in s.source_sizes)]
+    return {
+        "path": "refinekit.images.load_set (the one reading path for every set)",
+        "decoder": "Pillow via imageio; first frame; 16-bit kept as 16-bit",
+        "alpha": "dropped",
+        "mode": inputs.MODES[channels],
+        "channels": channels,
+        "conversion": "gray to RGB repeats the channel; RGB to gray takes BT.601 luma",
+        "size": list(size),
+        "resize_filter": inputs.RESIZE_FILTER,
+        "resized_sets": resized,
+        "value_range": "float32 in [0, 1] (8-bit / 255, 16-bit / 65535)",
+    }
+
+
+def _describe_sets(sets, real_a, real_b, refined_info) -> dict:
+    out = {}
+    for name, image_set in sets.items():
+        if image_set is None:
+            out[name] = None
+            continue
+        out[name] = image_set.describe()
+    out["real"].update(reference_count=len(real_a), holdout_count=len(real_b),
+                       split="seeded halves (stratified by class when labelled)")
+    if out["refined"] is not None:
+        out["refined"].update(refined_info)
+    return out
+
+
+def _charts(reference, prepared) -> dict:
+    """Point-estimate spectra and histograms for the HTML charts."""
+    every = {"real": reference, **{k: v for k, v in prepared.items()}}
+    rings = reference.spectra.shape[1]
+    log_power = {name: spectrum.set_log_spectrum(p.spectra, p.counts[:1])[0].tolist()
+                 for name, p in every.items()}
+    factor = BINS // CHART_BINS
+    hist = {}
+    for name, p in every.items():
+        h = set_histograms(p.pixels, p.counts[:1])[0]  # (C, BINS)
+        hist[name] = h.reshape(h.shape[0], CHART_BINS, factor).sum(-1) * CHART_BINS
+    channels = next(iter(hist.values())).shape[0]
+    return {
+        "spectrum": {"frequency": spectrum.ring_frequencies(rings).tolist(), "log10_power": log_power},
+        "histogram": {
+            "bins": CHART_BINS,
+            "edges": np.linspace(0, 1, CHART_BINS + 1).tolist(),
+            "channels": [{name: h[c].tolist() for name, h in hist.items()} for c in range(channels)],
+        },
+    }
+
+
+def _samples(real_a, syn, ref_set) -> dict[str, np.ndarray]:
+    """A few images per set for the HTML grids (refined ones line up with synthetic ones)."""
+    out = {"synthetic": syn.images[:SAMPLES_PER_SET], "real": real_a.images[:SAMPLES_PER_SET]}
+    if ref_set is not None:
+        out["refined"] = ref_set.images[:SAMPLES_PER_SET]
+    return out
