@@ -1,14 +1,23 @@
 """Checkpoints of a run: the only module that imports orbax.
 
-Layout: RUN/checkpoints/<step>/{state, config}. Each checkpoint carries the full config as
-JSON, so it can be restored with no other input. Saves are atomic (orbax writes to a
-temporary folder and renames it), so a kill during a save leaves the previous one intact.
+Layout: RUN/checkpoints/<step>/{state, config, refinekit-sha256.json}. Each checkpoint carries
+the full config as JSON, so it can be restored with no other input. Saves are atomic (orbax
+writes to a temporary folder and renames it), so a kill during a save leaves the previous one
+intact. After a save, `refinekit-sha256.json` records the SHA-256 of every file of the
+checkpoint, and restoring checks them first: orbax does not notice changed bytes in its data
+files (it restores different numbers), so without this a damaged checkpoint could resume
+training silently. A checkpoint without that file (an older one, or a kill between the save
+and the checksums) is restored unchecked.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +25,24 @@ from .errors import CheckpointError
 
 # orbax logs every save at INFO through absl; keep the user's terminal for our own messages.
 logging.getLogger("absl").setLevel(logging.ERROR)
+
+DIGEST_NAME = "refinekit-sha256.json"
+
+
+@contextlib.contextmanager
+def _orbax_quiet():
+    """While orbax works, its failures reach the user as one CheckpointError, not as the
+    tracebacks it logs through absl."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    except Exception:
+        gc.collect()  # finish orbax's abandoned coroutines now, not noisily at interpreter exit
+        raise
+    finally:
+        logger.setLevel(level)
 
 
 def _ocp():
@@ -41,13 +68,87 @@ def open_manager(run: Path, keep: int | None = None, read_only: bool = False):
 
 
 def save(manager, step: int, state: Any, config: dict) -> None:
+    """Save `state` and `config` as checkpoint `step`, then record its files' checksums.
+
+    Raises CheckpointError when it cannot be written (full disk, permissions); the earlier
+    checkpoints are untouched.
+    """
+    import jax
+
     ocp = _ocp()
-    manager.save(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config)),
-        force=True,
-    )
-    manager.wait_until_finished()
+    folder = Path(manager.directory) / str(step)
+    try:
+        with _orbax_quiet():
+            manager.save(
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config)),
+                force=True,
+            )
+            manager.wait_until_finished()
+        if jax.process_index() == 0:
+            _write_digests(folder)
+    except Exception as exc:  # noqa: BLE001 - orbax and tensorstore raise ValueError, OSError, ...
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"{folder}: cannot save the checkpoint ({type(exc).__name__}: {first}); the earlier "
+            "checkpoints are kept; free some disk space (or fix the permissions) and run the same "
+            "command again to resume"
+        ) from exc
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_digests(folder: Path) -> None:
+    files = {
+        p.relative_to(folder).as_posix(): _sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != DIGEST_NAME
+    }
+    tmp = folder / f".{DIGEST_NAME}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump({"files": files}, f, indent=0)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / DIGEST_NAME)
+
+
+def verify(run: Path, step: int) -> None:
+    """Check checkpoint `step`'s files against the checksums saved with it.
+
+    Raises CheckpointError naming the first missing or changed file; does nothing for a
+    checkpoint saved without checksums.
+    """
+    folder = checkpoint_dir(run) / str(step)
+    digest_file = folder / DIGEST_NAME
+    if not digest_file.is_file():
+        return
+    try:
+        files = json.loads(digest_file.read_text())["files"]
+        problem = None
+        for relative, expected in files.items():
+            path = folder / relative
+            if not path.is_file():
+                problem = f"{relative} is missing"
+            elif _sha256(path) != expected:
+                problem = f"{relative} differs from what was saved"
+            if problem:
+                break
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        problem = f"its checksum file {DIGEST_NAME} is unreadable ({type(exc).__name__})"
+    if problem:
+        others = [s for s in steps(run) if s != step]
+        earlier = (
+            f"delete that folder to use the checkpoint before it ({', '.join(map(str, others))} remain)"
+            if others
+            else "no other checkpoint remains; start a new run"
+        )
+        raise CheckpointError(f"checkpoint {folder} is damaged: {problem}; {earlier}")
 
 
 def steps(run: Path) -> list[int]:
@@ -56,7 +157,8 @@ def steps(run: Path) -> list[int]:
         return []
     manager = open_manager(run, read_only=True)
     try:
-        return sorted(manager.all_steps())
+        with _orbax_quiet():  # a damaged metadata file is reported when that step is restored
+            return sorted(manager.all_steps())
     finally:
         manager.close()
 
@@ -73,6 +175,7 @@ def pick_step(run: Path, step: int | None) -> int:
 
 
 def load_config(run: Path, step: int) -> dict:
+    verify(run, step)
     path = checkpoint_dir(run) / str(step) / "config" / "metadata"
     try:
         return json.loads(path.read_text())
@@ -80,7 +183,8 @@ def load_config(run: Path, step: int) -> dict:
         pass
     manager = open_manager(run, read_only=True)
     try:
-        return manager.restore(step, args=_ocp().args.Composite(config=_ocp().args.JsonRestore()))["config"]
+        with _orbax_quiet():
+            return manager.restore(step, args=_ocp().args.Composite(config=_ocp().args.JsonRestore()))["config"]
     except Exception as exc:  # noqa: BLE001 - orbax raises many types for a damaged folder
         raise CheckpointError(f"{checkpoint_dir(run) / str(step)}: cannot read its config ({exc})") from exc
     finally:
@@ -92,10 +196,12 @@ def restore(run: Path, step: int, target: Any) -> Any:
     import jax
 
     ocp = _ocp()
+    verify(run, step)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     manager = open_manager(run, read_only=True)
     try:
-        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+        with _orbax_quiet():
+            restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(
             f"{checkpoint_dir(run) / str(step)}: cannot restore it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "

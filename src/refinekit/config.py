@@ -151,7 +151,8 @@ class TrainConfig:
         _check("ada_target", 0 < self.ada_target < 1, "a number between 0 and 1")
         _check("ada_speed", self.ada_speed > 0, "a number > 0")
         if self.size is not None:
-            _check("size", len(self.size) == 2 and min(self.size) >= 4, "two integers H W, each >= 4")
+            integers = all(isinstance(s, int) and not isinstance(s, bool) for s in self.size)
+            _check("size", len(self.size) == 2 and integers and min(self.size) >= 4, "two integers H W, each >= 4")
             object.__setattr__(self, "size", tuple(int(s) for s in self.size))
         if self.buffer_size is not None:
             half = self.batch_size // 2
@@ -212,6 +213,8 @@ def load_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--config {path}: not a text file ({exc.reason} at byte {exc.start})") from exc
     try:
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -5,12 +5,18 @@ decoded, converted and resized the same way. No JAX here.
 
 Arrays are HxWxC (C = 1, 2, 3 or 4) in their stored integer type (uint8 or uint16);
 `to_unit_float` maps them to float32 in [0, 1].
+
+Pillow decodes most files. It reads 16-bit colour PNG (RGB, RGBA, gray+alpha) at 8 bits, so
+those go through `read_png16` here (zlib and the PNG row filters in NumPy); 16-bit colour TIFF
+goes through tifffile when it is installed (else Pillow, at 8 bits).
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import warnings
+import zlib
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,11 +44,19 @@ def scan_folder(root: Path) -> tuple[list[Path], list[Path]]:
     """All files below `root`, split into (images, others); sorted, relative to `root`.
 
     Symbolic links to directories are not followed (a link loop cannot hang the scan);
-    links to files are listed like files.
+    links to files are listed like files. A folder that cannot be listed (permissions) is a
+    DataError naming it, not a silent hole in the set.
     """
     root = Path(root)
     images, others = [], []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+
+    def unlistable(exc: OSError) -> None:
+        raise DataError(
+            f"{exc.filename}: cannot list this folder ({exc.strerror}); fix its permissions "
+            "or move it out of the input"
+        )
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable, followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
             full = Path(dirpath) / name
@@ -79,8 +93,11 @@ class ImageInfo:
 def read_image(path: Path) -> tuple[np.ndarray, ImageInfo]:
     """Decode one image to HxWxC uint8/uint16, with what it was.
 
-    Palette and CMYK images become RGB(A); 32-bit integer and float images become uint16
-    (floats are taken as [0, 1]); only the first frame of a multi-frame file is read.
+    Palette and CMYK images become RGB(A); 32-bit integer images become uint16, float images
+    are taken as [0, 1] and become uint16 (values outside [0, 65535] or [0, 1], NaN or inf are
+    an error, not silently clipped); only the first frame of a multi-frame file is read.
+    16-bit colour PNG is decoded at 16 bits (`read_png16`), and so is 16-bit colour TIFF when
+    tifffile is installed.
     Raises ImageReadError naming the file for anything that cannot be decoded.
     """
     import imageio.v3 as iio
@@ -92,29 +109,205 @@ def read_image(path: Path) -> tuple[np.ndarray, ImageInfo]:
             raise ImageReadError(f"{path}: is a directory, not an image")
         if path.stat().st_size == 0:
             raise ImageReadError(f"{path}: empty file (0 bytes)")
-        with warnings.catch_warnings():
-            # Pillow warns on large images; we apply our own limit below instead.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as probe:
-                mode = probe.mode
-                width, height = probe.size
-            if width * height > MAX_PIXELS:
-                raise ImageReadError(
-                    f"{path}: declares {width}x{height} pixels, more than the limit of "
-                    f"{MAX_PIXELS} (a decompression bomb or a far too large image)"
-                )
-            read_mode = _decode_mode(mode)
-            array = iio.imread(path, index=0, plugin="pillow", mode=read_mode)
+        png = png_header(path)
+        if png is not None:
+            _check_pixels(path, png.width, png.height)
+        if png is not None and png.bits == 16 and png.colour_type in (2, 4, 6):
+            array, mode = read_png16(path), {2: "RGB", 4: "LA", 6: "RGBA"}[png.colour_type]
+        else:
+            array, mode = _read_with_pillow(path, iio, Image)
     except ImageReadError:
         raise
     except Exception as exc:  # Pillow raises many types for corrupt data
         raise ImageReadError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
-    array = _normalise_dtype(np.asarray(array))
+    array = _normalise_dtype(np.asarray(array), path)
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
         raise ImageReadError(f"{path}: unsupported image layout {array.shape}")
     return np.ascontiguousarray(array), ImageInfo(mode, str(array.dtype), array.shape[2])
+
+
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageReadError(
+            f"{path}: declares {width}x{height} pixels, more than the limit of "
+            f"{MAX_PIXELS} (a decompression bomb or a far too large image)"
+        )
+
+
+def _read_with_pillow(path: Path, iio, Image) -> tuple[np.ndarray, str]:
+    with warnings.catch_warnings():
+        # Pillow warns on large images; we apply our own limit instead.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as probe:
+                mode, fmt = probe.mode, probe.format
+                width, height = probe.size
+                bits = probe.tag_v2.get(258) if fmt == "TIFF" else None
+        except Image.DecompressionBombError as exc:  # over twice Pillow's own limit
+            raise ImageReadError(
+                f"{path}: declares more pixels than the limit of {MAX_PIXELS} ({exc})"
+            ) from exc
+        except Image.UnidentifiedImageError:
+            if path.suffix.lower() in (".tif", ".tiff"):
+                tiff = _read_tiff(path)  # e.g. 16-bit gray+alpha, which Pillow cannot open
+                if tiff is not None:
+                    return tiff
+            raise
+        _check_pixels(path, width, height)
+        if fmt == "TIFF" and mode in ("RGB", "RGBA", "RGBX") and bits and max(np.atleast_1d(bits)) == 16:
+            tiff = _read_tiff(path)
+            if tiff is not None:
+                return tiff
+        array = iio.imread(path, index=0, plugin="pillow", mode=_decode_mode(mode))
+    return array, mode
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, str] | None:
+    """The first page of a TIFF through tifffile (16 bits per channel kept); None without
+    tifffile or when it cannot decode the file (a compression that needs imagecodecs)."""
+    try:
+        import tifffile
+    except ImportError:
+        return None
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            axes, shape = page.axes, page.shape
+            height = shape[axes.index("Y")] if "Y" in axes else 0
+            width = shape[axes.index("X")] if "X" in axes else 0
+            _check_pixels(path, width, height)
+            array = page.asarray()
+    except ImageReadError:
+        raise
+    except Exception:  # noqa: BLE001 - leave the file to Pillow, which reports what is wrong
+        return None
+    if axes == "SYX":  # planar configuration "separate": one plane per sample
+        array = np.moveaxis(array, 0, -1)
+    elif axes not in ("YX", "YXS"):
+        return None
+    channels = 1 if array.ndim == 2 else array.shape[-1]
+    return array, {1: "I;16", 2: "LA", 3: "RGB", 4: "RGBA"}.get(channels, "RGB")
+
+
+@dataclass(frozen=True)
+class PngHeader:
+    width: int
+    height: int
+    bits: int
+    colour_type: int  # 0 gray, 2 RGB, 3 palette, 4 gray+alpha, 6 RGBA
+    interlace: int
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_header(path: Path) -> PngHeader | None:
+    """The IHDR of a PNG file, or None for anything else."""
+    with open(path, "rb") as f:
+        head = f.read(33)
+    if len(head) < 33 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    width, height, bits, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
+    return PngHeader(width, height, bits, colour_type, interlace)
+
+
+def read_png16(path: Path) -> np.ndarray:
+    """Decode a 16-bit colour PNG (colour type 2, 4 or 6) to HxWxC uint16.
+
+    Chunks are CRC-checked; IDAT is inflated up to the size the header implies (no more, so a
+    zlib bomb cannot blow up memory) and each row's filter is reversed: None, Sub and Up with
+    NumPy, Average and Paeth byte by byte (they depend on the byte just decoded). Interlaced
+    (Adam7) files are refused with ImageReadError.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    header, idat, pos = None, [], 8
+    if data[:8] != _PNG_SIGNATURE:
+        raise ImageReadError(f"{path}: not a PNG file")
+    while True:
+        if pos + 12 > len(data):
+            raise ImageReadError(f"{path}: truncated PNG (no IEND chunk)")
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
+        crc = data[pos + 8 + length : pos + 12 + length]
+        if len(body) < length or len(crc) < 4:
+            raise ImageReadError(f"{path}: truncated PNG (in a {kind!r} chunk)")
+        if zlib.crc32(kind + body) != struct.unpack(">I", crc)[0]:
+            raise ImageReadError(f"{path}: damaged PNG (CRC mismatch in a {kind!r} chunk)")
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body[:13])
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if header is None:
+        raise ImageReadError(f"{path}: PNG without an IHDR chunk")
+    width, height, bits, colour_type, _, _, interlace = header
+    channels = {2: 3, 4: 2, 6: 4}.get(colour_type)
+    if bits != 16 or channels is None:
+        raise ImageReadError(f"{path}: read_png16 reads 16-bit colour PNGs only")
+    if interlace:
+        raise ImageReadError(
+            f"{path}: interlaced (Adam7) 16-bit colour PNG is not supported; "
+            "save it without interlacing"
+        )
+    bpp = 2 * channels
+    stride = width * bpp
+    expected = height * (stride + 1)
+    inflate = zlib.decompressobj()
+    try:
+        raw = inflate.decompress(b"".join(idat), expected)
+    except zlib.error as exc:
+        raise ImageReadError(f"{path}: damaged PNG data ({exc})") from exc
+    if len(raw) < expected:
+        raise ImageReadError(f"{path}: truncated PNG data ({len(raw)} of {expected} bytes)")
+    rows = np.frombuffer(raw, np.uint8).reshape(height, stride + 1)
+    if height and rows[:, 0].max() > 4:
+        raise ImageReadError(f"{path}: damaged PNG data (row filter type {rows[:, 0].max()})")
+    out = np.empty((height, stride), np.uint8)
+    prior = np.zeros(stride, np.uint8)
+    for y in range(height):
+        kind, line = rows[y, 0], rows[y, 1:]
+        if kind == 0:
+            out[y] = line
+        elif kind == 1:  # Sub: a running sum, per byte of the pixel, modulo 256
+            out[y] = np.cumsum(line.reshape(width, bpp), axis=0, dtype=np.uint8).reshape(-1)
+        elif kind == 2:  # Up
+            out[y] = line + prior
+        elif kind == 3:
+            out[y] = _unfilter_average(line, prior, bpp)
+        else:
+            out[y] = _unfilter_paeth(line, prior, bpp)
+        prior = out[y]
+    return out.view(">u2").reshape(height, width, channels).astype(np.uint16)
+
+
+def _unfilter_average(line: np.ndarray, prior: np.ndarray, bpp: int) -> np.ndarray:
+    out, up = bytearray(line.tobytes()), prior.tobytes()
+    for i in range(min(bpp, len(out))):
+        out[i] = (out[i] + (up[i] >> 1)) & 0xFF
+    for i in range(bpp, len(out)):
+        out[i] = (out[i] + ((out[i - bpp] + up[i]) >> 1)) & 0xFF
+    return np.frombuffer(bytes(out), np.uint8)
+
+
+def _unfilter_paeth(line: np.ndarray, prior: np.ndarray, bpp: int) -> np.ndarray:
+    out, up = bytearray(line.tobytes()), prior.tobytes()
+    for i in range(min(bpp, len(out))):  # no left neighbour: the predictor is the byte above
+        out[i] = (out[i] + up[i]) & 0xFF
+    for i in range(bpp, len(out)):
+        a, b, c = out[i - bpp], up[i], up[i - bpp]
+        pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+        if pa <= pb and pa <= pc:
+            out[i] = (out[i] + a) & 0xFF
+        elif pb <= pc:
+            out[i] = (out[i] + b) & 0xFF
+        else:
+            out[i] = (out[i] + c) & 0xFF
+    return np.frombuffer(bytes(out), np.uint8)
 
 
 def _decode_mode(mode: str) -> str | None:
@@ -128,18 +321,31 @@ def _decode_mode(mode: str) -> str | None:
     return "RGB"  # CMYK, YCbCr, LAB, HSV, ...
 
 
-def _normalise_dtype(array: np.ndarray) -> np.ndarray:
+def _normalise_dtype(array: np.ndarray, path: Path) -> np.ndarray:
     if array.dtype == np.uint8 or array.dtype == np.uint16:
         return array
     if array.dtype == bool:
         return array.astype(np.uint8) * 255
     if np.issubdtype(array.dtype, np.floating):
-        finite = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0)
-        return np.round(np.clip(finite, 0.0, 1.0) * 65535).astype(np.uint16)
+        values = array.astype(np.float64)
+        if values.size and not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+            finite = values[np.isfinite(values)]
+            span = f"[{finite.min():g}, {finite.max():g}]" if finite.size else "none finite"
+            extra = " and NaN/inf" if finite.size < values.size else ""
+            raise ImageReadError(
+                f"{path}: float image with values {span}{extra}; float images are read as "
+                "intensities in [0, 1]: rescale it to [0, 1] or save it as 16-bit"
+            )
+        return np.round(values * 65535).astype(np.uint16)
     if np.issubdtype(array.dtype, np.integer):
         # 32-bit integer images (Pillow mode I) usually hold 16-bit data.
-        return np.clip(array, 0, 65535).astype(np.uint16)
-    raise ImageReadError(f"unsupported pixel type {array.dtype}")
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise ImageReadError(
+                f"{path}: integer image with values [{array.min()}, {array.max()}], outside "
+                "the 16-bit range [0, 65535]; rescale it or save it as 16-bit"
+            )
+        return array.astype(np.uint16)
+    raise ImageReadError(f"{path}: unsupported pixel type {array.dtype}")
 
 
 def to_unit_float(array: np.ndarray) -> np.ndarray:
@@ -251,9 +457,11 @@ def probe_sizes(paths: Sequence[Path]) -> dict[Path, tuple[int, int]]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(path) as probe:
-                    sizes[path] = (probe.size[1], probe.size[0])
+                    width, height = probe.size
         except Exception:  # noqa: BLE001 - reported when the file is decoded
             continue
+        if width * height <= MAX_PIXELS:  # larger ones are refused when decoded
+            sizes[path] = (height, width)
     return sizes
 
 

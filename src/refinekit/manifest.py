@@ -87,7 +87,13 @@ class ManifestWriter:
         self._lock = threading.Lock()  # guards writes and the written count
         self._sync_lock = threading.Lock()  # one fsync at a time
         self._written = self._synced = 0
-        self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        try:
+            self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise RefinekitError(
+                f"{self.path}: cannot write the manifest ({exc.strerror or exc}); "
+                "OUT must be a writable folder"
+            ) from exc
         # A kill in the middle of a line (possible only on power loss) leaves no newline at the
         # end; start on a fresh line so the next record stays parseable.
         if self._file.tell() > 0:
@@ -120,7 +126,10 @@ class ManifestWriter:
     def close(self) -> None:
         with self._lock:
             if not self._file.closed:
-                self._file.close()
+                try:
+                    self._file.close()
+                except OSError:
+                    pass  # its flush failed: only lines whose `append` already raised are lost
 
     def __enter__(self) -> ManifestWriter:
         return self

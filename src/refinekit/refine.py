@@ -251,6 +251,7 @@ class RefineSummary:
     elapsed_s: float
     images_per_s: float
     stopped: bool = False  # fail_fast stopped the run at its first failure
+    interrupted: bool = False  # `should_stop` stopped the run (files in flight were finished)
     failures: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     model: dict = field(default_factory=dict)
@@ -383,7 +384,11 @@ def _prefetch(pool: ThreadPoolExecutor, fn, items: Iterable, ahead: int) -> Iter
 def _short_error(exc: BaseException, path: Path) -> str:
     """The message without a leading "<path>: " (the manifest and the report name the file)."""
     message = str(exc)
-    for prefix in (f"{path}: ", f"{path.resolve()}: "):
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        resolved = path
+    for prefix in (f"{path}: ", f"{resolved}: "):
         if message.startswith(prefix):
             return message[len(prefix) :]
     if isinstance(exc, OSError) and exc.strerror:
@@ -437,7 +442,10 @@ def _remove_temp_files(plan: RefinePlan) -> int:
             relative = (folder / target).as_posix()
             if plan.shard is not None and shard_of(relative, plan.shard[1]) != plan.shard[0]:
                 continue  # another shard's, maybe being written right now
-            Path(dirpath, name).unlink(missing_ok=True)
+            try:
+                Path(dirpath, name).unlink(missing_ok=True)
+            except OSError:
+                continue  # a read-only OUT: the manifest cannot be opened either, and says so
             removed += 1
     return removed
 
@@ -454,6 +462,7 @@ class _Runner:
         on_progress: Callable[[RefineProgress], None] | None,
         totals: tuple[int, int],
         skipped: int,
+        should_stop: Callable[[], bool] | None = None,
     ):
         self.plan, self.refiner, self.manifest = plan, refiner, manifest
         self.model = dict(refiner.model_id)
@@ -463,8 +472,16 @@ class _Runner:
         self.counts = {"refined": 0, "copied": 0, "failed": 0}
         self.failures: list[str] = []
         self.notes: set[str] = set()
-        self.stop = False
+        self.stop = False  # fail_fast: stopped at a failure
+        self.interrupted = False  # should_stop() said so
+        self.should_stop = should_stop
         self.start = time.perf_counter()
+
+    def halted(self) -> bool:
+        """True once no new file should be started (in-flight ones are still finished)."""
+        if not self.interrupted and self.should_stop is not None and self.should_stop():
+            self.interrupted = True
+        return self.stop or self.interrupted
 
     # -- bookkeeping (caller's thread) --
 
@@ -594,8 +611,8 @@ class _Runner:
         meta = item.meta
         if meta and meta.bits == 16 and item.pixels is not None and item.pixels.dtype == np.uint8:
             self.notes.add(
-                "16-bit colour PNG/TIFF images are decoded as 8-bit (a limit of the image "
-                "reader), so their outputs are 8-bit"
+                "16-bit colour TIFF images were decoded as 8-bit (install tifffile, and "
+                "imagecodecs for LZW/PackBits, to keep 16 bits), so their outputs are 8-bit"
             )
 
 
@@ -609,6 +626,7 @@ def run_refine(
     fail_fast: bool = False,
     workers: int | None = None,
     on_progress: Callable[[RefineProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RefineSummary:
     """Refine the images of `plan` with `refiner` and copy its other files; see the module doc.
 
@@ -622,14 +640,21 @@ def run_refine(
       fail_fast: stop at the first file that cannot be read or written.
       workers: threads that decode (default: CPUs, at most 16); twice as many encode and write.
       on_progress: called in this thread before the first file and after each file.
+      should_stop: polled in this thread between files; once it returns True no new file is
+        started, the files in flight are finished and recorded, and the summary says
+        `interrupted` (the CLI sets it on SIGINT/SIGTERM).
 
     Returns a RefineSummary; failed files are in it and in the manifest, not raised. Raises
-    UsageError when OUT holds outputs of another model (unless `overwrite`).
+    UsageError when OUT holds outputs of another model (unless `overwrite`) or cannot be
+    created, RefinekitError when the manifest cannot be written (read-only or full disk).
     """
     if not 1 <= int(jpeg_quality) <= 100:
         raise UsageError(f"--jpeg-quality {jpeg_quality}: expected 1..100")
     output = plan.output
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"OUT {output}: cannot create this folder ({exc.strerror})") from exc
     cleaned = _remove_temp_files(plan)
     model = dict(refiner.model_id)
 
@@ -673,6 +698,7 @@ def run_refine(
             on_progress=on_progress,
             totals=(len(images), len(others)),
             skipped=skipped,
+            should_stop=should_stop,
         )
         runner.report(None)
         with (
@@ -702,6 +728,7 @@ def run_refine(
         elapsed_s=elapsed,
         images_per_s=refined / elapsed if elapsed > 0 else 0.0,
         stopped=runner.stop,
+        interrupted=runner.interrupted,
         failures=tuple(runner.failures),
         notes=tuple(sorted(runner.notes)),
         model=model,
@@ -718,7 +745,7 @@ def _pipeline(
     workers: int,
 ) -> None:
     for relative in others:
-        if runner.stop:
+        if runner.halted():
             return
         window.submit(runner.copy_one, relative)
     # Images wait for a full batch of their shape; beyond `max_waiting` the largest group goes
@@ -733,7 +760,7 @@ def _refine_all(runner: _Runner, window: _Window, decoded: Iterator, batch_size:
     waiting, max_waiting = 0, 4 * batch_size
     for item in decoded:
         window.poll()
-        if runner.stop:
+        if runner.halted():
             return
         if item.error is not None:
             runner.finish(runner.fail(item.relative, item.error, item))
@@ -752,7 +779,7 @@ def _refine_all(runner: _Runner, window: _Window, decoded: Iterator, batch_size:
             waiting -= len(batch)
             runner.refine_batch(batch, window)
     for shape in sorted(groups):
-        if runner.stop:
+        if runner.halted():
             return
         runner.refine_batch(groups[shape], window)
 

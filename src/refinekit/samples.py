@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 
 MAX_DIFF_GAIN = 8.0  # small changes are amplified up to this factor so they stay visible
@@ -42,13 +39,3 @@ def sample_grid(synthetic: np.ndarray, refined: np.ndarray, real: np.ndarray, mi
             top, left = gap + r * (h * zoom + gap), gap + i * (w * zoom + gap)
             grid[top : top + h * zoom, left : left + w * zoom] = big
     return grid
-
-
-def write_png_atomic(path: Path, image: np.ndarray) -> None:
-    import imageio.v3 as iio
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    iio.imwrite(tmp, image, extension=".png")
-    os.replace(tmp, path)

@@ -21,8 +21,8 @@ import numpy as np
 
 from . import checkpoint, images
 from .config import TrainConfig, incompatible_fields
-from .errors import ConfigError, DataError, NonFiniteError, RefinekitError
-from .outputs import atomic_write, encode_image
+from .errors import CheckpointError, ConfigError, DataError, NonFiniteError, RefinekitError
+from .outputs import atomic_write, encode_image, temp_target
 
 Event = dict[str, Any]
 SAMPLE_COUNT = 8
@@ -126,6 +126,15 @@ def _write_json_atomic(path: Path, data: Any) -> None:
     atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
+def _remove_temporaries(run: Path) -> None:
+    """Delete what killed writes left in the run folder (orbax cleans its own folders)."""
+    for folder in (run, run / "samples"):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if temp_target(path.name) is not None and path.is_file():
+                    path.unlink(missing_ok=True)
+
+
 def _trim_metrics(path: Path, last_step: int) -> None:
     """Drop metric lines written after the checkpoint we resume from (they will be redone)."""
     if not path.exists():
@@ -161,7 +170,24 @@ def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
             "use a new --out, or the run's own settings"
         )
     last = checkpoint.steps(run)
+    if last:
+        _check_checkpoint_config(run, last[-1], config)
     return config, (last[-1] if last else None)
+
+
+def _check_checkpoint_config(run: Path, step: int, config: TrainConfig) -> None:
+    """The checkpoint to resume from must hold this run's model (not one copied from another)."""
+    folder = checkpoint.checkpoint_dir(run) / str(step)
+    try:
+        saved = TrainConfig.from_dict(checkpoint.load_config(run, step), source=f"{folder} config")
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {folder}: its config is unreadable ({exc})") from exc
+    changed = incompatible_fields(saved, config)
+    if changed:
+        raise CheckpointError(
+            f"checkpoint {folder} was saved by another configuration than this run's config.json "
+            f"({'; '.join(changed)}); move it out of {folder.parent}, or resume the run it came from"
+        )
 
 
 class _StopFlag:
@@ -234,6 +260,8 @@ def _train(config: TrainConfig, on_event: Callable[[Event], None] | None) -> Tra
     except OSError as exc:
         raise ConfigError(f"--out {run}: cannot create the run folder ({exc.strerror})") from exc
     primary = jax.process_index() == 0  # with several hosts, one writes the run folder files
+    if primary:
+        _remove_temporaries(run)
     config = config.replace(extra={"data": data.info, "versions": _versions(), "history_size": config.history_size})
     if resume_step is None:
         if primary:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +14,48 @@ from rich.markup import escape
 
 from ..errors import RefinekitError, UsageError
 from .common import console, interactive, log, stdout_write
+
+
+class RefineInterrupted(RefinekitError):
+    """Stopped by SIGINT/SIGTERM after finishing (and recording) the files in flight."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _StopOnSignals:
+    """SIGINT/SIGTERM ask the run to stop after the files in flight; a second one stops now."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, object] = {}
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> _StopOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    def error(self, done: str) -> RefineInterrupted:
+        name = signal.Signals(self.signum).name
+        return RefineInterrupted(
+            f"{name}: stopped{done}; every file in OUT is complete and recorded in the "
+            "manifest; run the same command again to resume",
+            128 + self.signum,
+        )
 
 
 def _load_refiner(run: Path | None, step: int | None, model: Path | None, batch_size: int):
@@ -130,23 +174,26 @@ def refine(
         f"refine: {len(plan.images)} images and {len(plan.others)} other files{where}, "
         f"{escape(str(input))} -> {escape(str(output))}"
     )
-    refiner = _load_refiner(run, step, model, batch_size)
-    log(f"model: {escape(describe_model(refiner.model_id))}, {refiner.channels} channel(s)")
-
-    reporter = _RichReporter() if interactive() else _LogReporter()
-    try:
-        summary = run_refine(
-            plan,
-            refiner,
-            jpeg_quality=jpeg_quality,
-            copy_other=copy_other,
-            overwrite=overwrite,
-            fail_fast=fail_fast,
-            workers=workers,
-            on_progress=reporter,
-        )
-    finally:
-        reporter.close()
+    with _StopOnSignals() as signals:
+        refiner = _load_refiner(run, step, model, batch_size)
+        log(f"model: {escape(describe_model(refiner.model_id))}, {refiner.channels} channel(s)")
+        if signals.requested():
+            raise signals.error(" before writing anything")
+        reporter = _RichReporter() if interactive() else _LogReporter()
+        try:
+            summary = run_refine(
+                plan,
+                refiner,
+                jpeg_quality=jpeg_quality,
+                copy_other=copy_other,
+                overwrite=overwrite,
+                fail_fast=fail_fast,
+                workers=workers,
+                on_progress=reporter,
+                should_stop=signals.requested,
+            )
+        finally:
+            reporter.close()
 
     for note in summary.notes:
         log(f"[yellow]note:[/] {escape(note)}")
@@ -163,6 +210,10 @@ def refine(
     )
     if as_json:
         stdout_write(json.dumps(summary.to_dict(), indent=2) + "\n")
+    if summary.interrupted:
+        raise signals.error(
+            f" after {summary.refined + summary.copied + summary.failed} file(s) of this run"
+        )
     if summary.stopped:
         raise RefinekitError(f"stopped at the first failure (--fail-fast): {summary.failures[0]}")
     if summary.failed:
