@@ -35,9 +35,9 @@ def bench(
     """Benchmark training and refinement on the current JAX backend (images/s, GFLOP/s, compile time)."""
     from ..bench import bench_breakdown, bench_refine, bench_train
     from ..config import TrainConfig
-    from ..runtime import setup
+    from ..runtime import setup, user_environment
 
-    setup()
+    setup(kind="refine" if mode == Mode.refine else "train")
     config = TrainConfig(preset=preset, size=size, channels=channels, batch_size=batch_size, kg=kg, kd=kd,
                          steps_per_call=steps_per_call, precision=precision)  # fmt: skip
     if mode == Mode.breakdown:
@@ -51,15 +51,28 @@ def bench(
     results = []
     if mode in (Mode.train, Mode.both):
         results.append(bench_train(config, repeats=repeats))
-    if mode in (Mode.refine, Mode.both):
+    if mode == Mode.refine:
         results.append(bench_refine(config, batch=refine_batch, repeats=repeats))
     for r in results:
-        if as_json:
-            stdout_write(json.dumps(r.to_dict()) + "\n")
-        else:
-            log(
-                f"{r.mode:6s} {r.preset} {r.size[0]}x{r.size[1]}x{r.channels} batch {r.batch} on {r.devices} {r.backend} "
-                f"device(s), {r.precision}: {r.images_per_second:.1f} images/s, {r.ms_per_step:.1f} ms/step "
-                f"(min {r.spread_ms[0]:.1f}, max {r.spread_ms[1]:.1f}), {r.gflop_per_step:.1f} GFLOP/step counted -> "
-                f"{r.gflops_per_second:.0f} GFLOP/s, compile {r.compile_seconds:.1f} s"
-            )
+        _show(r, as_json)
+    if mode == Mode.both:
+        # XLA flags are per process and refine has its own defaults: time it in a fresh one.
+        import subprocess
+        import sys
+
+        args = [sys.executable, "-m", "refinekit", "bench", "--mode", "refine", "--preset", preset, "--size", str(size[0]),
+                str(size[1]), "--channels", str(channels), "--refine-batch", str(refine_batch), "--precision", precision,
+                "--repeats", str(repeats)] + (["--json"] if as_json else [])  # fmt: skip
+        subprocess.run(args, check=True, env=user_environment())
+
+
+def _show(r, as_json: bool) -> None:
+    if as_json:
+        stdout_write(json.dumps(r.to_dict()) + "\n")
+    else:
+        log(
+            f"{r.mode:6s} {r.preset} {r.size[0]}x{r.size[1]}x{r.channels} batch {r.batch} on {r.devices} {r.backend} "
+            f"device(s), {r.precision}: {r.images_per_second:.1f} images/s, {r.ms_per_step:.1f} ms/step "
+            f"(min {r.spread_ms[0]:.1f}, max {r.spread_ms[1]:.1f}), {r.gflop_per_step:.1f} GFLOP/step counted -> "
+            f"{r.gflops_per_second:.0f} GFLOP/s, compile {r.compile_seconds:.1f} s"
+        )

@@ -92,7 +92,7 @@ def train(
     from ..runtime import setup
     from ..train import train as run_training
 
-    setup(distributed=True)
+    setup(distributed=True, kind="train")
     view = ProgressView()
     try:
         result = run_training(config, on_event=view)
