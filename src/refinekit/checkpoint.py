@@ -45,6 +45,39 @@ def _orbax_quiet():
         logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def _stderr_held():
+    """Hold what native threads print to file descriptor 2 during an orbax call.
+
+    When a save fails (full disk), tensorstore's threads print "Event loop is closed"
+    tracebacks straight to fd 2 while orbax unwinds; the user gets our one-line error instead.
+    What was printed is replayed when the call succeeds.
+    """
+    import os
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = False
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not failed:
+                sink.seek(0)
+                held = sink.read()
+                if held:
+                    os.write(2, held)
+
+
 def _ocp():
     import orbax.checkpoint as ocp
 
@@ -78,7 +111,7 @@ def save(manager, step: int, state: Any, config: dict) -> None:
     ocp = _ocp()
     folder = Path(manager.directory) / str(step)
     try:
-        with _orbax_quiet():
+        with _stderr_held(), _orbax_quiet():
             manager.save(
                 step,
                 args=ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config)),
