@@ -295,7 +295,7 @@ def _train(config: TrainConfig, on_event: Callable[[Event], None] | None) -> Tra
         "kind": "start", "run": str(run), "resumed_from": resume_step, "start_step": start,
         "total_steps": config.total_steps, "size": (h, w), "channels": c, "geometry": geometry,
         "data": data.info, "skipped": data.skipped, "devices": [str(d) for d in jax.devices()],
-        "history_size": config.history_size,
+        "history_size": config.history_size, "augment": config.augment,
     })  # fmt: skip
 
     manager = checkpoint.open_manager(run, keep=config.keep)
