@@ -42,3 +42,21 @@ def _compile_cache(tmp_path_factory):
     from refinekit.runtime import setup
 
     setup()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A tiny RGB refiner trained for 6 + 4 + 6 steps on 16x16 images; checkpoints at 10 and 16.
+
+    Shared by the refine tests; tests that damage a run copy it first.
+    """
+    from refinekit.cli import main
+
+    root = tmp_path_factory.mktemp("trained")
+    syn = write_images(root / "syn", 16, (16, 16, 3), 0, smooth=True)
+    real = write_images(root / "real", 16, (16, 16, 3), 1, smooth=False)
+    run = root / "run"
+    args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run), "--steps", "6",
+            *TINY, "--pretrain-refiner-steps", "6", "--pretrain-disc-steps", "4"]  # fmt: skip
+    assert main(args) == 0
+    return run

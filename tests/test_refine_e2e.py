@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY, write_images
+from conftest import write_images
 from refinekit.cli import main
 from refinekit.manifest import MANIFEST_NAME
 
@@ -37,19 +37,6 @@ def _outputs(root):
 
 def _manifest(out):
     return [json.loads(line) for line in (out / MANIFEST_NAME).read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny RGB refiner trained for 6 + 4 + 6 steps on 16x16 images; checkpoints at 10 and 16."""
-    root = tmp_path_factory.mktemp("trained")
-    syn = write_images(root / "syn", 16, (16, 16, 3), 0, smooth=True)
-    real = write_images(root / "real", 16, (16, 16, 3), 1, smooth=False)
-    run = root / "run"
-    args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run), "--steps", "6",
-            *TINY, "--pretrain-refiner-steps", "6", "--pretrain-disc-steps", "4"]  # fmt: skip
-    assert main(args) == 0
-    return run
 
 
 @pytest.fixture

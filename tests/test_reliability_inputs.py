@@ -154,19 +154,6 @@ def _outputs(out: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny RGB refiner (the same shapes as test_refine_e2e's, so compiled programs are shared)."""
-    root = tmp_path_factory.mktemp("trained")
-    syn = write_images(root / "syn", 16, (16, 16, 3), 0, smooth=True)
-    real = write_images(root / "real", 16, (16, 16, 3), 1, smooth=False)
-    run = root / "run"
-    args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run), "--steps", "6",
-            *TINY, "--pretrain-refiner-steps", "6", "--pretrain-disc-steps", "4"]  # fmt: skip
-    assert main(args) == 0
-    return run
-
-
-@pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
     return make_hostile(tmp_path_factory.mktemp("hostile") / "syn")
 
