@@ -22,6 +22,7 @@ What is kept, per format (the suffix decides the format, like the input's):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -331,41 +332,44 @@ def atomic_write(path: Path, data: bytes) -> Written:
     The bytes go to `temp_path(path)`, are fsynced, and the temporary file is renamed over
     `path` (os.replace is atomic within a filesystem). A failure removes the temporary file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = temp_path(path)
-    try:
+    with _replacing(path) as temp:
         with open(temp, "wb") as f:
             f.write(data)
             f.flush()
             sync_file(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    stat = path.stat()
-    return Written(hashlib.sha256(data).hexdigest(), stat.st_size, stat.st_mtime_ns)
+    return _written(path, hashlib.sha256(data).hexdigest())
 
 
 def atomic_copy(source: Path, path: Path) -> Written:
     """Copy `source` byte for byte to `path`, atomically (see `atomic_write`), hashing as it goes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = temp_path(path)
     digest = hashlib.sha256()
-    try:
+    with _replacing(path) as temp:
         with open(source, "rb") as src, open(temp, "wb") as dst:
             while block := src.read(_CHUNK):
                 digest.update(block)
                 dst.write(block)
             dst.flush()
             sync_file(dst.fileno())
+    return _written(path, digest.hexdigest())
+
+
+@contextlib.contextmanager
+def _replacing(path: Path):
+    """Yield a temporary name beside `path`; on success rename it over `path`, else remove it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_path(path)
+    try:
+        yield temp
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    stat = path.stat()
-    return Written(digest.hexdigest(), stat.st_size, stat.st_mtime_ns)
+
+
+def _written(path: Path, sha256: str) -> Written:
+    stat = Path(path).stat()
+    return Written(sha256, stat.st_size, stat.st_mtime_ns)
 
 
 def file_sha256(path: Path) -> str:

@@ -531,20 +531,7 @@ class _Runner:
             written = atomic_copy(source, target)
         except OSError as exc:
             return self.fail(relative, _short_error(exc, source))
-        record = Record(
-            input=relative,
-            output=relative,
-            action="copied",
-            input_sha256=written.sha256,
-            output_sha256=written.sha256,
-            input_size=stat.st_size,
-            input_mtime_ns=stat.st_mtime_ns,
-            output_size=written.size,
-            output_mtime_ns=written.mtime_ns,
-            time=now(),
-        )
-        self.manifest.append(record)
-        return record
+        return self._record(relative, "copied", written, written.sha256, stat.st_size, stat.st_mtime_ns, None)
 
     def decode(self, relative: str) -> _Decoded:
         path = self.plan.root / relative
@@ -571,17 +558,22 @@ class _Runner:
             written = atomic_write(target, data)
         except (RefinekitError, OSError, ValueError) as exc:
             return self.fail(item.relative, _short_error(exc, target), item)
+        return self._record(item.relative, "refined", written, item.input_sha256, item.input_size,
+                            item.input_mtime_ns, self.model)  # fmt: skip
+
+    def _record(self, relative: str, action: str, written, input_sha256, input_size, input_mtime_ns, model) -> Record:
+        """Append the manifest line of an output now in place (after its rename, never before)."""
         record = Record(
-            input=item.relative,
-            output=item.relative,
-            action="refined",
-            input_sha256=item.input_sha256,
+            input=relative,
+            output=relative,
+            action=action,
+            input_sha256=input_sha256,
             output_sha256=written.sha256,
-            input_size=item.input_size,
-            input_mtime_ns=item.input_mtime_ns,
+            input_size=input_size,
+            input_mtime_ns=input_mtime_ns,
             output_size=written.size,
             output_mtime_ns=written.mtime_ns,
-            model=self.model,
+            model=model,
             time=now(),
         )
         self.manifest.append(record)
