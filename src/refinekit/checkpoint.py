@@ -112,12 +112,16 @@ def save(manager, step: int, state: Any, config: dict) -> None:
     folder = Path(manager.directory) / str(step)
     try:
         with _stderr_held(), _orbax_quiet():
-            manager.save(
-                step,
-                args=ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config)),
-                force=True,
-            )
-            manager.wait_until_finished()
+            try:
+                manager.save(
+                    step,
+                    args=ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config)),
+                    force=True,
+                )
+                manager.wait_until_finished()
+            except BaseException:
+                _shut_down(manager)  # its threads' dying words land in the held stderr
+                raise
         if jax.process_index() == 0:
             _write_digests(folder)
     except Exception as exc:  # noqa: BLE001 - orbax and tensorstore raise ValueError, OSError, ...
@@ -127,6 +131,18 @@ def save(manager, step: int, state: Any, config: dict) -> None:
             "checkpoints are kept; free some disk space (or fix the permissions) and run the same "
             "command again to resume"
         ) from exc
+
+
+def _shut_down(manager) -> None:
+    """Close a manager whose save failed, and give its worker threads a moment to finish."""
+    import time
+
+    try:
+        manager.close()
+    except Exception:  # noqa: BLE001 - it is already failing; the save's error is what we report
+        pass
+    gc.collect()
+    time.sleep(0.3)
 
 
 def _sha256(path: Path) -> str:
