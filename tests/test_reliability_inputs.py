@@ -598,3 +598,29 @@ def test_non_finite_training_stops_at_its_step_and_checkpoints_nothing_after_it(
         assert np.all(np.isfinite(np.asarray(leaf)))
     for line in (run / "metrics.jsonl").read_text().splitlines()[:-1]:  # the last line is the bad interval's
         assert all(np.isfinite(v) for v in json.loads(line).values() if isinstance(v, float)), line
+
+
+def test_abandoned_orbax_write_tasks_are_not_logged_but_other_asyncio_errors_are(caplog):
+    """After a failed save orbax leaves failed write tasks behind; asyncio would log each one
+    with a traceback when it is collected (even at exit). Only those are silenced."""
+    import asyncio
+    import gc
+    import logging
+
+    def failing_coroutine(filename):
+        namespace = {}
+        exec(compile("async def write():\n    raise OSError(27, 'File too large')\n", filename, "exec"), namespace)
+        return namespace["write"]()
+
+    def abandon(coro):
+        loop = asyncio.new_event_loop()
+        loop.create_task(coro)
+        loop.run_until_complete(asyncio.sleep(0.01))  # the task runs and fails; nobody awaits it
+        loop.close()
+        gc.collect()
+
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    abandon(failing_coroutine("/venv/site-packages/orbax/checkpoint/_src/serialization/serialization.py"))
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    abandon(failing_coroutine("/home/user/mine.py"))
+    assert [r for r in caplog.records if "never retrieved" in r.getMessage()]

@@ -26,6 +26,23 @@ from .errors import CheckpointError
 # orbax logs every save at INFO through absl; keep the user's terminal for our own messages.
 logging.getLogger("absl").setLevel(logging.ERROR)
 
+
+class _AbandonedOrbaxWrites(logging.Filter):
+    """Drop asyncio's "Task exception was never retrieved" for orbax's write coroutines.
+
+    After a failed save (full disk) orbax abandons its per-array write tasks; asyncio logs each
+    one with a traceback whenever the garbage collector gets to it, possibly at interpreter
+    exit, long after we reported the failure as one CheckpointError. refinekit runs no asyncio
+    code of its own, so nothing else is hidden.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Task exception was never retrieved") and "orbax" in message)
+
+
+logging.getLogger("asyncio").addFilter(_AbandonedOrbaxWrites())
+
 DIGEST_NAME = "refinekit-sha256.json"
 
 
