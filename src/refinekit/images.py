@@ -13,8 +13,11 @@ goes through tifffile when it is installed (else Pillow, at 8 bits).
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import os
 import struct
+import sys
 import warnings
 import zlib
 from collections.abc import Iterable, Sequence
@@ -90,8 +93,27 @@ class ImageInfo:
     channels: int
 
 
-def read_image(path: Path) -> tuple[np.ndarray, ImageInfo]:
+def _imageio():
+    """imageio.v3, with its per-call search for the optional pillow_heif plugin made free.
+
+    imageio's Pillow plugin tries `import pillow_heif` twice on every read; when the package
+    is absent each failed import walks sys.path again (~0.2 ms per image, more than decoding
+    a small PNG). Recording the absence once in sys.modules makes those imports fail at once,
+    the same ImportError imageio expects. Nothing changes when pillow_heif is installed.
+    """
+    if "pillow_heif" not in sys.modules and importlib.util.find_spec("pillow_heif") is None:
+        sys.modules["pillow_heif"] = None  # `import pillow_heif` now raises ImportError at once
+    import imageio.v3 as iio
+
+    return iio
+
+
+def read_image(path: Path, data: bytes | None = None) -> tuple[np.ndarray, ImageInfo]:
     """Decode one image to HxWxC uint8/uint16, with what it was.
+
+    `data`, when given, is the file's content already read (refine reads each file once, to
+    hash and decode the same bytes); `path` then only names the file in errors and picks the
+    TIFF route by its suffix.
 
     Palette and CMYK images become RGB(A); 32-bit integer images become uint16, float images
     are taken as [0, 1] and become uint16 (values outside [0, 65535] or [0, 1], NaN or inf are
@@ -100,22 +122,25 @@ def read_image(path: Path) -> tuple[np.ndarray, ImageInfo]:
     tifffile is installed.
     Raises ImageReadError naming the file for anything that cannot be decoded.
     """
-    import imageio.v3 as iio
     from PIL import Image
 
+    iio = _imageio()
     path = Path(path)
     try:
-        if path.is_dir():
-            raise ImageReadError(f"{path}: is a directory, not an image")
-        if path.stat().st_size == 0:
+        if data is None:
+            if path.is_dir():
+                raise ImageReadError(f"{path}: is a directory, not an image")
+            if path.stat().st_size == 0:
+                raise ImageReadError(f"{path}: empty file (0 bytes)")
+        elif not data:
             raise ImageReadError(f"{path}: empty file (0 bytes)")
-        png = png_header(path)
+        png = png_header(path, data)
         if png is not None:
             _check_pixels(path, png.width, png.height)
         if png is not None and png.bits == 16 and png.colour_type in (2, 4, 6):
-            array, mode = read_png16(path), {2: "RGB", 4: "LA", 6: "RGBA"}[png.colour_type]
+            array, mode = read_png16(path, data), {2: "RGB", 4: "LA", 6: "RGBA"}[png.colour_type]
         else:
-            array, mode = _read_with_pillow(path, iio, Image)
+            array, mode = _read_with_pillow(path, data, iio, Image)
     except ImageReadError:
         raise
     except Exception as exc:  # Pillow raises many types for corrupt data
@@ -136,12 +161,19 @@ def _check_pixels(path: Path, width: int, height: int) -> None:
         )
 
 
-def _read_with_pillow(path: Path, iio, Image) -> tuple[np.ndarray, str]:
+def readable(path: Path, data: bytes | None = None):
+    """What Pillow and tifffile open: `data` as an in-memory file when given, else `path`
+    (a path, not an open file, so they close it themselves)."""
+    return io.BytesIO(data) if data is not None else path
+
+
+def _read_with_pillow(path: Path, data: bytes | None, iio, Image) -> tuple[np.ndarray, str]:
+    source = path if data is None else data
     with warnings.catch_warnings():
         # Pillow warns on large images; we apply our own limit instead.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as probe:
+            with Image.open(readable(path, data)) as probe:
                 mode, fmt = probe.mode, probe.format
                 width, height = probe.size
                 bits = probe.tag_v2.get(258) if fmt == "TIFF" else None
@@ -151,20 +183,20 @@ def _read_with_pillow(path: Path, iio, Image) -> tuple[np.ndarray, str]:
             ) from exc
         except Image.UnidentifiedImageError:
             if path.suffix.lower() in (".tif", ".tiff"):
-                tiff = _read_tiff(path)  # e.g. 16-bit gray+alpha, which Pillow cannot open
+                tiff = _read_tiff(path, data)  # e.g. 16-bit gray+alpha, which Pillow cannot open
                 if tiff is not None:
                     return tiff
             raise
         _check_pixels(path, width, height)
         if fmt == "TIFF" and mode in ("RGB", "RGBA", "RGBX") and bits and max(np.atleast_1d(bits)) == 16:
-            tiff = _read_tiff(path)
+            tiff = _read_tiff(path, data)
             if tiff is not None:
                 return tiff
-        array = iio.imread(path, index=0, plugin="pillow", mode=_decode_mode(mode))
+        array = iio.imread(source, index=0, plugin="pillow", mode=_decode_mode(mode))
     return array, mode
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, str] | None:
+def _read_tiff(path: Path, data: bytes | None = None) -> tuple[np.ndarray, str] | None:
     """The first page of a TIFF through tifffile (16 bits per channel kept); None without
     tifffile or when it cannot decode the file (a compression that needs imagecodecs)."""
     try:
@@ -172,7 +204,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str] | None:
     except ImportError:
         return None
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(readable(path, data)) as tif:
             page = tif.pages[0]
             axes, shape = page.axes, page.shape
             height = shape[axes.index("Y")] if "Y" in axes else 0
@@ -203,17 +235,20 @@ class PngHeader:
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def png_header(path: Path) -> PngHeader | None:
-    """The IHDR of a PNG file, or None for anything else."""
-    with open(path, "rb") as f:
-        head = f.read(33)
+def png_header(path: Path, data: bytes | None = None) -> PngHeader | None:
+    """The IHDR of a PNG file (or of its content `data`), or None for anything else."""
+    if data is not None:
+        head = data[:33]
+    else:
+        with open(path, "rb") as f:
+            head = f.read(33)
     if len(head) < 33 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
         return None
     width, height, bits, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
     return PngHeader(width, height, bits, colour_type, interlace)
 
 
-def read_png16(path: Path) -> np.ndarray:
+def read_png16(path: Path, data: bytes | None = None) -> np.ndarray:
     """Decode a 16-bit colour PNG (colour type 2, 4 or 6) to HxWxC uint16.
 
     Chunks are CRC-checked; IDAT is inflated up to the size the header implies (no more, so a
@@ -222,7 +257,7 @@ def read_png16(path: Path) -> np.ndarray:
     (Adam7) files are refused with ImageReadError.
     """
     path = Path(path)
-    data = path.read_bytes()
+    data = path.read_bytes() if data is None else data
     header, idat, pos = None, [], 8
     if data[:8] != _PNG_SIGNATURE:
         raise ImageReadError(f"{path}: not a PNG file")

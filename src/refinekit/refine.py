@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -68,6 +70,7 @@ from .outputs import (
     encode_image,
     file_sha256,
     probe_source,
+    read_file,
     temp_target,
 )
 
@@ -333,7 +336,8 @@ class _Decoded:
 
 
 class _Window:
-    """At most `limit` tasks in flight on `pool`; finished results go to `done` in this thread."""
+    """At most `limit` tasks in flight on `pool`; each finished task's records go to `done`,
+    one by one, in this thread."""
 
     def __init__(self, pool: ThreadPoolExecutor, limit: int, done: Callable[[Record], None]):
         self.pool, self.limit, self.done = pool, max(1, limit), done
@@ -362,7 +366,8 @@ class _Window:
     def _collect(self, finished) -> None:
         for future in finished:
             self.pending.discard(future)
-            self.done(future.result())
+            for record in future.result():
+                self.done(record)
 
 
 def _prefetch(pool: ThreadPoolExecutor, fn, items: Iterable, ahead: int) -> Iterator:
@@ -509,7 +514,13 @@ class _Runner:
             )
 
     def fail(self, relative: str, error: str, item: _Decoded | None = None) -> Record:
-        record = Record(
+        """Record a failure now (the main thread's decode failures and refiner errors)."""
+        record = self._failure(relative, error, item)
+        self.manifest.append(record)
+        return record
+
+    def _failure(self, relative: str, error: str, item: _Decoded | None = None) -> Record:
+        return Record(
             input=relative,
             output=None,
             action="failed",
@@ -519,36 +530,48 @@ class _Runner:
             error=error,
             time=now(),
         )
-        self.manifest.append(record)
-        return record
 
-    # -- workers --
+    # -- workers: one task per batch of files, so that thread hand-offs are per batch --
 
-    def copy_one(self, relative: str) -> Record:
+    def copy_files(self, relatives: list[str]) -> list[Record]:
+        records = [self._copy(relative) for relative in relatives]
+        self.manifest.append_many(records)  # after the files are in place, never before
+        return records
+
+    def decode_files(self, relatives: list[str]) -> list[_Decoded]:
+        return [self.decode(relative) for relative in relatives]
+
+    def write_batch(self, items: list[_Decoded], refined: np.ndarray) -> list[Record]:
+        records = [self._write(item, out) for item, out in zip(items, refined, strict=True)]
+        self.manifest.append_many(records)
+        return records
+
+    def _copy(self, relative: str) -> Record:
         source, target = self.plan.root / relative, self.plan.output / relative
         try:
             stat = source.stat()
             written = atomic_copy(source, target)
         except OSError as exc:
-            return self.fail(relative, _short_error(exc, source))
+            return self._failure(relative, _short_error(exc, source))
         return self._record(relative, "copied", written, written.sha256, stat.st_size, stat.st_mtime_ns, None)
 
     def decode(self, relative: str) -> _Decoded:
         path = self.plan.root / relative
         item = _Decoded(relative)
         try:
-            stat = path.stat()
+            # One read per file: the bytes that are hashed are the bytes that are decoded.
+            data, stat = read_file(path)
             item.input_size, item.input_mtime_ns = stat.st_size, stat.st_mtime_ns
-            item.input_sha256 = file_sha256(path)
-            item.pixels, _ = read_image(path)
-            item.meta = probe_source(path)
+            item.input_sha256 = hashlib.sha256(data).hexdigest()
+            item.pixels, _ = read_image(path, data)
+            item.meta = probe_source(path, data)
             item.model_in = model_input(item.pixels, self.channels)
         except (RefinekitError, OSError) as exc:
             item.error = _short_error(exc, path)
             item.pixels = item.model_in = None
         return item
 
-    def write_refined(self, item: _Decoded, refined: np.ndarray) -> Record:
+    def _write(self, item: _Decoded, refined: np.ndarray) -> Record:
         target = self.plan.output / item.relative
         try:
             if not np.all(np.isfinite(refined)):
@@ -557,13 +580,13 @@ class _Runner:
             data = encode_image(pixels, target.suffix, item.meta, jpeg_quality=self.jpeg_quality)
             written = atomic_write(target, data)
         except (RefinekitError, OSError, ValueError) as exc:
-            return self.fail(item.relative, _short_error(exc, target), item)
+            return self._failure(item.relative, _short_error(exc, target), item)
         return self._record(item.relative, "refined", written, item.input_sha256, item.input_size,
                             item.input_mtime_ns, self.model)  # fmt: skip
 
     def _record(self, relative: str, action: str, written, input_sha256, input_size, input_mtime_ns, model) -> Record:
-        """Append the manifest line of an output now in place (after its rename, never before)."""
-        record = Record(
+        """The manifest line of an output now in place (its task appends it after the batch)."""
+        return Record(
             input=relative,
             output=relative,
             action=action,
@@ -576,8 +599,6 @@ class _Runner:
             model=model,
             time=now(),
         )
-        self.manifest.append(record)
-        return record
 
     # -- the device step (caller's thread) --
 
@@ -595,9 +616,9 @@ class _Runner:
             for item in items:
                 self.finish(self.fail(item.relative, error, item))
             return
-        for item, out in zip(items, refined, strict=True):
+        for item in items:
             item.model_in = None  # free the float copy; the writer needs the original only
-            window.submit(self.write_refined, item, out)
+        window.submit(self.write_batch, items, refined)
 
     def note(self, item: _Decoded) -> None:
         meta = item.meta
@@ -630,7 +651,8 @@ def run_refine(
       copy_other: copy non-image files byte for byte (else leave them out).
       overwrite: redo files that an earlier run completed.
       fail_fast: stop at the first file that cannot be read or written.
-      workers: threads that decode (default: CPUs, at most 16); twice as many encode and write.
+      workers: threads that decode, and threads that encode and write (default: CPUs, at
+        most 16 each).
       on_progress: called in this thread before the first file and after each file.
       should_stop: polled in this thread between files; once it returns True no new file is
         started, the files in flight are finished and recorded, and the summary says
@@ -694,11 +716,11 @@ def run_refine(
         )
         runner.report(None)
         with (
-            ThreadPoolExecutor(workers, thread_name_prefix="refine-read") as readers,
-            ThreadPoolExecutor(2 * workers, thread_name_prefix="refine-write") as writers,
+            ThreadPoolExecutor(workers, "refine-read", initializer=_yield_to_compute) as readers,
+            ThreadPoolExecutor(workers, "refine-write", initializer=_yield_to_compute) as writers,
         ):
-            # Writers wait on the disk (fsync) as much as they encode: twice as many threads.
-            window = _Window(writers, 2 * batch_size + 2 * workers, runner.finish)
+            # Tasks are batches: a writer for each thread and as many again queued behind them.
+            window = _Window(writers, 2 * workers, runner.finish)
             try:
                 _pipeline(runner, window, readers, images, others, batch_size, workers)
                 window.drain()
@@ -727,6 +749,22 @@ def run_refine(
     )
 
 
+def _yield_to_compute() -> None:
+    """Run this file-work thread at a lower scheduling priority than the refiner's threads.
+
+    XLA:CPU splits each convolution over all cores and waits for the slowest part; a decode
+    or encode thread that takes a core mid-op stalls all of them. At a lower priority the file
+    work fills the gaps between ops instead. Linux schedules threads separately, so this
+    touches only the calling thread; elsewhere (or when refused) it does nothing.
+    """
+    nice = int(os.environ.get("REFINEKIT_IO_NICE", "10"))
+    if nice and sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError:
+            pass
+
+
 def _pipeline(
     runner: _Runner,
     window: _Window,
@@ -736,15 +774,22 @@ def _pipeline(
     batch_size: int,
     workers: int,
 ) -> None:
-    for relative in others:
+    for chunk in _chunks(others, batch_size):
         if runner.halted():
             return
-        window.submit(runner.copy_one, relative)
+        window.submit(runner.copy_files, chunk)
     # Images wait for a full batch of their shape; beyond `max_waiting` the largest group goes
     # as a partial batch (the refiner pads it), which bounds memory when there are many shapes.
-    decoded = _prefetch(readers, runner.decode, images, ahead=2 * batch_size + workers)
-    with closing(decoded):  # on an early return, cancel the decodes queued ahead
-        _refine_all(runner, window, decoded, batch_size)
+    # Decoding runs ahead by about two batches, in chunks small enough to keep every reader busy.
+    size = max(1, min(16, batch_size // max(1, workers)))
+    chunks = _prefetch(readers, runner.decode_files, _chunks(images, size), ahead=max(2, 2 * batch_size // size))
+    with closing(chunks):  # on an early return, cancel the decodes queued ahead
+        _refine_all(runner, window, (item for chunk in chunks for item in chunk), batch_size)
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _refine_all(runner: _Runner, window: _Window, decoded: Iterator, batch_size: int) -> None:
