@@ -587,3 +587,31 @@ def test_odd_file_names_round_trip_through_the_manifest(tmp_path, fake, capsys):
     assert refine(inp, out, "--json") == 1
     summary = summary_json(capsys)
     assert (summary["skipped"], summary["refined"], summary["failed"]) == (4, 0, 1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_file_work_threads_run_at_a_lower_priority_than_the_refiner(monkeypatch):
+    import threading
+
+    from refinekit.refine import _yield_to_compute
+
+    def niceness_after(setting):
+        if setting is not None:
+            monkeypatch.setenv("REFINEKIT_IO_NICE", setting)
+        seen = []
+
+        def worker():
+            tid = threading.get_native_id()
+            before = os.getpriority(os.PRIO_PROCESS, tid)
+            _yield_to_compute()
+            seen.append(os.getpriority(os.PRIO_PROCESS, tid) - before)
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        return seen[0]
+
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert niceness_after(None) == min(10, 19 - main_before)
+    assert niceness_after("0") == 0
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before  # only that thread

@@ -92,6 +92,29 @@ def test_identity_refiner_gives_back_lossless_images_exactly(tmp_path, name, mak
     np.testing.assert_array_equal(after, before)
 
 
+def test_decoding_bytes_already_read_is_decoding_the_file(tmp_path):
+    """refine reads each file once and decodes those bytes: same pixels, mode and metadata."""
+    cases = [*LOSSLESS, ("rgb16.png", lambda p: p.write_bytes(encode_png16(_u16(9, 7, 3))), "RGB"),
+             ("q.jpg", lambda p: Image.fromarray(_u8(9, 7, 3)).save(p, quality=80, dpi=(72, 72)), "RGB")]  # fmt: skip
+    for name, make, _ in cases:
+        path = tmp_path / name
+        make(path)
+        from_path, from_bytes = read_image(path), read_image(path, path.read_bytes())
+        np.testing.assert_array_equal(from_bytes[0], from_path[0], err_msg=name)
+        assert from_bytes[1] == from_path[1], name
+        assert probe_source(path, path.read_bytes()) == probe_source(path), name
+
+
+def test_atomic_write_reports_the_file_as_it_is_on_disk(tmp_path):
+    target = tmp_path / "new" / "folder" / "x.bin"  # missing folders are created
+    written = atomic_write(target, b"0123456789")
+    stat = target.stat()
+    assert (written.size, written.mtime_ns) == (stat.st_size, stat.st_mtime_ns) and written.size == 10
+    copied = atomic_copy(target, tmp_path / "copy.bin")
+    assert (copied.sha256, copied.size) == (written.sha256, 10)
+    assert copied.mtime_ns == (tmp_path / "copy.bin").stat().st_mtime_ns
+
+
 def test_lossy_formats_keep_their_settings(tmp_path):
     y, x = np.mgrid[0:24, 0:32]
     rgb = np.stack([y * 10, x * 8, 255 - x * 4], -1).astype(np.uint8)  # smooth: compresses well

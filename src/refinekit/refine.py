@@ -8,13 +8,16 @@ OUT gets the same relative paths and file names as IN; each image keeps its form
 height (the refiner is fully convolutional and runs at native resolution), Pillow mode and bit
 depth, and alpha is carried through untouched; every other file is copied byte for byte. IN is
 never written. Each output goes to a temporary name in its folder and is renamed into place,
-and `OUT/refinekit-manifest.jsonl` (see `refinekit.manifest`) gets a line after it, so a killed
+and `OUT/refinekit-manifest.jsonl` (see `refinekit.manifest`) gets its line once the batch it
+was written with is in place (one append and one sync per batch), so a killed
 run resumes where it stopped: a file is complete when its manifest record still matches both the
 input and the output on disk.
 
 The work runs as a pipeline: a thread pool decodes images ahead of the device, images are
 grouped by shape into batches of the refiner's batch size (each shape compiles once), and a
-second pool encodes and writes results while the device refines the next batch.
+second pool encodes and writes results while the device refines the next batch. Tasks are
+chunks and batches, not single files: on a small machine the thread hand-offs per file cost
+more CPU than decoding a small PNG, and that CPU is taken from the refiner.
 
 Channel conversion, when an image's colour channels differ from the model's (as in training,
 `images.convert_channels`), and back:
@@ -757,10 +760,11 @@ def _yield_to_compute() -> None:
     work fills the gaps between ops instead. Linux schedules threads separately, so this
     touches only the calling thread; elsewhere (or when refused) it does nothing.
     """
-    nice = int(os.environ.get("REFINEKIT_IO_NICE", "10"))
-    if nice and sys.platform.startswith("linux"):
+    nicer = int(os.environ.get("REFINEKIT_IO_NICE", "10"))  # added to the thread's niceness
+    if nicer > 0 and sys.platform.startswith("linux"):
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nicer))
         except OSError:
             pass
 

@@ -148,7 +148,7 @@ def refine(
         int | None,
         typer.Option(
             min=1,
-            help="Threads that decode images ahead of the device (default: the number of CPUs, at most 16); twice as many encode and write results.",
+            help="Threads that decode images ahead of the device, and as many that encode and write results (default: the number of CPUs, at most 16).",
         ),
     ] = None,
     as_json: Annotated[
