@@ -471,8 +471,10 @@ class _Runner:
         totals: tuple[int, int],
         skipped: int,
         should_stop: Callable[[], bool] | None = None,
+        chunk: int = 1,
     ):
         self.plan, self.refiner, self.manifest = plan, refiner, manifest
+        self.chunk = chunk  # files per reading, writing or copying task
         self.model = dict(refiner.model_id)
         self.channels = int(refiner.channels)
         self.jpeg_quality, self.fail_fast, self.on_progress = jpeg_quality, fail_fast, on_progress
@@ -621,7 +623,9 @@ class _Runner:
             return
         for item in items:
             item.model_in = None  # free the float copy; the writer needs the original only
-        window.submit(self.write_batch, items, refined)
+        for start in range(0, len(items), self.chunk):  # every writer gets a share of the batch
+            end = start + self.chunk
+            window.submit(self.write_batch, items[start:end], refined[start:end])
 
     def note(self, item: _Decoded) -> None:
         meta = item.meta
@@ -705,6 +709,9 @@ def run_refine(
 
     workers = workers or min(16, os.cpu_count() or 2)
     batch_size = max(1, int(refiner.batch_size))
+    # Tasks take chunks of files, not single files (see the module doc), small enough that
+    # every thread gets a share of a batch.
+    chunk = max(1, min(16, batch_size // workers))
     with ManifestWriter(plan.manifest_path) as manifest:
         runner = _Runner(
             plan,
@@ -716,16 +723,17 @@ def run_refine(
             totals=(len(images), len(others)),
             skipped=skipped,
             should_stop=should_stop,
+            chunk=chunk,
         )
         runner.report(None)
         with (
             ThreadPoolExecutor(workers, "refine-read", initializer=_yield_to_compute) as readers,
             ThreadPoolExecutor(workers, "refine-write", initializer=_yield_to_compute) as writers,
         ):
-            # Tasks are batches: a writer for each thread and as many again queued behind them.
-            window = _Window(writers, 2 * workers, runner.finish)
+            # About two batches of results in flight, plus one task per writer.
+            window = _Window(writers, 2 * -(-batch_size // chunk) + workers, runner.finish)
             try:
-                _pipeline(runner, window, readers, images, others, batch_size, workers)
+                _pipeline(runner, window, readers, images, others, batch_size, chunk)
                 window.drain()
             finally:
                 window.cancel()
@@ -776,19 +784,18 @@ def _pipeline(
     images: list[str],
     others: list[str],
     batch_size: int,
-    workers: int,
+    chunk: int,
 ) -> None:
-    for chunk in _chunks(others, batch_size):
+    for part in _chunks(others, chunk):
         if runner.halted():
             return
-        window.submit(runner.copy_files, chunk)
+        window.submit(runner.copy_files, part)
     # Images wait for a full batch of their shape; beyond `max_waiting` the largest group goes
     # as a partial batch (the refiner pads it), which bounds memory when there are many shapes.
-    # Decoding runs ahead by about two batches, in chunks small enough to keep every reader busy.
-    size = max(1, min(16, batch_size // max(1, workers)))
-    chunks = _prefetch(readers, runner.decode_files, _chunks(images, size), ahead=max(2, 2 * batch_size // size))
-    with closing(chunks):  # on an early return, cancel the decodes queued ahead
-        _refine_all(runner, window, (item for chunk in chunks for item in chunk), batch_size)
+    # Decoding runs about two batches ahead.
+    parts = _prefetch(readers, runner.decode_files, _chunks(images, chunk), ahead=max(2, 2 * -(-batch_size // chunk)))
+    with closing(parts):  # on an early return, cancel the decodes queued ahead
+        _refine_all(runner, window, (item for part in parts for item in part), batch_size)
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
