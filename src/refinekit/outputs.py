@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RefinekitError
-from .images import readable
+from .images import png_header, readable
 
 FORMAT_BY_SUFFIX = {
     ".png": "PNG",
@@ -115,7 +115,8 @@ def probe_source(path: Path, data: bytes | None = None) -> SourceMeta:
     except Exception:  # noqa: BLE001 - the decoder reports unreadable files
         return SourceMeta()
     if fmt == "PNG":
-        bits = _png_bit_depth(path, data)
+        header = png_header(path, data)
+        bits = header.bits if header else None
     dpi = info.get("dpi")
     return SourceMeta(
         format=fmt,
@@ -129,17 +130,6 @@ def probe_source(path: Path, data: bytes | None = None) -> SourceMeta:
         webp_lossless=_webp_is_lossless(path, data) if fmt == "WEBP" else None,
         tiff_compression=info.get("compression") if fmt == "TIFF" else None,
     )
-
-
-def _png_bit_depth(path: Path, data: bytes | None = None) -> int | None:
-    if data is not None:
-        head = data[:26]
-    else:
-        with open(path, "rb") as f:
-            head = f.read(26)
-    if len(head) == 26 and head[12:16] == b"IHDR":
-        return head[24]
-    return None
 
 
 def _webp_is_lossless(path: Path, data: bytes | None = None) -> bool | None:
@@ -340,39 +330,32 @@ def atomic_write(path: Path, data: bytes) -> Written:
     Plain os calls, and the size and time taken from the open file (a rename keeps them): refine
     writes one small file per image, and each avoided system call shows in its throughput.
     """
-    path = Path(path)
-    temp = temp_path(path)
-    fd = _create(temp)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            sync_file(fd)
-            stat = os.fstat(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    stat = _publish(Path(path), lambda fd: _write_all(fd, data))
     return Written(hashlib.sha256(data).hexdigest(), stat.st_size, stat.st_mtime_ns)
 
 
 def atomic_copy(source: Path, path: Path) -> Written:
     """Copy `source` byte for byte to `path`, atomically (see `atomic_write`), hashing as it goes."""
-    path = Path(path)
-    temp = temp_path(path)
     digest = hashlib.sha256()
+
+    def fill(fd: int) -> None:
+        with open(source, "rb") as src:
+            while block := src.read(_CHUNK):
+                digest.update(block)
+                _write_all(fd, block)
+
+    stat = _publish(Path(path), fill)
+    return Written(digest.hexdigest(), stat.st_size, stat.st_mtime_ns)
+
+
+def _publish(path: Path, fill) -> os.stat_result:
+    """fill(fd) a new temporary file beside `path`, sync it and rename it over `path`; on any
+    failure remove the temporary file. Returns the file's stat, taken before the rename."""
+    temp = temp_path(path)
     fd = _create(temp)
     try:
         try:
-            with open(source, "rb") as src:
-                while block := src.read(_CHUNK):
-                    digest.update(block)
-                    view = memoryview(block)
-                    while view:
-                        view = view[os.write(fd, view) :]
+            fill(fd)
             sync_file(fd)
             stat = os.fstat(fd)
         finally:
@@ -381,7 +364,13 @@ def atomic_copy(source: Path, path: Path) -> Written:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    return Written(digest.hexdigest(), stat.st_size, stat.st_mtime_ns)
+    return stat
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _create(temp: Path) -> int:
