@@ -273,3 +273,14 @@ def test_run_refines_the_synthetic_set_on_the_fly(folders, tmp_path, capsys):
     by_model = gap_report(folders["real"], folders["synthetic"], model=tmp_path / "refiner.npz", replicates=50)
     assert by_model.document["sets"]["refined"]["source"] == "model"
     np.testing.assert_allclose(_numbers(by_model.document), _numbers(document), rtol=1e-6, atol=1e-9)
+
+
+def test_progress_bars_on_a_terminal_show_rate_and_eta(folders, tmp_path, monkeypatch, capsys):
+    import refinekit.cli.gap as cli_gap
+
+    monkeypatch.setattr(cli_gap, "interactive", lambda: True)
+    code = main(["gap-report", "--real", str(folders["real"]), "--synthetic", str(folders["synthetic"]),
+                 "--json", str(tmp_path / "gap.json"), "--bootstrap", "20"])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert re.search(r"\d+/\d+", err) and re.search(r"\d+\.\d/s", err), err[-2000:]

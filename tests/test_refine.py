@@ -615,3 +615,21 @@ def test_file_work_threads_run_at_a_lower_priority_than_the_refiner(monkeypatch)
     assert niceness_after(None) == min(10, 19 - main_before)
     assert niceness_after("0") == 0
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before  # only that thread
+
+
+def test_the_shared_progress_bar_shows_count_fields_elapsed_and_eta():
+    import io
+    import re
+
+    from rich.console import Console
+
+    from refinekit.cli.common import progress_bar
+
+    bar = progress_bar("[bold]{task.description}", "rate")
+    task = bar.add_task("work", total=8, rate="12.5 images/s")
+    bar.advance(task, 3)
+    out = io.StringIO()
+    Console(file=out, width=160, color_system=None).print(bar.get_renderable())
+    text = out.getvalue()
+    assert "work" in text and "3/8" in text and "12.5 images/s" in text
+    assert len(re.findall(r"-:--:--|\d:\d\d:\d\d", text)) == 2  # elapsed and the ETA

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -213,3 +214,13 @@ def test_the_step_loop_makes_no_host_transfer(gray16, tmp_path, monkeypatch):
     monkeypatch.setattr(jax, "device_put", lambda x, *a, **k: x if type(x).__name__ == "DeviceData" else real_put(x, *a, **k))
     with pytest.raises(Exception, match="(?i)disallowed"):
         train(config.replace(out=str(tmp_path / "run2")))
+
+
+def test_progress_bar_on_a_terminal(gray16, tmp_path, monkeypatch, capsys):
+    import refinekit.cli.train as cli_train
+
+    monkeypatch.setattr(cli_train, "interactive", lambda: True)
+    syn, real = gray16
+    assert main(_args(syn, real, tmp_path / "run", 4, "--log-every", "2")) == 0
+    err = capsys.readouterr().err
+    assert "adversarial" in err and re.search(r"\d+/14", err) and "img/s" in err, err[-2000:]

@@ -15,6 +15,33 @@ def interactive() -> bool:
     return console.is_terminal and not console.is_dumb_terminal
 
 
+def progress_bar(label: str, *fields: str):
+    """The one progress bar of every command: label, bar, done/total, elapsed time, ETA, then
+    the task's text `fields` (rate, losses, ...). `label` may use `{task.description}` or fields.
+
+    The fields come last and are capped in width, so a long loss line never pushes the count
+    and the ETA off a narrow terminal."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.table import Column
+
+    # Without a width limit a long field makes rich drop the bar, count and ETA altogether on
+    # an 80-column terminal; capped, the field is cut with an ellipsis instead.
+    width = max(20, console.width // 2 - 10)
+    columns = [
+        TextColumn(f"{{task.fields[{name}]}}", table_column=Column(no_wrap=True, overflow="ellipsis", max_width=width))
+        for name in fields
+    ]
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                    *columns, console=console, transient=False)  # fmt: skip
+
+
 def fail(message: str, code: int) -> int:
     console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     return code

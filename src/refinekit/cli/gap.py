@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from .common import console, interactive, log, stdout_write
+from .common import console, interactive, log, progress_bar, stdout_write
 
 
 def gap_report(
@@ -148,18 +148,7 @@ class _RichStages:
     """A progress bar per stage on a terminal."""
 
     def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console,
-        )
+        self.progress = progress_bar("{task.description}", "rate")
         self.progress.start()
         self.current = None
 
@@ -167,9 +156,15 @@ class _RichStages:
         if self.current is not None:
             task = self.progress.tasks[self.current]
             self.progress.update(self.current, completed=task.total)
-        self.current = self.progress.add_task(label, total=max(total, 1))
+        self.current = self.progress.add_task(label, total=max(total, 1), rate="")
         task_id = self.current
-        return lambda n=1: self.progress.advance(task_id, n)
+
+        def advance(n: int = 1) -> None:
+            self.progress.advance(task_id, n)
+            speed = self.progress.tasks[task_id].speed
+            self.progress.update(task_id, rate=f"{speed:.1f}/s" if speed else "")
+
+        return advance
 
     def close(self) -> None:
         if self.current is not None:

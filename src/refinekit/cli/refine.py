@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from ..errors import RefinekitError, UsageError
-from .common import console, interactive, log, stdout_write
+from .common import interactive, log, progress_bar, stdout_write
 
 
 class RefineInterrupted(RefinekitError):
@@ -251,26 +251,7 @@ class _RichReporter:
     """A progress bar with images/s on a terminal."""
 
     def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("[bold]refine[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[extra]}"),
-            console=console,
-            transient=False,
-        )
+        self.progress = progress_bar("[bold]refine[/]", "rate", "extra")
         self.task = None
         self.progress.start()
 

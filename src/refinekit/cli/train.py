@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .common import console, interactive, log
+from .common import interactive, log, progress_bar
 
 
 class Preset(StrEnum):
@@ -165,20 +165,9 @@ class ProgressView:
             log(f"[yellow]note:[/] only {small} real images: if disc_acc_real stays near 1 in metrics.jsonl, the "
                 "discriminator is memorising them; try --augment ada")
         if interactive():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.progress = Progress(
-                TextColumn("[bold]{task.fields[phase]}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console, transient=False,
-            )  # fmt: skip
+            self.progress = progress_bar("[bold]{task.fields[phase]}", "rate", "info")
             self.task = self.progress.add_task("train", total=event["total_steps"], completed=event["start_step"],
-                                               phase="start", info="")  # fmt: skip
+                                               phase="start", rate="", info="")  # fmt: skip
             self.progress.start()
 
     def _log(self, event: dict) -> None:
@@ -195,11 +184,11 @@ class ProgressView:
             )
             if "augment_p" in event and event.get("augment_p", 0) > 0:
                 info += f" p {event['augment_p']:.3f} rt {event['ada_signal']:.2f}"
-        info += f" {event['images_per_second']:.0f} img/s"
+        rate = f"{event['images_per_second']:.0f} img/s"
         if self.progress is not None:
-            self.progress.update(self.task, completed=event["step"], phase=phase, info=info)
+            self.progress.update(self.task, completed=event["step"], phase=phase, rate=rate, info=info)
         else:
-            log(f"step {event['step']} {phase}: {info}")
+            log(f"step {event['step']} {phase}: {info} {rate}")
 
     def close(self) -> None:
         if self.progress is not None:
