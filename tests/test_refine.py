@@ -55,7 +55,7 @@ def fake(monkeypatch):
     def install(**kw):
         refiner = FakeRefiner(**kw)
         monkeypatch.setattr(
-            cli_refine, "_load_refiner", lambda run, step, model, batch_size: refiner
+            cli_refine, "_load_refiner", lambda run, step, model, batch_size, micro_batch: refiner
         )
         return refiner
 

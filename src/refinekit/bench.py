@@ -50,6 +50,7 @@ class BenchResult:
     steps_per_call: int
     precision: str
     spread_ms: tuple[float, float]  # min and max over repeats
+    micro_batch: int = 0  # images per micro-batch of forward-only refiner passes (0: whole batches)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,11 +97,12 @@ def bench_train(config: TrainConfig, repeats: int = 10, warmup: int = 2) -> Benc
         gflop_per_step=flops / 1e9, gflops_per_second=flops / per_step / 1e9,
         compile_seconds=max(0.0, first - per_step * config.steps_per_call), repeats=repeats,
         steps_per_call=config.steps_per_call, precision=config.precision,
-        spread_ms=(min(times) * 1e3, max(times) * 1e3),
+        spread_ms=(min(times) * 1e3, max(times) * 1e3), micro_batch=fns.forward_micro_batch,
     )  # fmt: skip
 
 
-def bench_refine(config: TrainConfig, batch: int = 256, repeats: int = 10, warmup: int = 2) -> BenchResult:
+def bench_refine(config: TrainConfig, batch: int = 256, repeats: int = 10, warmup: int = 2,
+                 micro_batch: int | None = None) -> BenchResult:  # fmt: skip
     """Time the real `inference.Refiner` call (host -> device -> host) on `batch` images."""
     import jax
     from flax import nnx
@@ -111,7 +113,7 @@ def bench_refine(config: TrainConfig, batch: int = 256, repeats: int = 10, warmu
     size, channels = tuple(config.size), int(config.channels)
     refiner, _ = build_models(config, channels, config.seed)
     _, params = nnx.split(refiner, nnx.Param)
-    model = Refiner(config, params, {"bench": "random weights"}, batch_size=batch)
+    model = Refiner(config, params, {"bench": "random weights"}, batch_size=batch, micro_batch=micro_batch)
     images = _random_data(batch, size, channels, 2).astype(np.float32) / 255.0
     start = time.perf_counter()
     model(images)
@@ -130,7 +132,7 @@ def bench_refine(config: TrainConfig, batch: int = 256, repeats: int = 10, warmu
         channels=channels, batch=batch, images_per_second=batch / per_call, ms_per_step=per_call * 1e3,
         gflop_per_step=flops / 1e9, gflops_per_second=flops / per_call / 1e9,
         compile_seconds=max(0.0, first - per_call), repeats=repeats, steps_per_call=1, precision=config.precision,
-        spread_ms=(min(times) * 1e3, max(times) * 1e3),
+        spread_ms=(min(times) * 1e3, max(times) * 1e3), micro_batch=model.micro_batch_for(*size),
     )  # fmt: skip
 
 

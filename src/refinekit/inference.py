@@ -28,11 +28,13 @@ class Refiner:
     compiles once; batches are sharded over all local devices.
     """
 
-    def __init__(self, config: TrainConfig, params: Any, model_id: dict, batch_size: int = 32):
+    def __init__(self, config: TrainConfig, params: Any, model_id: dict, batch_size: int = 32,
+                 micro_batch: int | None = None):  # fmt: skip
         import jax
         from flax import nnx
         from jax.sharding import NamedSharding, PartitionSpec
 
+        from . import microbatch
         from .models import build_models
         from .steps import make_mesh
 
@@ -43,12 +45,25 @@ class Refiner:
         mesh = make_mesh()
         devices = mesh.devices.size
         self.batch_size = max(devices, -(-batch_size // devices) * devices)  # a multiple of the devices
+        self.micro_batch = micro_batch  # None: microbatch.resolve picks per image size
         refiner, _ = build_models(config, self.channels, seed=0)
         self._graph, _ = nnx.split(refiner, nnx.Param)
         self._params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
         self._batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
         graph = self._graph
-        self._apply = jax.jit(lambda p, x: (nnx.merge(graph, p)(x * 2.0 - 1.0) + 1.0) * 0.5)
+
+        def apply(params, images):
+            model = nnx.merge(graph, params)
+            size = microbatch.resolve(micro_batch, images.shape[1], images.shape[2])  # at trace time
+            return microbatch.forward(lambda x: (model(x * 2.0 - 1.0) + 1.0) * 0.5, images, size)
+
+        self._apply = jax.jit(apply)
+
+    def micro_batch_for(self, height: int, width: int) -> int:
+        """Images per micro-batch for images of this size (0: whole batches)."""
+        from . import microbatch
+
+        return microbatch.resolve(self.micro_batch, height, width)
 
     @property
     def params(self) -> Any:
@@ -87,22 +102,25 @@ def _refiner_params_from_run(run: Path, step: int) -> tuple[TrainConfig, Any]:
 
 
 def load_refiner(
-    run: Path | None = None, step: int | None = None, model: Path | None = None, batch_size: int = 32
+    run: Path | None = None, step: int | None = None, model: Path | None = None, batch_size: int = 32,
+    micro_batch: int | None = None,
 ) -> Refiner:
     """The refiner of a run's checkpoint (latest unless `step`), or of an exported file.
+
+    `micro_batch`: images per convolution (None: conv.resolve_micro_batch's default).
 
     Raises CheckpointError/UsageError when there is no valid model: never random weights.
     """
     if (run is None) == (model is None):
         raise UsageError("give exactly one of --run RUN or --model FILE")
     if model is not None:
-        return _load_export(Path(model), batch_size)
+        return _load_export(Path(model), batch_size, micro_batch)
     run = Path(run)
     if not run.is_dir():
         raise UsageError(f"--run {run}: no such run folder")
     chosen = checkpoint.pick_step(run, step)
     config, params = _refiner_params_from_run(run, chosen)
-    return Refiner(config, params, {"run": str(run.absolute()), "step": chosen}, batch_size)
+    return Refiner(config, params, {"run": str(run.absolute()), "step": chosen}, batch_size, micro_batch)
 
 
 def export_refiner(run: Path, file: Path, step: int | None = None) -> Path:
@@ -126,7 +144,7 @@ def export_refiner(run: Path, file: Path, step: int | None = None) -> Path:
     return file
 
 
-def _load_export(file: Path, batch_size: int) -> Refiner:
+def _load_export(file: Path, batch_size: int, micro_batch: int | None) -> Refiner:
     from flax import nnx
 
     from .models import build_models
@@ -150,7 +168,7 @@ def _load_export(file: Path, batch_size: int) -> Refiner:
     if set(expected) != set(arrays) or any(expected[k].shape != arrays[k].shape for k in expected):
         raise CheckpointError(f"--model {file}: its parameters do not match its config (damaged file?)")
     nnx.replace_by_pure_dict(params, _unflatten(arrays, pure))
-    return Refiner(config, params, {"export": str(file.absolute()), "sha256": digest}, batch_size)
+    return Refiner(config, params, {"export": str(file.absolute()), "sha256": digest}, batch_size, micro_batch)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:

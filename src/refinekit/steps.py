@@ -20,7 +20,7 @@ import optax
 from flax import nnx, struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import losses, replay
+from . import losses, microbatch, replay
 from .augment import AdaState, ada_adjust, ada_init, ada_observe, augment, parse_policy
 from .config import TrainConfig
 from .models import build_models
@@ -74,6 +74,9 @@ class StepFunctions:
         self.opt_refiner = make_optimizer(config, config.lr_refiner)
         self.opt_disc = make_optimizer(config, config.lr_disc)
         self.half = config.batch_size // 2
+        # Forward-only refiner passes (the discriminator's fake batch, sample grids) run a few
+        # images at a time on CPU: 1.3-1.5x faster there (microbatch.py); gradients do not.
+        self.forward_micro_batch = microbatch.resolve(None, *self.image_shape[:2])
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         devices = self.mesh.devices.size
         self.batch_sharding = (
@@ -140,7 +143,7 @@ class StepFunctions:
         return nnx.merge(self.disc_graph, params)(images)
 
     def _refine(self, params, images):
-        return self._apply_refiner(params, images)
+        return microbatch.forward(lambda x: self._apply_refiner(params, x), images, self.forward_micro_batch)
 
     def _sample(self, images: jax.Array, key: jax.Array) -> jax.Array:
         idx = jax.random.randint(key, (self.config.batch_size,), 0, images.shape[0])
@@ -188,7 +191,7 @@ class StepFunctions:
 
     def _disc_update(self, state: TrainState, synthetic: jax.Array, real: jax.Array, keys: jax.Array):
         half = self.half
-        refined = jax.lax.stop_gradient(self._apply_refiner(state.refiner, synthetic))
+        refined = jax.lax.stop_gradient(self._refine(state.refiner, synthetic))
         current = refined[:half]
         use_history = replay.can_sample(state.buffer, half)
         history = jnp.where(use_history, replay.sample(state.buffer, half, keys[0]), refined[half:])

@@ -58,13 +58,13 @@ class _StopOnSignals:
         )
 
 
-def _load_refiner(run: Path | None, step: int | None, model: Path | None, batch_size: int):
+def _load_refiner(run: Path | None, step: int | None, model: Path | None, batch_size: int, micro_batch: int | None):
     """The refiner to use (JAX is imported here, after the flags and folders are checked)."""
     from ..inference import load_refiner
     from ..runtime import setup
 
     setup()
-    return load_refiner(run=run, step=step, model=model, batch_size=batch_size)
+    return load_refiner(run=run, step=step, model=model, batch_size=batch_size, micro_batch=micro_batch)
 
 
 def refine(
@@ -144,6 +144,14 @@ def refine(
             help="Images per device batch; smaller batches of one image size are padded to it, so each size compiles once.",
         ),
     ] = 32,
+    micro_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--micro-batch",
+            min=0,
+            help="Images the refiner processes at a time within a batch (0: the whole batch). Default: about 8,000 pixels' worth on a single CPU device (1.3-1.5x faster there), whole batches on accelerators.",
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -175,7 +183,7 @@ def refine(
         f"{escape(str(input))} -> {escape(str(output))}"
     )
     with _StopOnSignals() as signals:
-        refiner = _load_refiner(run, step, model, batch_size)
+        refiner = _load_refiner(run, step, model, batch_size, micro_batch)
         log(f"model: {escape(describe_model(refiner.model_id))}, {refiner.channels} channel(s)")
         if signals.requested():
             raise signals.error(" before writing anything")

@@ -1,0 +1,53 @@
+"""Forward passes in micro-batches: the same numbers as one pass, chosen sizes, the CLI flag."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from refinekit import microbatch
+from refinekit.config import TrainConfig
+from refinekit.inference import Refiner
+from refinekit.models import build_models
+
+
+@pytest.mark.parametrize("total, size", [(8, 4), (10, 4), (3, 4), (7, 1), (6, 0)])
+def test_forward_gives_each_image_what_a_whole_batch_gives(total, size):
+    x = np.random.default_rng(0).normal(size=(total, 3, 5, 2)).astype(np.float32)
+    w = np.arange(1, 3, dtype=np.float32)
+
+    def fn(batch):  # per image and non-linear; checks at trace time what it is given
+        assert batch.shape[0] == (size if 0 < size < total else total)
+        return jnp.tanh(batch @ w)[..., None]
+
+    out = np.asarray(jax.jit(lambda b: microbatch.forward(fn, b, size))(x))
+    np.testing.assert_allclose(out, np.tanh(x @ w)[..., None], rtol=1e-6)
+    assert out.shape == (total, 3, 5, 1)
+
+
+def test_auto_size_is_a_power_of_two_of_about_8192_pixels():
+    assert microbatch.auto_size(35, 55) == 4  # 8192 // 1925 = 4
+    assert microbatch.auto_size(32, 48) == 4  # 5 -> 4
+    assert microbatch.auto_size(64, 64) == 2
+    assert microbatch.auto_size(128, 128) == 1
+    assert microbatch.auto_size(1024, 1024) == 1
+    assert microbatch.auto_size(16, 16) == 32
+
+
+def test_resolve_keeps_an_explicit_size_and_picks_auto_on_one_cpu_device():
+    assert microbatch.resolve(0, 35, 55) == 0
+    assert microbatch.resolve(3, 35, 55) == 3
+    single_cpu = jax.default_backend() == "cpu" and jax.local_device_count() == 1
+    assert microbatch.resolve(None, 35, 55) == (4 if single_cpu else 0)
+
+
+def test_refiner_with_micro_batches_matches_whole_batches():
+    config = TrainConfig(preset="tiny", size=(16, 16), channels=1)
+    refiner, _ = build_models(config, 1, seed=0)
+    _, params = nnx.split(refiner, nnx.Param)
+    images = np.random.default_rng(1).uniform(size=(13, 16, 16, 1)).astype(np.float32)
+    whole = Refiner(config, params, {"test": 1}, batch_size=16, micro_batch=0)(images)
+    split = Refiner(config, params, {"test": 1}, batch_size=16, micro_batch=4)
+    assert split.micro_batch_for(16, 16) == 4
+    np.testing.assert_allclose(split(images), whole, atol=1e-5)
