@@ -51,3 +51,45 @@ def test_refiner_with_micro_batches_matches_whole_batches():
     split = Refiner(config, params, {"test": 1}, batch_size=16, micro_batch=4)
     assert split.micro_batch_for(16, 16) == 4
     np.testing.assert_allclose(split(images), whole, atol=1e-5)
+
+
+def test_training_with_micro_batched_forward_passes_matches_whole_batches(tmp_path, monkeypatch):
+    """The discriminator's refined batch comes from micro-batches of 2 here; the model trained
+    is the same as with whole batches (16x16 images are below the default's cut-off)."""
+    from conftest import write_images
+    from test_sharding import ARGS
+    from test_train import _final_state
+
+    from refinekit.cli import main
+    from refinekit.steps import StepFunctions
+
+    syn = write_images(tmp_path / "syn", 16, (16, 16), 0, smooth=True)
+    real = write_images(tmp_path / "real", 16, (16, 16), 1, smooth=False)
+    common = ["train", "--synthetic", str(syn), "--real", str(real), *ARGS]
+    assert main([*common, "--out", str(tmp_path / "whole")]) == 0
+    sizes = []
+    original = StepFunctions.__post_init__
+
+    def spy(self):
+        original(self)
+        sizes.append(self.forward_micro_batch)
+
+    monkeypatch.setattr(StepFunctions, "__post_init__", spy)
+    monkeypatch.setattr(microbatch, "PIXELS", 512)
+    assert main([*common, "--out", str(tmp_path / "split")]) == 0
+    single_cpu = jax.default_backend() == "cpu" and jax.local_device_count() == 1
+    assert sizes and sizes[0] == (2 if single_cpu else 0)
+    (s1, a), (s2, b) = _final_state(tmp_path / "whole"), _final_state(tmp_path / "split")
+    assert s1 == s2
+    for x, y in zip(jax.tree.leaves(a.refiner) + jax.tree.leaves(a.disc), jax.tree.leaves(b.refiner) + jax.tree.leaves(b.disc), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5)
+
+
+def test_refine_refuses_a_negative_micro_batch(tmp_path, capsys):
+    from refinekit.cli import main
+
+    (tmp_path / "in").mkdir()
+    code = main(["refine", str(tmp_path / "in"), str(tmp_path / "out"), "--model", "m.npz", "--micro-batch", "-1"])
+    assert code == 2
+    assert "--micro-batch" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
