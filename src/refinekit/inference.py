@@ -107,7 +107,7 @@ def load_refiner(
 ) -> Refiner:
     """The refiner of a run's checkpoint (latest unless `step`), or of an exported file.
 
-    `micro_batch`: images per convolution (None: conv.resolve_micro_batch's default).
+    `micro_batch`: images per forward micro-batch (None: microbatch.resolve picks by image size).
 
     Raises CheckpointError/UsageError when there is no valid model: never random weights.
     """
