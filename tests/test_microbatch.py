@@ -33,6 +33,8 @@ def test_auto_size_is_a_power_of_two_of_about_8192_pixels():
     assert microbatch.auto_size(128, 128) == 1
     assert microbatch.auto_size(1024, 1024) == 1
     assert microbatch.auto_size(16, 16) == 32
+    # what forward really uses: a micro-batch as large as the batch is one pass
+    assert [microbatch.effective(s, 8) for s in (0, 1, 4, 7, 8, 32)] == [0, 1, 4, 7, 0, 0]
 
 
 def test_resolve_keeps_an_explicit_size_and_picks_auto_on_one_cpu_device():

@@ -65,6 +65,7 @@ def bench_train(config: TrainConfig, repeats: int = 10, warmup: int = 2) -> Benc
     """Time `repeats` calls of the real jitted adversarial step (each `steps_per_call` steps)."""
     import jax
 
+    from . import microbatch
     from .steps import DeviceData, StepFunctions, make_mesh
 
     size, channels = tuple(config.size), int(config.channels)
@@ -97,7 +98,8 @@ def bench_train(config: TrainConfig, repeats: int = 10, warmup: int = 2) -> Benc
         gflop_per_step=flops / 1e9, gflops_per_second=flops / per_step / 1e9,
         compile_seconds=max(0.0, first - per_step * config.steps_per_call), repeats=repeats,
         steps_per_call=config.steps_per_call, precision=config.precision,
-        spread_ms=(min(times) * 1e3, max(times) * 1e3), micro_batch=fns.forward_micro_batch,
+        spread_ms=(min(times) * 1e3, max(times) * 1e3),
+        micro_batch=microbatch.effective(fns.forward_micro_batch, config.batch_size),
     )  # fmt: skip
 
 
@@ -107,6 +109,7 @@ def bench_refine(config: TrainConfig, batch: int = 256, repeats: int = 10, warmu
     import jax
     from flax import nnx
 
+    from . import microbatch
     from .inference import Refiner
     from .models import build_models
 
@@ -132,7 +135,8 @@ def bench_refine(config: TrainConfig, batch: int = 256, repeats: int = 10, warmu
         channels=channels, batch=batch, images_per_second=batch / per_call, ms_per_step=per_call * 1e3,
         gflop_per_step=flops / 1e9, gflops_per_second=flops / per_call / 1e9,
         compile_seconds=max(0.0, first - per_call), repeats=repeats, steps_per_call=1, precision=config.precision,
-        spread_ms=(min(times) * 1e3, max(times) * 1e3), micro_batch=model.micro_batch_for(*size),
+        spread_ms=(min(times) * 1e3, max(times) * 1e3),
+        micro_batch=microbatch.effective(model.micro_batch_for(*size), model.batch_size),
     )  # fmt: skip
 
 

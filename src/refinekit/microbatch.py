@@ -34,13 +34,18 @@ def resolve(requested: int | None, height: int, width: int) -> int:
     return 0
 
 
+def effective(size: int, total: int) -> int:
+    """The micro-batch `forward` really uses for `total` images: `size`, or 0 (one pass)."""
+    return size if 0 < size < total else 0
+
+
 def forward(fn: Callable[[jax.Array], jax.Array], images: jax.Array, size: int) -> jax.Array:
     """`fn(images)` computed `size` images at a time (the last micro-batch zero-padded).
 
     `fn` must treat images independently (no batch statistics), as the refiner does.
     """
     total = images.shape[0]
-    if size <= 0 or total <= size:
+    if not effective(size, total):
         return fn(images)
     count = -(-total // size)
     padded = jnp.pad(images, [(0, count * size - total)] + [(0, 0)] * (images.ndim - 1))

@@ -29,7 +29,7 @@ def bench(
     kd: Annotated[int, typer.Option("--kd", help="Discriminator updates per step.")] = 1,
     steps_per_call: Annotated[int, typer.Option("--steps-per-call", help="Training steps per device call (unrolled).")] = 1,
     precision: Annotated[str, typer.Option("--precision", help="float32 or bf16.")] = "float32",
-    micro_batch: Annotated[int | None, typer.Option("--micro-batch", help="refine: images per forward micro-batch (0: whole batches; default: about 8,000 pixels' worth on one CPU device, else 0).")] = None,
+    micro_batch: Annotated[int | None, typer.Option("--micro-batch", min=0, help="refine: images per forward micro-batch (0: whole batches; default: about 8,000 pixels' worth on one CPU device, else 0).")] = None,
     repeats: Annotated[int, typer.Option("--repeats", help="Timed calls; the median is reported.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per mode on stdout instead of a table.")] = False,
 ) -> None:
