@@ -55,6 +55,22 @@ def test_refiner_with_micro_batches_matches_whole_batches():
     np.testing.assert_allclose(split(images), whole, atol=1e-5)
 
 
+def test_dispatch_then_wait_is_a_call():
+    """refine starts batch k+1 before it waits for batch k: both waits give what calls give."""
+    config = TrainConfig(preset="tiny", size=(16, 16), channels=1)
+    refiner, _ = build_models(config, 1, seed=0)
+    _, params = nnx.split(refiner, nnx.Param)
+    model = Refiner(config, params, {"test": 1}, batch_size=4)
+    rng = np.random.default_rng(2)
+    first, second = rng.uniform(size=(6, 16, 16, 1)), rng.uniform(size=(3, 12, 8, 1))
+    wait_first = model.dispatch(first)
+    wait_second = model.dispatch(second)
+    np.testing.assert_array_equal(wait_first(), model(first))
+    np.testing.assert_array_equal(wait_second(), model(second))
+    assert wait_first().shape == (6, 16, 16, 1) and wait_second().dtype == np.float32
+    assert model.dispatch(np.zeros((0, 16, 16, 1), np.float32))().shape == (0, 16, 16, 1)
+
+
 def test_training_with_micro_batched_forward_passes_matches_whole_batches(tmp_path, monkeypatch):
     """The discriminator's refined batch comes from micro-batches of 2 here; the model trained
     is the same as with whole batches (16x16 images are below the default's cut-off)."""

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 from PIL import Image
 
 import refinekit.cli.refine as cli_refine
+import refinekit.refine as refine_module
 from refinekit.cli import main
 from refinekit.images import read_image
 from refinekit.manifest import MANIFEST_NAME
@@ -633,3 +635,77 @@ def test_the_shared_progress_bar_shows_count_fields_elapsed_and_eta():
     text = out.getvalue()
     assert "work" in text and "3/8" in text and "12.5 images/s" in text
     assert len(re.findall(r"-:--:--|\d:\d\d:\d\d", text)) == 2  # elapsed and the ETA
+
+
+class DispatchingFake(FakeRefiner):
+    """A FakeRefiner that starts batches and is waited for later, as `inference.Refiner` is."""
+
+    def __init__(self, fail_batch=None, **kw):
+        super().__init__(**kw)
+        self.events: list[tuple[str, int]] = []
+        self.fail_batch = fail_batch
+
+    def __call__(self, images):
+        raise AssertionError("refine must start batches with dispatch")
+
+    def dispatch(self, images):
+        number = sum(kind == "start" for kind, _ in self.events)
+        self.events.append(("start", number))
+        result = FakeRefiner.__call__(self, images)
+
+        def wait():
+            self.events.append(("wait", number))
+            if number == self.fail_batch:
+                raise RuntimeError("device lost")
+            return result
+
+        return wait
+
+
+def _flat_tree(root: Path, count: int) -> Path:
+    rng = np.random.default_rng(7)
+    for i in range(count):
+        _save(root / f"{i:02d}.png", rng.integers(0, 256, (12, 10, 3), dtype=np.uint8))
+    return root
+
+
+def test_the_next_batch_starts_before_the_last_is_waited_for(tmp_path, monkeypatch):
+    inp = _flat_tree(tmp_path / "syn", 6)
+    refiner = DispatchingFake(batch_size=2)
+    monkeypatch.setattr(cli_refine, "_load_refiner", lambda *args: refiner)
+    assert refine(inp, tmp_path / "out") == 0
+    # batch k+1 is on the device while refine waits for batch k and writes it out
+    assert [e[0] for e in refiner.events] == ["start", "start", "wait", "start", "wait", "wait"]
+    assert [e[1] for e in refiner.events if e[0] == "wait"] == [0, 1, 2]
+    synchronous = FakeRefiner(batch_size=2)
+    monkeypatch.setattr(cli_refine, "_load_refiner", lambda *args: synchronous)
+    assert refine(inp, tmp_path / "sync") == 0
+    assert outputs(tmp_path / "out") == outputs(tmp_path / "sync")
+
+
+def test_a_batch_that_fails_on_the_device_fails_its_files_only(tmp_path, monkeypatch, capsys):
+    inp = _flat_tree(tmp_path / "syn", 6)
+    refiner = DispatchingFake(batch_size=2, fail_batch=1)
+    monkeypatch.setattr(cli_refine, "_load_refiner", lambda *args: refiner)
+    assert refine(inp, tmp_path / "out", "--json") == 1
+    summary = summary_json(capsys)
+    assert (summary["refined"], summary["failed"]) == (4, 2)
+    assert all("refiner failed on 12x10 images: RuntimeError: device lost" in f for f in summary["failures"])
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["00.png", "01.png", "04.png", "05.png"]
+
+
+def test_workers_0_does_the_file_work_in_the_calling_thread(tmp_path, fake, monkeypatch):
+    inp = make_tree(tmp_path / "syn")
+    fake()
+    assert refine(inp, tmp_path / "threads", "--workers", "2") == 0
+    threads = set()
+    real_read_source = refine_module.read_source
+
+    def read_source(path, data):
+        threads.add(threading.current_thread().name)
+        return real_read_source(path, data)
+
+    monkeypatch.setattr(refine_module, "read_source", read_source)
+    assert refine(inp, tmp_path / "inline", "--workers", "0") == 0
+    assert threads == {threading.current_thread().name}
+    assert outputs(tmp_path / "inline") == outputs(tmp_path / "threads")

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, JpegImagePlugin
 
+from refinekit.errors import ImageReadError
 from refinekit.images import read_image
 from refinekit.manifest import ManifestWriter, Record, read_manifests, read_records
 from refinekit.outputs import (
@@ -22,6 +23,7 @@ from refinekit.outputs import (
     encode_image,
     encode_png16,
     probe_source,
+    read_source,
     temp_path,
     temp_target,
 )
@@ -103,6 +105,57 @@ def test_decoding_bytes_already_read_is_decoding_the_file(tmp_path):
         np.testing.assert_array_equal(from_bytes[0], from_path[0], err_msg=name)
         assert from_bytes[1] == from_path[1], name
         assert probe_source(path, path.read_bytes()) == probe_source(path), name
+
+
+def _source_cases():
+    """Every format and mode refine meets, including those the one-open route leaves alone."""
+    cmyk = lambda p: Image.fromarray(_u8(9, 7, 3)).convert("CMYK").save(p, quality=90)  # noqa: E731
+    return [*LOSSLESS,
+            ("rgb16.png", lambda p: p.write_bytes(encode_png16(_u16(9, 7, 3))), "RGB"),
+            ("la16.png", lambda p: p.write_bytes(encode_png16(_u16(9, 7, 2))), "LA"),
+            ("q.jpg", lambda p: Image.fromarray(_u8(9, 7, 3)).save(p, quality=80, dpi=(72, 72), subsampling=1), "RGB"),
+            ("g.jpg", lambda p: Image.fromarray(_u8(9, 7)).save(p, progressive=True), "L"),
+            ("cmyk.jpg", cmyk, "RGB"),
+            ("lossy.webp", lambda p: Image.fromarray(_u8(9, 7, 4)).save(p, quality=70), "RGBA"),
+            ("icc.png", lambda p: Image.fromarray(_u8(9, 7, 3)).save(p, icc_profile=b"not a real profile", dpi=(300, 300)), "RGB")]  # fmt: skip
+
+
+def test_read_source_is_read_image_and_probe_source_in_one(tmp_path):
+    """refine's one-open decoding gives the same pixels and metadata as the general route."""
+    for name, make, _ in _source_cases():
+        path = tmp_path / name
+        make(path)
+        data = path.read_bytes()
+        pixels, meta = read_source(path, data)
+        np.testing.assert_array_equal(pixels, read_image(path, data)[0], err_msg=name)
+        assert pixels.dtype == read_image(path, data)[0].dtype and pixels.flags.c_contiguous, name
+        assert meta == probe_source(path, data), name
+    assert read_source(tmp_path / "icc.png", (tmp_path / "icc.png").read_bytes())[1].icc_profile == b"not a real profile"
+
+
+def test_read_source_opens_common_files_once(tmp_path, monkeypatch):
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+    for name, make, _ in _source_cases():
+        path = tmp_path / name
+        make(path)
+        opened.clear()
+        read_source(path, path.read_bytes())
+        # 16-bit, 1-bit, palette, CMYK and TIFF files take the general route
+        general = name in ("g16.png", "bits.png", "pal.png", "pal_t.png", "rgb16.png", "la16.png", "cmyk.jpg") or ".tif" in name
+        assert (len(opened) == 1) != general, (name, len(opened))
+
+
+def test_read_source_fails_as_read_image_does(tmp_path):
+    path = tmp_path / "cut.png"
+    Image.fromarray(_u8(64, 64, 3)).save(path)
+    data = path.read_bytes()[:-200]  # IDAT cut short
+    with pytest.raises(ImageReadError) as general:
+        read_image(path, data)
+    with pytest.raises(ImageReadError) as one_open:
+        read_source(path, data)
+    assert str(one_open.value) == str(general.value) and str(path) in str(one_open.value)
 
 
 def test_atomic_write_reports_the_file_as_it_is_on_disk(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +71,24 @@ class Refiner:
         return self._params
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.dispatch(images)()
+
+    def dispatch(self, images: np.ndarray) -> Callable[[], np.ndarray]:
+        """Start refining `images` and return a function that waits for the result.
+
+        JAX runs the batches asynchronously, so a caller can prepare (or write out) other
+        images meanwhile: refine keeps the device busy by starting batch k+1 before it waits
+        for batch k. The same checks and result as `__call__`.
+        """
         import jax
 
         images = np.asarray(images, np.float32)
         if images.ndim != 4 or images.shape[-1] != self.channels:
             raise UsageError(f"refiner expects N x H x W x {self.channels} images, got shape {images.shape}")
-        out = []
+        if not len(images):
+            empty = images.copy()
+            return lambda: empty
+        started = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
             n = len(chunk)
@@ -83,10 +96,12 @@ class Refiner:
                 pad = np.zeros((self.batch_size - n, *chunk.shape[1:]), np.float32)
                 chunk = np.concatenate([chunk, pad])
             batch = jax.device_put(chunk, self._batch_sharding)
-            out.append(np.asarray(self._apply(self._params, batch))[:n])
-        if not out:
-            return images.copy()
-        return np.clip(np.concatenate(out), 0.0, 1.0)
+            started.append((self._apply(self._params, batch), n))
+
+        def result() -> np.ndarray:
+            return np.clip(np.concatenate([np.asarray(out)[:n] for out, n in started]), 0.0, 1.0)
+
+        return result
 
 
 def _refiner_params_from_run(run: Path, step: int) -> tuple[TrainConfig, Any]:

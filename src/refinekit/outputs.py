@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RefinekitError
-from .images import png_header, readable
+from .images import MAX_PIXELS, png_header, read_image, readable
 
 FORMAT_BY_SUFFIX = {
     ".png": "PNG",
@@ -98,23 +98,31 @@ def probe_source(path: Path, data: bytes | None = None) -> SourceMeta:
 
     `data`, when given, is the file's content already read; `path` then is only its name.
     """
-    from PIL import Image, JpegImagePlugin
+    from PIL import Image
 
     path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(readable(path, data)) as im:
-                fmt, mode, info = im.format, im.mode, dict(im.info)
-                subsampling = JpegImagePlugin.get_sampling(im) if fmt == "JPEG" else None
-                bits = None
-                if fmt == "TIFF":
-                    per_sample = im.tag_v2.get(258)
-                    if per_sample:
-                        bits = int(max(np.atleast_1d(per_sample)))
+                return _meta_of(im, path, data)
     except Exception:  # noqa: BLE001 - the decoder reports unreadable files
         return SourceMeta()
-    if fmt == "PNG":
+
+
+def _meta_of(im, path: Path, data: bytes | None) -> SourceMeta:
+    """The SourceMeta of an opened Pillow image (`path`/`data`: its file, for what Pillow
+    does not tell: a PNG's stored bit depth, a WebP's bitstream kind)."""
+    from PIL import JpegImagePlugin
+
+    fmt, mode, info = im.format, im.mode, im.info
+    subsampling = JpegImagePlugin.get_sampling(im) if fmt == "JPEG" else None
+    bits = None
+    if fmt == "TIFF":
+        per_sample = im.tag_v2.get(258)
+        if per_sample:
+            bits = int(max(np.atleast_1d(per_sample)))
+    elif fmt == "PNG":
         header = png_header(path, data)
         bits = header.bits if header else None
     dpi = info.get("dpi")
@@ -130,6 +138,41 @@ def probe_source(path: Path, data: bytes | None = None) -> SourceMeta:
         webp_lossless=_webp_is_lossless(path, data) if fmt == "WEBP" else None,
         tiff_compression=info.get("compression") if fmt == "TIFF" else None,
     )
+
+
+# What one Pillow open decodes exactly as `read_image` does (which then only turns the image
+# into an array): 8-bit gray, gray+alpha, RGB and RGBA in these formats.
+_ONE_OPEN_FORMATS = {"PNG", "JPEG", "BMP", "WEBP"}
+_ONE_OPEN_MODES = {"L", "LA", "RGB", "RGBA"}
+
+
+def read_source(path: Path, data: bytes) -> tuple[np.ndarray, SourceMeta]:
+    """Decode a file's content `data` and read what it was: `read_image(path, data)[0]` and
+    `probe_source(path, data)`, with the same results and errors.
+
+    refine decodes every input this way. For the common files (8-bit PNG, JPEG, BMP or WebP in
+    L, LA, RGB or RGBA) it opens the file once instead of three times: on a small PNG the
+    Python of each Pillow open costs more than the decoding. Everything else, and any file
+    Pillow has trouble with, takes the general route (whose errors name the problem).
+    """
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # the general route's
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+                if im.format in _ONE_OPEN_FORMATS and im.mode in _ONE_OPEN_MODES and width * height <= MAX_PIXELS:
+                    meta = _meta_of(im, path, data)
+                    if im.format != "PNG" or (meta.bits is not None and meta.bits <= 8):
+                        pixels = np.asarray(im)
+                        if pixels.dtype == np.uint8 and pixels.ndim in (2, 3):
+                            return np.ascontiguousarray(pixels.reshape(height, width, -1)), meta
+    except Exception:  # noqa: BLE001 - the general route below reports what is wrong
+        pass
+    pixels, _ = read_image(path, data)
+    return pixels, probe_source(path, data)
 
 
 def _webp_is_lossless(path: Path, data: bytes | None = None) -> bool | None:

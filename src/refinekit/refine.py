@@ -39,7 +39,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,7 +53,6 @@ from .images import (
     colour_channels,
     convert_channels,
     is_image_path,
-    read_image,
     scan_folder,
     to_unit_float,
 )
@@ -72,8 +71,8 @@ from .outputs import (
     atomic_write,
     encode_image,
     file_sha256,
-    probe_source,
     read_file,
+    read_source,
     temp_target,
 )
 
@@ -485,6 +484,7 @@ class _Runner:
         self.stop = False  # fail_fast: stopped at a failure
         self.interrupted = False  # should_stop() said so
         self.should_stop = should_stop
+        self.in_flight = None  # the batch the refiner is working on (see refine_batch)
         self.start = time.perf_counter()
 
     def halted(self) -> bool:
@@ -568,8 +568,7 @@ class _Runner:
             data, stat = read_file(path)
             item.input_size, item.input_mtime_ns = stat.st_size, stat.st_mtime_ns
             item.input_sha256 = hashlib.sha256(data).hexdigest()
-            item.pixels, _ = read_image(path, data)
-            item.meta = probe_source(path, data)
+            item.pixels, item.meta = read_source(path, data)
             item.model_in = model_input(item.pixels, self.channels)
         except (RefinekitError, OSError) as exc:
             item.error = _short_error(exc, path)
@@ -608,24 +607,53 @@ class _Runner:
     # -- the device step (caller's thread) --
 
     def refine_batch(self, items: list[_Decoded], window: _Window) -> None:
+        """Start refining `items`, then finish the batch started before them.
+
+        One batch stays in flight: the device already has batch k+1 while this thread waits
+        for batch k and hands it to the writers, so it never idles between batches (a refiner
+        without `dispatch` simply runs here, one batch at a time).
+        """
+        started = self._start(items)
+        self.finish_refining(window)
+        self.in_flight = started
+
+    def _start(self, items: list[_Decoded]):
         batch = np.stack([item.model_in for item in items])
         try:
-            refined = np.asarray(self.refiner(batch))
-            if refined.shape != batch.shape:
-                raise OutputError(
-                    f"the refiner returned shape {refined.shape} for a batch of shape {batch.shape}"
-                )
-        except Exception as exc:  # noqa: BLE001 - e.g. out of memory for one large shape
-            h, w = batch.shape[1:3]
-            error = f"refiner failed on {h}x{w} images: {type(exc).__name__}: {exc}"
-            for item in items:
-                self.finish(self.fail(item.relative, error, item))
-            return
+            dispatch = getattr(self.refiner, "dispatch", None)
+            if dispatch is None:
+                result = self.refiner(batch)
+                wait = lambda: result  # noqa: E731
+            else:
+                wait = dispatch(batch)
+        except Exception as exc:  # noqa: BLE001 - e.g. a shape the refiner refuses
+            self._refiner_failed(items, batch.shape, exc)
+            return None
         for item in items:
             item.model_in = None  # free the float copy; the writer needs the original only
+        return items, batch.shape, wait
+
+    def finish_refining(self, window: _Window) -> None:
+        """Wait for the batch in flight (if any) and give its results to the writers."""
+        if self.in_flight is None:
+            return
+        items, shape, wait = self.in_flight
+        self.in_flight = None
+        try:
+            refined = np.asarray(wait())
+            if refined.shape != shape:
+                raise OutputError(f"the refiner returned shape {refined.shape} for a batch of shape {shape}")
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory for one large shape
+            self._refiner_failed(items, shape, exc)
+            return
         for start in range(0, len(items), self.chunk):  # every writer gets a share of the batch
             end = start + self.chunk
             window.submit(self.write_batch, items[start:end], refined[start:end])
+
+    def _refiner_failed(self, items: list[_Decoded], shape: tuple[int, ...], exc: Exception) -> None:
+        error = f"refiner failed on {shape[1]}x{shape[2]} images: {type(exc).__name__}: {exc}"
+        for item in items:
+            self.finish(self.fail(item.relative, error, item))
 
     def note(self, item: _Decoded) -> None:
         meta = item.meta
@@ -658,8 +686,8 @@ def run_refine(
       copy_other: copy non-image files byte for byte (else leave them out).
       overwrite: redo files that an earlier run completed.
       fail_fast: stop at the first file that cannot be read or written.
-      workers: threads that decode, and threads that encode and write (default: CPUs, at
-        most 16 each).
+      workers: threads that decode, and threads that encode and write (default: half the
+        CPUs, 1 to 16 each); 0 does all file work in the calling thread, between device batches.
       on_progress: called in this thread before the first file and after each file.
       should_stop: polled in this thread between files; once it returns True no new file is
         started, the files in flight are finished and recorded, and the summary says
@@ -707,11 +735,13 @@ def run_refine(
         )
     not_copied = len(plan.ignored) + (0 if copy_other else len(plan.others))
 
-    workers = workers or min(16, os.cpu_count() or 2)
+    if workers is not None and workers < 0:
+        raise UsageError(f"--workers {workers}: expected 0 (the calling thread) or more threads")
+    workers = default_workers() if workers is None else workers
     batch_size = max(1, int(refiner.batch_size))
     # Tasks take chunks of files, not single files (see the module doc), small enough that
     # every thread gets a share of a batch.
-    chunk = max(1, min(16, batch_size // workers))
+    chunk = max(1, min(16, batch_size // max(1, workers)))
     with ManifestWriter(plan.manifest_path) as manifest:
         runner = _Runner(
             plan,
@@ -726,12 +756,9 @@ def run_refine(
             chunk=chunk,
         )
         runner.report(None)
-        with (
-            ThreadPoolExecutor(workers, "refine-read", initializer=_yield_to_compute) as readers,
-            ThreadPoolExecutor(workers, "refine-write", initializer=_yield_to_compute) as writers,
-        ):
+        with _file_pool(workers, "refine-read") as readers, _file_pool(workers, "refine-write") as writers:
             # About two batches of results in flight, plus one task per writer.
-            window = _Window(writers, 2 * -(-batch_size // chunk) + workers, runner.finish)
+            window = _Window(writers, 2 * -(-batch_size // chunk) + max(1, workers), runner.finish)
             try:
                 _pipeline(runner, window, readers, images, others, batch_size, chunk)
                 window.drain()
@@ -758,6 +785,35 @@ def run_refine(
         notes=tuple(sorted(runner.notes)),
         model=model,
     )
+
+
+def default_workers() -> int:
+    """File threads per pool: half the CPUs (1 to 16).
+
+    Decoding and encoding compete with a CPU refiner for the same cores, and every extra
+    thread adds hand-offs: on 2 cores, one reader and one writer ran end to end at 83-94% of
+    the model-only speed, two of each at 75-92% (README, Performance). With an accelerator
+    doing the refining, half the CPUs are still plenty for the file work.
+    """
+    return max(1, min(16, (os.cpu_count() or 2) // 2))
+
+
+class _Inline(Executor):
+    """An executor that runs each task at once in the caller's thread (`workers=0`)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - delivered by future.result(), as a pool does
+            future.set_exception(exc)
+        return future
+
+
+def _file_pool(workers: int, name: str) -> Executor:
+    if workers == 0:
+        return _Inline()
+    return ThreadPoolExecutor(workers, name, initializer=_yield_to_compute)
 
 
 def _yield_to_compute() -> None:
@@ -796,6 +852,7 @@ def _pipeline(
     parts = _prefetch(readers, runner.decode_files, _chunks(images, chunk), ahead=max(2, 2 * -(-batch_size // chunk)))
     with closing(parts):  # on an early return, cancel the decodes queued ahead
         _refine_all(runner, window, (item for part in parts for item in part), batch_size)
+    runner.finish_refining(window)  # the last batch, or the one in flight when stopped
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
