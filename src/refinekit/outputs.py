@@ -160,7 +160,7 @@ def read_source(path: Path, data: bytes) -> tuple[np.ndarray, SourceMeta]:
     path = Path(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # the general route's
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS applies
             with Image.open(io.BytesIO(data)) as im:
                 width, height = im.size
                 if im.format in _ONE_OPEN_FORMATS and im.mode in _ONE_OPEN_MODES and width * height <= MAX_PIXELS:
