@@ -71,7 +71,17 @@ class Refiner:
         return self._params
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        return self.dispatch(images)()
+        # A batch at a time, the next started before the last is fetched: however many images
+        # come in, at most two batches of results wait on the device.
+        images = np.asarray(images, np.float32)
+        done, waiting = [], None
+        for start in range(0, max(len(images), 1), self.batch_size):
+            started = self.dispatch(images[start : start + self.batch_size])
+            if waiting is not None:
+                done.append(waiting())
+            waiting = started
+        done.append(waiting())
+        return np.concatenate(done)
 
     def dispatch(self, images: np.ndarray) -> Callable[[], np.ndarray]:
         """Start refining `images` and return a function that waits for the result.
