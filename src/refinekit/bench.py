@@ -51,6 +51,7 @@ class BenchResult:
     precision: str
     spread_ms: tuple[float, float]  # min and max over repeats
     micro_batch: int = 0  # images per micro-batch of forward-only refiner passes (0: whole batches)
+    winograd: bool = False  # refine: Winograd route on (winograd.py decides per convolution); GFLOP counted as direct
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,7 +105,7 @@ def bench_train(config: TrainConfig, repeats: int = 10, warmup: int = 2) -> Benc
 
 
 def bench_refine(config: TrainConfig, batch: int = 256, repeats: int = 10, warmup: int = 2,
-                 micro_batch: int | None = None) -> BenchResult:  # fmt: skip
+                 micro_batch: int | None = None, winograd: bool | None = None) -> BenchResult:  # fmt: skip
     """Time the real `inference.Refiner` call (host -> device -> host) on `batch` images."""
     import jax
     from flax import nnx
@@ -116,7 +117,8 @@ def bench_refine(config: TrainConfig, batch: int = 256, repeats: int = 10, warmu
     size, channels = tuple(config.size), int(config.channels)
     refiner, _ = build_models(config, channels, config.seed)
     _, params = nnx.split(refiner, nnx.Param)
-    model = Refiner(config, params, {"bench": "random weights"}, batch_size=batch, micro_batch=micro_batch)
+    model = Refiner(config, params, {"bench": "random weights"}, batch_size=batch, micro_batch=micro_batch,
+                     winograd=winograd)  # fmt: skip
     images = _random_data(batch, size, channels, 2).astype(np.float32) / 255.0
     start = time.perf_counter()
     model(images)
@@ -136,7 +138,7 @@ def bench_refine(config: TrainConfig, batch: int = 256, repeats: int = 10, warmu
         gflop_per_step=flops / 1e9, gflops_per_second=flops / per_call / 1e9,
         compile_seconds=max(0.0, first - per_call), repeats=repeats, steps_per_call=1, precision=config.precision,
         spread_ms=(min(times) * 1e3, max(times) * 1e3),
-        micro_batch=microbatch.effective(model.micro_batch_for(*size), model.batch_size),
+        micro_batch=microbatch.effective(model.micro_batch_for(*size), model.batch_size), winograd=model.winograd,
     )  # fmt: skip
 
 

@@ -30,7 +30,7 @@ class Refiner:
     """
 
     def __init__(self, config: TrainConfig, params: Any, model_id: dict, batch_size: int = 32,
-                 micro_batch: int | None = None):  # fmt: skip
+                 micro_batch: int | None = None, winograd: bool | None = None):  # fmt: skip
         import jax
         from flax import nnx
         from jax.sharding import NamedSharding, PartitionSpec
@@ -47,7 +47,10 @@ class Refiner:
         devices = mesh.devices.size
         self.batch_size = max(devices, -(-batch_size // devices) * devices)  # a multiple of the devices
         self.micro_batch = micro_batch  # None: microbatch.resolve picks per image size
-        refiner, _ = build_models(config, self.channels, seed=0)
+        # Winograd 3x3 convolutions: faster forward passes on XLA:CPU (winograd.py); elsewhere the
+        # backend's own convolution (cuDNN picks its algorithms itself).
+        self.winograd = jax.default_backend() == "cpu" if winograd is None else bool(winograd)
+        refiner, _ = build_models(config, self.channels, seed=0, winograd=self.winograd)
         self._graph, _ = nnx.split(refiner, nnx.Param)
         self._params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
         self._batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
@@ -128,24 +131,25 @@ def _refiner_params_from_run(run: Path, step: int) -> tuple[TrainConfig, Any]:
 
 def load_refiner(
     run: Path | None = None, step: int | None = None, model: Path | None = None, batch_size: int = 32,
-    micro_batch: int | None = None,
+    micro_batch: int | None = None, winograd: bool | None = None,
 ) -> Refiner:
     """The refiner of a run's checkpoint (latest unless `step`), or of an exported file.
 
     `micro_batch`: images per forward micro-batch (None: microbatch.resolve picks by image size).
+    `winograd`: Winograd 3x3 convolutions (None: on the CPU backend only).
 
     Raises CheckpointError/UsageError when there is no valid model: never random weights.
     """
     if (run is None) == (model is None):
         raise UsageError("give exactly one of --run RUN or --model FILE")
     if model is not None:
-        return _load_export(Path(model), batch_size, micro_batch)
+        return _load_export(Path(model), batch_size, micro_batch, winograd)
     run = Path(run)
     if not run.is_dir():
         raise UsageError(f"--run {run}: no such run folder")
     chosen = checkpoint.pick_step(run, step)
     config, params = _refiner_params_from_run(run, chosen)
-    return Refiner(config, params, {"run": str(run.absolute()), "step": chosen}, batch_size, micro_batch)
+    return Refiner(config, params, {"run": str(run.absolute()), "step": chosen}, batch_size, micro_batch, winograd)
 
 
 def export_refiner(run: Path, file: Path, step: int | None = None) -> Path:
@@ -169,7 +173,7 @@ def export_refiner(run: Path, file: Path, step: int | None = None) -> Path:
     return file
 
 
-def _load_export(file: Path, batch_size: int, micro_batch: int | None) -> Refiner:
+def _load_export(file: Path, batch_size: int, micro_batch: int | None, winograd: bool | None) -> Refiner:
     from flax import nnx
 
     from .models import build_models
@@ -193,7 +197,7 @@ def _load_export(file: Path, batch_size: int, micro_batch: int | None) -> Refine
     if set(expected) != set(arrays) or any(expected[k].shape != arrays[k].shape for k in expected):
         raise CheckpointError(f"--model {file}: its parameters do not match its config (damaged file?)")
     nnx.replace_by_pure_dict(params, _unflatten(arrays, pure))
-    return Refiner(config, params, {"export": str(file.absolute()), "sha256": digest}, batch_size, micro_batch)
+    return Refiner(config, params, {"export": str(file.absolute()), "sha256": digest}, batch_size, micro_batch, winograd)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:

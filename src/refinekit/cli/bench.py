@@ -30,6 +30,7 @@ def bench(
     steps_per_call: Annotated[int, typer.Option("--steps-per-call", help="Training steps per device call (unrolled).")] = 1,
     precision: Annotated[str, typer.Option("--precision", help="float32 or bf16.")] = "float32",
     micro_batch: Annotated[int | None, typer.Option("--micro-batch", min=0, help="refine: images per forward micro-batch (0: whole batches; default: about 8,000 pixels' worth on one CPU device, else 0).")] = None,
+    winograd: Annotated[bool | None, typer.Option("--winograd/--no-winograd", help="refine: 3x3 convolutions by Winograd's F(2x2,3x3) (default: on for CPU).")] = None,
     repeats: Annotated[int, typer.Option("--repeats", help="Timed calls; the median is reported.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per mode on stdout instead of a table.")] = False,
 ) -> None:
@@ -53,7 +54,8 @@ def bench(
     if mode in (Mode.train, Mode.both):
         results.append(bench_train(config, repeats=repeats))
     if mode == Mode.refine:
-        results.append(bench_refine(config, batch=refine_batch, repeats=repeats, micro_batch=micro_batch))
+        results.append(bench_refine(config, batch=refine_batch, repeats=repeats, micro_batch=micro_batch,
+                                    winograd=winograd))  # fmt: skip
     for r in results:
         _show(r, as_json)
     if mode == Mode.both:
@@ -66,6 +68,8 @@ def bench(
                 "--repeats", str(repeats)] + (["--json"] if as_json else [])  # fmt: skip
         if micro_batch is not None:
             args += ["--micro-batch", str(micro_batch)]
+        if winograd is not None:
+            args.append("--winograd" if winograd else "--no-winograd")
         subprocess.run(args, check=True, env=user_environment())
 
 
@@ -75,7 +79,7 @@ def _show(r, as_json: bool) -> None:
     else:
         log(
             f"{r.mode:6s} {r.preset} {r.size[0]}x{r.size[1]}x{r.channels} batch {r.batch} on {r.devices} {r.backend} "
-            f"device(s), {r.precision}, forward micro-batch {r.micro_batch or 'off'}: {r.images_per_second:.1f} images/s, {r.ms_per_step:.1f} ms/step "
+            f"device(s), {r.precision}, forward micro-batch {r.micro_batch or 'off'}{', Winograd 3x3' if r.winograd else ''}: {r.images_per_second:.1f} images/s, {r.ms_per_step:.1f} ms/step "
             f"(min {r.spread_ms[0]:.1f}, max {r.spread_ms[1]:.1f}), {r.gflop_per_step:.1f} GFLOP/step counted -> "
             f"{r.gflops_per_second:.0f} GFLOP/s, compile {r.compile_seconds:.1f} s"
         )
