@@ -709,3 +709,17 @@ def test_workers_0_does_the_file_work_in_the_calling_thread(tmp_path, fake, monk
     assert refine(inp, tmp_path / "inline", "--workers", "0") == 0
     assert threads == {threading.current_thread().name}
     assert outputs(tmp_path / "inline") == outputs(tmp_path / "threads")
+
+
+def test_refine_syncs_each_writing_task_once_not_each_file(tmp_path, monkeypatch):
+    import refinekit.outputs as outputs_module
+
+    inp = _flat_tree(tmp_path / "syn", 6)
+    monkeypatch.setattr(cli_refine, "_load_refiner", lambda *args: FakeRefiner(batch_size=2))
+    syncfs_calls, file_syncs = [], []
+    monkeypatch.setattr(outputs_module, "_syncfs", lambda: lambda fd: syncfs_calls.append(fd) or 0)
+    monkeypatch.setattr(outputs_module, "sync_file", file_syncs.append)
+    # one worker: each writing task is one batch of 2 files
+    assert refine(inp, tmp_path / "out", "--workers", "1") == 0
+    assert len(syncfs_calls) == 3 and file_syncs == []
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"{i:02d}.png" for i in range(6)]

@@ -1,5 +1,6 @@
 """Writing images back in their own format, mode and bit depth; atomic writes; the manifest."""
 
+import hashlib
 import io
 import json
 import struct
@@ -13,13 +14,17 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, JpegImagePlugin
 
+import refinekit.outputs as outputs_module
 from refinekit.errors import ImageReadError
 from refinekit.images import read_image
 from refinekit.manifest import ManifestWriter, Record, read_manifests, read_records
 from refinekit.outputs import (
     SourceMeta,
+    Written,
     atomic_copy,
+    atomic_copy_many,
     atomic_write,
+    atomic_write_many,
     encode_image,
     encode_png16,
     probe_source,
@@ -317,6 +322,76 @@ def test_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path, mon
         atomic_copy(target, tmp_path / "copy.json")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+
+
+def _sync_counters(monkeypatch, syncfs_result=0, fail_fd_sync=None):
+    """Count syncfs calls (answering `syncfs_result`, or None: no syncfs) and per-file syncs."""
+    calls = {"syncfs": 0, "file": []}
+
+    def syncfs(fd):
+        calls["syncfs"] += 1
+        return syncfs_result
+
+    def sync_file(fd):
+        calls["file"].append(fd)
+        if fail_fd_sync is not None and len(calls["file"]) == fail_fd_sync:
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(outputs_module, "_syncfs", lambda: None if syncfs_result is None else syncfs)
+    monkeypatch.setattr(outputs_module, "sync_file", sync_file)
+    return calls
+
+
+def test_atomic_write_many_writes_each_file_as_atomic_write_does_with_one_sync(tmp_path, monkeypatch):
+    calls = _sync_counters(monkeypatch)
+    items = [(tmp_path / "a.png", b"alpha"), (tmp_path / "sub" / "b.png", b"bravo!"), (tmp_path / "c.png", b"")]
+    results = atomic_write_many(items)
+    assert calls == {"syncfs": 1, "file": []}  # one filesystem: one syncfs, no fdatasync
+    for (path, data), written in zip(items, results, strict=True):
+        stat = path.stat()
+        assert path.read_bytes() == data
+        assert written == Written(hashlib.sha256(data).hexdigest(), stat.st_size, stat.st_mtime_ns)
+    copies = atomic_copy_many([(path, tmp_path / "copies" / path.name) for path, _ in items])
+    assert calls["syncfs"] == 2 and [w.sha256 for w in copies] == [w.sha256 for w in results]
+    assert sorted(p.name for p in (tmp_path / "copies").iterdir()) == ["a.png", "b.png", "c.png"]
+    assert not [p for p in tmp_path.rglob("*") if temp_target(p.name)]
+
+
+@pytest.mark.parametrize("syncfs_result", [None, -1])  # no syncfs (not Linux), or syncfs failed
+def test_without_syncfs_each_file_is_fdatasynced_and_a_failure_is_its_own(tmp_path, monkeypatch, syncfs_result):
+    calls = _sync_counters(monkeypatch, syncfs_result=syncfs_result, fail_fd_sync=2)
+    (tmp_path / "b.png").write_bytes(b"old b")
+    items = [(tmp_path / name, name.encode()) for name in ("a.png", "b.png", "c.png")]
+    results = atomic_write_many(items)
+    assert len(calls["file"]) == 3
+    assert isinstance(results[1], OSError) and "Input/output error" in str(results[1])
+    assert (tmp_path / "b.png").read_bytes() == b"old b"  # not replaced by an unsynced file
+    assert [(tmp_path / n).read_bytes() for n in ("a.png", "c.png")] == [b"a.png", b"c.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png"]
+
+
+def test_atomic_write_many_fails_one_file_and_writes_the_others(tmp_path, monkeypatch):
+    _sync_counters(monkeypatch)
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    items = [(tmp_path / "ok1.png", b"1"), (tmp_path / "blocker" / "x.png", b"2"), (tmp_path / "ok2.png", b"3")]
+    results = atomic_write_many(items)
+    assert isinstance(results[1], OSError) and not isinstance(results[0], OSError)
+    assert (tmp_path / "ok1.png").read_bytes() == b"1" and (tmp_path / "ok2.png").read_bytes() == b"3"
+    missing = atomic_copy_many([(tmp_path / "nope.png", tmp_path / "n.png"), (tmp_path / "ok1.png", tmp_path / "o.png")])
+    assert isinstance(missing[0], FileNotFoundError) and (tmp_path / "o.png").read_bytes() == b"1"
+    assert not [p for p in tmp_path.rglob("*") if temp_target(p.name)]
+
+
+def test_an_interrupt_while_writing_a_group_leaves_no_temporary_files(tmp_path, monkeypatch):
+    _sync_counters(monkeypatch)
+
+    def interrupted(files):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputs_module, "sync_all", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_many([(tmp_path / "a.png", b"a"), (tmp_path / "b.png", b"b")])
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 EXIF, dpi, JPEG subsampling, lossless WebP, TIFF compression) from its header; `encode_image`
 encodes refined pixels in that same format, mode and bit depth; `atomic_write` and `atomic_copy`
 put bytes on disk under a temporary name in the destination's folder, fsync them and rename them
-into place, so a reader (or a resumed run) never sees half a file. No JAX here.
+into place, so a reader (or a resumed run) never sees half a file (`atomic_write_many` and
+`atomic_copy_many` do the same for a group of files with one sync). No JAX here.
 
 What is kept, per format (the suffix decides the format, like the input's):
 
@@ -22,11 +23,14 @@ What is kept, per format (the suffix decides the format, like the input's):
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import io
 import os
 import re
 import struct
+import sys
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -389,6 +393,128 @@ def atomic_copy(source: Path, path: Path) -> Written:
 
     stat = _publish(Path(path), fill)
     return Written(digest.hexdigest(), stat.st_size, stat.st_mtime_ns)
+
+
+def atomic_write_many(items: list[tuple[Path, bytes]]) -> list[Written | OSError]:
+    """`atomic_write` for several files with one durability sync for all of them.
+
+    Each file is written under its temporary name, then all are synced together (`sync_all`),
+    then each is renamed into place. refine writes a batch of small files at a time, and one
+    sync per batch instead of one fdatasync per file saves ~0.1 ms of kernel CPU per file on
+    ext4 (README, Performance). A failure is returned in its file's place and affects that file
+    only (its temporary file is removed).
+    """
+    fills = [(Path(path), lambda fd, data=data: _write_all(fd, data)) for path, data in items]
+    results = _publish_many(fills)
+    return [
+        result if isinstance(result, OSError) else Written(hashlib.sha256(data).hexdigest(), result.st_size, result.st_mtime_ns)
+        for result, (_, data) in zip(results, items, strict=True)
+    ]
+
+
+def atomic_copy_many(items: list[tuple[Path, Path]]) -> list[Written | OSError]:
+    """`atomic_copy` for several (source, target) pairs with one sync (see `atomic_write_many`)."""
+    digests = [hashlib.sha256() for _ in items]
+
+    def filler(source: Path, digest):
+        def fill(fd: int) -> None:
+            with open(source, "rb") as src:
+                while block := src.read(_CHUNK):
+                    digest.update(block)
+                    _write_all(fd, block)
+
+        return fill
+
+    results = _publish_many([(Path(target), filler(source, digest)) for (source, target), digest in zip(items, digests, strict=True)])
+    return [
+        result if isinstance(result, OSError) else Written(digest.hexdigest(), result.st_size, result.st_mtime_ns)
+        for result, digest in zip(results, digests, strict=True)
+    ]
+
+
+def _publish_many(jobs: list[tuple[Path, object]]) -> list[os.stat_result | OSError]:
+    """`_publish` for several files: fill all, sync all at once, rename all. An OSError is
+    returned in its file's place; anything else (an interrupt) removes every temporary file
+    still open and propagates."""
+    results: list[os.stat_result | OSError | None] = [None] * len(jobs)
+    opened: list[tuple[int, Path, Path, int, os.stat_result]] = []
+    try:
+        for index, (path, fill) in enumerate(jobs):
+            temp = temp_path(path)
+            try:
+                fd = _create(temp)
+            except OSError as exc:
+                results[index] = exc
+                continue
+            try:
+                fill(fd)
+                stat = os.fstat(fd)
+            except OSError as exc:
+                os.close(fd)
+                temp.unlink(missing_ok=True)
+                results[index] = exc
+                continue
+            opened.append((index, path, temp, fd, stat))
+        errors = sync_all([(fd, stat.st_dev) for _, _, _, fd, stat in opened])
+        while opened:
+            index, path, temp, fd, stat = opened.pop(0)
+            os.close(fd)
+            try:
+                if fd in errors:
+                    raise errors[fd]
+                os.replace(temp, path)
+                results[index] = stat
+            except OSError as exc:
+                temp.unlink(missing_ok=True)
+                results[index] = exc
+    finally:
+        for _, _, temp, fd, _ in opened:  # only after an interrupt
+            os.close(fd)
+            temp.unlink(missing_ok=True)
+    return results  # type: ignore[return-value]
+
+
+def sync_all(files: list[tuple[int, int]]) -> dict[int, OSError]:
+    """Make the data of several open files durable; `files` is (fd, st_dev) pairs. Returns the
+    fds whose sync failed, with their errors.
+
+    On Linux one syncfs(2) per filesystem covers them all (one journal commit and cache flush
+    instead of one per file); where syncfs is missing, or fails, each file gets its own
+    fdatasync, so a failure is reported for the file it concerns.
+    """
+    errors: dict[int, OSError] = {}
+    syncfs = _syncfs()
+    by_device: dict[int, list[int]] = {}
+    for fd, device in files:
+        by_device.setdefault(device, []).append(fd)
+    for fds in by_device.values():
+        if syncfs is not None and syncfs(fds[0]) == 0:
+            continue
+        for fd in fds:
+            try:
+                sync_file(fd)
+            except OSError as exc:
+                errors[fd] = exc
+    return errors
+
+
+@functools.cache
+def _syncfs():
+    """libc's syncfs (Linux 5.8 or later: older kernels do not report write-back errors through
+    it), or None. ctypes releases the interpreter lock while it runs."""
+    if not sys.platform.startswith("linux") or _kernel_version() < (5, 8):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes, function.restype = [ctypes.c_int], ctypes.c_int
+    return function
+
+
+def _kernel_version() -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
 def _publish(path: Path, fill) -> os.stat_result:

@@ -67,8 +67,8 @@ from .manifest import (
 from .outputs import (
     OutputError,
     SourceMeta,
-    atomic_copy,
-    atomic_write,
+    atomic_copy_many,
+    atomic_write_many,
     encode_image,
     file_sha256,
     read_file,
@@ -539,7 +539,22 @@ class _Runner:
     # -- workers: one task per batch of files, so that thread hand-offs are per batch --
 
     def copy_files(self, relatives: list[str]) -> list[Record]:
-        records = [self._copy(relative) for relative in relatives]
+        records: list[Record | None] = [None] * len(relatives)
+        jobs, stats = [], []  # files that exist: copied together, with one sync
+        for position, relative in enumerate(relatives):
+            source = self.plan.root / relative
+            try:
+                stats.append((position, relative, source.stat()))
+            except OSError as exc:
+                records[position] = self._failure(relative, _short_error(exc, source))
+                continue
+            jobs.append((source, self.plan.output / relative))
+        for (position, relative, stat), (source, _), written in zip(stats, jobs, atomic_copy_many(jobs), strict=True):
+            if isinstance(written, OSError):
+                records[position] = self._failure(relative, _short_error(written, source))
+            else:
+                records[position] = self._record(relative, "copied", written, written.sha256, stat.st_size,
+                                                 stat.st_mtime_ns, None)  # fmt: skip
         self.manifest.append_many(records)  # after the files are in place, never before
         return records
 
@@ -547,18 +562,25 @@ class _Runner:
         return [self.decode(relative) for relative in relatives]
 
     def write_batch(self, items: list[_Decoded], refined: np.ndarray) -> list[Record]:
-        records = [self._write(item, out) for item, out in zip(items, refined, strict=True)]
+        """Encode a batch, write its files with one sync for all (outputs.atomic_write_many),
+        then append their manifest lines."""
+        records: list[Record | None] = [None] * len(items)
+        encoded = []  # (position, item, target, bytes)
+        for position, (item, out) in enumerate(zip(items, refined, strict=True)):
+            target = self.plan.output / item.relative
+            try:
+                encoded.append((position, item, target, self._encode(item, out, target)))
+            except (RefinekitError, OSError, ValueError) as exc:
+                records[position] = self._failure(item.relative, _short_error(exc, target), item)
+        results = atomic_write_many([(target, data) for _, _, target, data in encoded])
+        for (position, item, target, _), written in zip(encoded, results, strict=True):
+            if isinstance(written, OSError):
+                records[position] = self._failure(item.relative, _short_error(written, target), item)
+            else:
+                records[position] = self._record(item.relative, "refined", written, item.input_sha256, item.input_size,
+                                                 item.input_mtime_ns, self.model)  # fmt: skip
         self.manifest.append_many(records)
         return records
-
-    def _copy(self, relative: str) -> Record:
-        source, target = self.plan.root / relative, self.plan.output / relative
-        try:
-            stat = source.stat()
-            written = atomic_copy(source, target)
-        except OSError as exc:
-            return self._failure(relative, _short_error(exc, source))
-        return self._record(relative, "copied", written, written.sha256, stat.st_size, stat.st_mtime_ns, None)
 
     def decode(self, relative: str) -> _Decoded:
         path = self.plan.root / relative
@@ -575,18 +597,11 @@ class _Runner:
             item.pixels = item.model_in = None
         return item
 
-    def _write(self, item: _Decoded, refined: np.ndarray) -> Record:
-        target = self.plan.output / item.relative
-        try:
-            if not np.all(np.isfinite(refined)):
-                raise OutputError("the refiner returned NaN or infinite values")
-            pixels = restore_pixels(refined, item.pixels)
-            data = encode_image(pixels, target.suffix, item.meta, jpeg_quality=self.jpeg_quality)
-            written = atomic_write(target, data)
-        except (RefinekitError, OSError, ValueError) as exc:
-            return self._failure(item.relative, _short_error(exc, target), item)
-        return self._record(item.relative, "refined", written, item.input_sha256, item.input_size,
-                            item.input_mtime_ns, self.model)  # fmt: skip
+    def _encode(self, item: _Decoded, refined: np.ndarray, target: Path) -> bytes:
+        if not np.all(np.isfinite(refined)):
+            raise OutputError("the refiner returned NaN or infinite values")
+        pixels = restore_pixels(refined, item.pixels)
+        return encode_image(pixels, target.suffix, item.meta, jpeg_quality=self.jpeg_quality)
 
     def _record(self, relative: str, action: str, written, input_sha256, input_size, input_mtime_ns, model) -> Record:
         """The manifest line of an output now in place (its task appends it after the batch)."""
