@@ -384,6 +384,12 @@ def atomic_write(path: Path, data: bytes) -> Written:
 def atomic_copy(source: Path, path: Path) -> Written:
     """Copy `source` byte for byte to `path`, atomically (see `atomic_write`), hashing as it goes."""
     digest = hashlib.sha256()
+    stat = _publish(Path(path), _copier(source, digest))
+    return Written(digest.hexdigest(), stat.st_size, stat.st_mtime_ns)
+
+
+def _copier(source: Path, digest):
+    """fill(fd) for a copy of `source` that hashes the bytes as it writes them."""
 
     def fill(fd: int) -> None:
         with open(source, "rb") as src:
@@ -391,8 +397,7 @@ def atomic_copy(source: Path, path: Path) -> Written:
                 digest.update(block)
                 _write_all(fd, block)
 
-    stat = _publish(Path(path), fill)
-    return Written(digest.hexdigest(), stat.st_size, stat.st_mtime_ns)
+    return fill
 
 
 def atomic_write_many(items: list[tuple[Path, bytes]]) -> list[Written | OSError]:
@@ -415,17 +420,8 @@ def atomic_write_many(items: list[tuple[Path, bytes]]) -> list[Written | OSError
 def atomic_copy_many(items: list[tuple[Path, Path]]) -> list[Written | OSError]:
     """`atomic_copy` for several (source, target) pairs with one sync (see `atomic_write_many`)."""
     digests = [hashlib.sha256() for _ in items]
-
-    def filler(source: Path, digest):
-        def fill(fd: int) -> None:
-            with open(source, "rb") as src:
-                while block := src.read(_CHUNK):
-                    digest.update(block)
-                    _write_all(fd, block)
-
-        return fill
-
-    results = _publish_many([(Path(target), filler(source, digest)) for (source, target), digest in zip(items, digests, strict=True)])
+    jobs = [(Path(target), _copier(source, digest)) for (source, target), digest in zip(items, digests, strict=True)]
+    results = _publish_many(jobs)
     return [
         result if isinstance(result, OSError) else Written(digest.hexdigest(), result.st_size, result.st_mtime_ns)
         for result, digest in zip(results, digests, strict=True)
@@ -458,8 +454,8 @@ def _publish_many(jobs: list[tuple[Path, object]]) -> list[os.stat_result | OSEr
         errors = sync_all([(fd, stat.st_dev) for _, _, _, fd, stat in opened])
         while opened:
             index, path, temp, fd, stat = opened.pop(0)
-            os.close(fd)
             try:
+                os.close(fd)
                 if fd in errors:
                     raise errors[fd]
                 os.replace(temp, path)
