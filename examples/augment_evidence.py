@@ -35,8 +35,28 @@ def refinekit(*args: str) -> None:
 def make_data(out: Path) -> None:
     if (out / "data").exists():
         return
-    sh(sys.executable, str(HERE / "make_eyes.py"), str(out / "data" / "train"), "--synthetic", "1000", "--real", "200", "--seed", "1")
-    sh(sys.executable, str(HERE / "make_eyes.py"), str(out / "data" / "heldout"), "--synthetic", "0", "--real", "500", "--seed", "2")
+    sh(
+        sys.executable,
+        str(HERE / "make_eyes.py"),
+        str(out / "data" / "train"),
+        "--synthetic",
+        "1000",
+        "--real",
+        "200",
+        "--seed",
+        "1",
+    )
+    sh(
+        sys.executable,
+        str(HERE / "make_eyes.py"),
+        str(out / "data" / "heldout"),
+        "--synthetic",
+        "0",
+        "--real",
+        "500",
+        "--seed",
+        "2",
+    )
     # the 50-image real set is a subset of the 200-image one
     small = out / "data" / "real50"
     for i, path in enumerate(sorted((out / "data" / "train" / "real").rglob("*.png"))[:50]):
@@ -54,11 +74,38 @@ def train_all(out: Path, steps: int) -> None:
     for size in SIZES:
         for mode in MODES:
             run = out / f"real{size}_{mode}"
-            refinekit("train", "--synthetic", str(out / "data" / "train" / "synthetic"), "--real", str(real_dir(out, size)),
-                      "--out", str(run / "run"), "--width", "32", "--blocks", "2", "--steps", str(steps),
-                      "--pretrain-refiner-steps", "200", "--pretrain-disc-steps", "50", "--augment", mode,
-                      "--sample-every", "200", "--log-every", "50")  # fmt: skip
-            refinekit("refine", str(out / "data" / "train" / "synthetic"), str(run / "refined"), "--run", str(run / "run"))
+            refinekit(
+                "train",
+                "--synthetic",
+                str(out / "data" / "train" / "synthetic"),
+                "--real",
+                str(real_dir(out, size)),
+                "--out",
+                str(run / "run"),
+                "--width",
+                "32",
+                "--blocks",
+                "2",
+                "--steps",
+                str(steps),
+                "--pretrain-refiner-steps",
+                "200",
+                "--pretrain-disc-steps",
+                "50",
+                "--augment",
+                mode,
+                "--sample-every",
+                "200",
+                "--log-every",
+                "50",
+            )
+            refinekit(
+                "refine",
+                str(out / "data" / "train" / "synthetic"),
+                str(run / "refined"),
+                "--run",
+                str(run / "run"),
+            )
 
 
 def report_all(out: Path) -> None:
@@ -68,16 +115,28 @@ def report_all(out: Path) -> None:
             run = out / f"real{size}_{mode}"
             report = run / "gap.json"
             if not report.exists():
-                refinekit("gap-report", "--real", str(out / "data" / "heldout" / "real"), "--synthetic",
-                          str(out / "data" / "train" / "synthetic"), "--refined", str(run / "refined"),
-                          "--json", str(report), "--html", str(run / "gap.html"))  # fmt: skip
+                refinekit(
+                    "gap-report",
+                    "--real",
+                    str(out / "data" / "heldout" / "real"),
+                    "--synthetic",
+                    str(out / "data" / "train" / "synthetic"),
+                    "--refined",
+                    str(run / "refined"),
+                    "--json",
+                    str(report),
+                    "--html",
+                    str(run / "gap.html"),
+                )
             rows.append((size, mode, json.loads(report.read_text())))
     (out / "rows.json").write_text(json.dumps([[s, m, r] for s, m, r in rows]))
     print(f"wrote {out / 'rows.json'}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out", type=Path)
     parser.add_argument("--stage", choices=("train", "report", "all"), default="all")
     parser.add_argument("--steps", type=int, default=600)

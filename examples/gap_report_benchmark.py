@@ -61,7 +61,11 @@ def main() -> None:
     from refinekit.gap import gap_report
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="gap-bench-"))
-    wanted = {"real": (1, 0.03), "synthetic": (2, 0.0), **({"refined": (3, 0.02)} if args.refined else {})}
+    wanted = {
+        "real": (1, 0.03),
+        "synthetic": (2, 0.0),
+        **({"refined": (3, 0.02)} if args.refined else {}),
+    }
     for name, (seed, grain) in wanted.items():
         if not (root / name).is_dir():
             write(root / name, eyes(args.count, args.size, seed, grain))
@@ -75,17 +79,22 @@ def main() -> None:
     load_before = os.getloadavg()
     start = time.perf_counter()
     report = gap_report(
-        root / "real", root / "synthetic",
+        root / "real",
+        root / "synthetic",
         refined=root / "refined" if args.refined else None,
-        json_path=root / "gap.json", html_path=root / "gap.html", progress=progress,
+        json_path=root / "gap.json",
+        html_path=root / "gap.html",
+        progress=progress,
     )
     total = time.perf_counter() - start
     marks.append(("end", time.perf_counter()))
     for (label, t0), (_, t1) in zip(marks, marks[1:], strict=False):
         print(f"{label:36s} {t1 - t0:7.1f} s")
     print(f"{'total':36s} {total:7.1f} s")
-    print(f"cpus available: {len(os.sched_getaffinity(0))}, load average before/after: "
-          f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f}")
+    print(
+        f"cpus available: {len(os.sched_getaffinity(0))}, load average before/after: "
+        f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f}"
+    )
     print(report.verdict)
 
 

@@ -31,7 +31,9 @@ def render(rng: np.random.Generator) -> tuple[np.ndarray, dict, str]:
     iris_r = rng.uniform(7, 9)
     skin = rng.uniform(0.55, 0.7)
     img = np.full((H, W), skin, np.float32)
-    sclera = ((xx - W / 2) / (W * 0.45)) ** 2 + ((yy - H / 2) / (H * rng.uniform(0.3, 0.38))) ** 2 < 1
+    sclera = ((xx - W / 2) / (W * 0.45)) ** 2 + (
+        (yy - H / 2) / (H * rng.uniform(0.3, 0.38))
+    ) ** 2 < 1
     img[sclera] = 0.92
     d = np.hypot(xx - px, yy - py)
     iris = (d < iris_r) & sclera
@@ -39,14 +41,20 @@ def render(rng: np.random.Generator) -> tuple[np.ndarray, dict, str]:
     img[(d < iris_r * 0.45) & sclera] = 0.05
     glint = np.hypot(xx - px - 2, yy - py - 2) < 1.2
     img[glint & sclera] = 1.0
-    return img, {"pupil": [round(float(px), 2), round(float(py), 2)], "gaze": CLASSES[cls]}, CLASSES[cls]
+    return (
+        img,
+        {"pupil": [round(float(px), 2), round(float(py), 2)], "gaze": CLASSES[cls]},
+        CLASSES[cls],
+    )
 
 
 def camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """What a cheap camera makes of a clean render."""
     k = np.array([1, 4, 6, 4, 1], np.float32)
     k /= k.sum()
-    blurred = np.apply_along_axis(lambda r: np.convolve(r, k, "same"), 1, np.pad(img, 2, mode="edge"))
+    blurred = np.apply_along_axis(
+        lambda r: np.convolve(r, k, "same"), 1, np.pad(img, 2, mode="edge")
+    )
     blurred = np.apply_along_axis(lambda c: np.convolve(c, k, "same"), 0, blurred)[2:-2, 2:-2]
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     vignette = 1 - 0.35 * (((xx - W / 2) / (W / 2)) ** 2 + ((yy - H / 2) / (H / 2)) ** 2)
@@ -57,7 +65,9 @@ def camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out", type=Path)
     parser.add_argument("--synthetic", type=int, default=1200)
     parser.add_argument("--real", type=int, default=200)
@@ -74,7 +84,9 @@ def main() -> None:
         img, _, cls = render(rng)
         folder = args.out / "real" / cls
         folder.mkdir(parents=True, exist_ok=True)
-        iio.imwrite(folder / f"photo_{i:05d}.png", np.round(camera(img, rng) * 255).astype(np.uint8))
+        iio.imwrite(
+            folder / f"photo_{i:05d}.png", np.round(camera(img, rng) * 255).astype(np.uint8)
+        )
     print(f"wrote {args.synthetic} synthetic and {args.real} real {H}x{W} images to {args.out}")
 
 

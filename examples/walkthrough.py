@@ -22,8 +22,16 @@ HERE = Path(__file__).resolve().parent
 
 
 def run(*args: str) -> None:
-    cmd = [sys.executable, "-m", "refinekit", *args] if args[0] != "make" else [sys.executable, str(HERE / "make_eyes.py"), *args[1:]]
-    shown = ["refinekit", *args] if args[0] != "make" else ["python", "examples/make_eyes.py", *args[1:]]
+    cmd = (
+        [sys.executable, "-m", "refinekit", *args]
+        if args[0] != "make"
+        else [sys.executable, str(HERE / "make_eyes.py"), *args[1:]]
+    )
+    shown = (
+        ["refinekit", *args]
+        if args[0] != "make"
+        else ["python", "examples/make_eyes.py", *args[1:]]
+    )
     print("\n$ " + shlex.join(shown), flush=True)
     code = subprocess.call(cmd)
     if code:
@@ -31,22 +39,57 @@ def run(*args: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/walkthrough"))
     parser.add_argument("--steps", type=int, default=600)
     args = parser.parse_args()
     data, run_dir = args.out / "data", args.out / "run"
     if not (data / "synthetic").exists():
         run("make", str(data))
-    run("train", "--synthetic", str(data / "synthetic"), "--real", str(data / "real"), "--out", str(run_dir),
-        "--width", "32", "--blocks", "2", "--steps", str(args.steps), "--pretrain-refiner-steps", "200",
-        "--pretrain-disc-steps", "50", "--sample-every", "100", "--log-every", "50")  # fmt: skip
+    run(
+        "train",
+        "--synthetic",
+        str(data / "synthetic"),
+        "--real",
+        str(data / "real"),
+        "--out",
+        str(run_dir),
+        "--width",
+        "32",
+        "--blocks",
+        "2",
+        "--steps",
+        str(args.steps),
+        "--pretrain-refiner-steps",
+        "200",
+        "--pretrain-disc-steps",
+        "50",
+        "--sample-every",
+        "100",
+        "--log-every",
+        "50",
+    )
     run("refine", str(data / "synthetic"), str(args.out / "refined"), "--run", str(run_dir))
-    run("gap-report", "--real", str(data / "real"), "--synthetic", str(data / "synthetic"),
-        "--refined", str(args.out / "refined"), "--json", str(args.out / "gap.json"), "--html", str(args.out / "gap.html"))  # fmt: skip
+    run(
+        "gap-report",
+        "--real",
+        str(data / "real"),
+        "--synthetic",
+        str(data / "synthetic"),
+        "--refined",
+        str(args.out / "refined"),
+        "--json",
+        str(args.out / "gap.json"),
+        "--html",
+        str(args.out / "gap.html"),
+    )
     samples = sorted((run_dir / "samples").glob("step_*.png"))
-    print(f"\nDone. Look at {samples[-1] if samples else run_dir / 'samples'} (rows: synthetic, refined, "
-          f"signed difference, real) and open {args.out / 'gap.html'}.")  # fmt: skip
+    print(
+        f"\nDone. Look at {samples[-1] if samples else run_dir / 'samples'} (rows: synthetic, refined, "
+        f"signed difference, real) and open {args.out / 'gap.html'}."
+    )
 
 
 if __name__ == "__main__":

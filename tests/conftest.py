@@ -11,7 +11,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
-def write_images(folder: Path, count: int, shape: tuple, seed: int, *, smooth: bool, dtype=np.uint8, ext=".png"):
+def write_images(
+    folder: Path, count: int, shape: tuple, seed: int, *, smooth: bool, dtype=np.uint8, ext=".png"
+):
     """Write `count` random images; smooth ones look "synthetic", noisy ones "real"."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -19,7 +21,9 @@ def write_images(folder: Path, count: int, shape: tuple, seed: int, *, smooth: b
     for i in range(count):
         base = rng.random(shape)
         if smooth:
-            base = (base + np.roll(base, 1, 0) + np.roll(base, 1, 1) + np.roll(base, (1, 1), (0, 1))) / 4
+            base = (
+                base + np.roll(base, 1, 0) + np.roll(base, 1, 1) + np.roll(base, (1, 1), (0, 1))
+            ) / 4
         iio.imwrite(folder / f"img_{i:03d}{ext}", np.round(base * top).astype(dtype))
     return folder
 
@@ -32,7 +36,18 @@ def gray16(tmp_path):
     return syn, real
 
 
-TINY = ["--preset", "tiny", "--batch-size", "4", "--log-every", "5", "--sample-every", "10", "--checkpoint-every", "10"]
+TINY = [
+    "--preset",
+    "tiny",
+    "--batch-size",
+    "4",
+    "--log-every",
+    "5",
+    "--sample-every",
+    "10",
+    "--checkpoint-every",
+    "10",
+]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -56,7 +71,21 @@ def trained(tmp_path_factory):
     syn = write_images(root / "syn", 16, (16, 16, 3), 0, smooth=True)
     real = write_images(root / "real", 16, (16, 16, 3), 1, smooth=False)
     run = root / "run"
-    args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run), "--steps", "6",
-            *TINY, "--pretrain-refiner-steps", "6", "--pretrain-disc-steps", "4"]  # fmt: skip
+    args = [
+        "train",
+        "--synthetic",
+        str(syn),
+        "--real",
+        str(real),
+        "--out",
+        str(run),
+        "--steps",
+        "6",
+        *TINY,
+        "--pretrain-refiner-steps",
+        "6",
+        "--pretrain-disc-steps",
+        "4",
+    ]
     assert main(args) == 0
     return run

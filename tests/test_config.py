@@ -9,15 +9,27 @@ from refinekit.errors import ConfigError
 
 
 def test_json_round_trip_keeps_every_field():
-    config = TrainConfig(synthetic="s", real="r", out="o", size=(16, 24), disc_layers=(("conv", 3, 2, 4), ("conv", 1, 1, 2)))
+    config = TrainConfig(
+        synthetic="s",
+        real="r",
+        out="o",
+        size=(16, 24),
+        disc_layers=(("conv", 3, 2, 4), ("conv", 1, 1, 2)),
+    )
     again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config
 
 
 @pytest.mark.parametrize(
     "changes, flag",
-    [({"batch_size": 5}, "--batch-size"), ({"preset": "big"}, "--preset"), ({"lambda_reg": -1}, "--lambda-reg"),
-     ({"buffer_size": 10, "batch_size": 8}, "--buffer-size"), ({"kernel": 4}, "--kernel"), ({"psi": "x"}, "--psi")],
+    [
+        ({"batch_size": 5}, "--batch-size"),
+        ({"preset": "big"}, "--preset"),
+        ({"lambda_reg": -1}, "--lambda-reg"),
+        ({"buffer_size": 10, "batch_size": 8}, "--buffer-size"),
+        ({"kernel": 4}, "--kernel"),
+        ({"psi": "x"}, "--psi"),
+    ],
 )
 def test_invalid_values_name_the_flag(changes, flag):
     with pytest.raises(ConfigError, match=flag):
@@ -26,7 +38,7 @@ def test_invalid_values_name_the_flag(changes, flag):
 
 def test_unknown_keys_and_wrong_types_in_files(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('steps = 10\nbatch-size = 8\nlambda_reg = 2\n')
+    path.write_text("steps = 10\nbatch-size = 8\nlambda_reg = 2\n")
     assert load_config_file(path) == {"steps": 10, "batch_size": 8, "lambda_reg": 2}
     with pytest.raises(ConfigError, match="unknown key"):
         TrainConfig.from_dict({"stepz": 3})

@@ -40,15 +40,22 @@ REPLICATES = 100
 SATURATION = 0.8  # a higher level may read as low as 80% of the level below it
 
 NOT_SENSITIVE = {  # (metric, disturbance): cannot rise, see the module docstring
-    ("intensity_w1", "swirl"), ("mean_shift", "swirl"), ("std_shift", "swirl"),
-    ("mean_shift", "gaussian_blur"), ("mean_shift", "salt_and_pepper"),
+    ("intensity_w1", "swirl"),
+    ("mean_shift", "swirl"),
+    ("std_shift", "swirl"),
+    ("mean_shift", "gaussian_blur"),
+    ("mean_shift", "salt_and_pepper"),
     ("spectrum_low", "swirl"),
 }
 FIRST_SIGNIFICANT_LEVEL = {("coverage", "gaussian_blur"): 2}  # default 1
 NOT_MONOTONE = {
     ("std_shift", "gaussian_noise"),
     *((("density", d)) for d in DISTURBANCES),
-    *(((f"spectrum_{b}", d)) for b in ("low", "mid", "high") for d in ("swirl", "black_rectangles")),
+    *(
+        ((f"spectrum_{b}", d))
+        for b in ("low", "mid", "high")
+        for d in ("swirl", "black_rectangles")
+    ),
 }
 
 
@@ -57,7 +64,9 @@ def measure(seed: int = 0) -> dict:
     reference, held = scenes(N, SIZE, 100 + seed), scenes(N, SIZE, 200 + seed)
     rng = np.random.default_rng(seed)
     c_ref = bootstrap.count_matrix(N, REPLICATES, rng)
-    c_held = bootstrap.count_matrix(N, REPLICATES, rng)  # shared: every level disturbs the same images
+    c_held = bootstrap.count_matrix(
+        N, REPLICATES, rng
+    )  # shared: every level disturbs the same images
     sets = {("none", 0): held}
     for name, (disturb, levels) in DISTURBANCES.items():
         for level in (1, 2, 3):
@@ -69,8 +78,11 @@ def measure(seed: int = 0) -> dict:
     names = {f"{k[0]}:{k[1]}": v for k, v in prepared.items()}
     computed = compute.compute_metrics(ref, names, seed=seed)
     return {
-        spec.key: {key: spec.distance(computed.values[spec.key][f"{key[0]}:{key[1]}"]) for key in sets}
-        for spec in SPECS if spec.key in computed.values
+        spec.key: {
+            key: spec.distance(computed.values[spec.key][f"{key[0]}:{key[1]}"]) for key in sets
+        }
+        for spec in SPECS
+        if spec.key in computed.values
     }
 
 
@@ -86,7 +98,9 @@ def test_every_metric_rises_significantly_from_level_0_to_1(distances, disturban
         if (metric, disturbance) in NOT_SENSITIVE:
             continue
         level = FIRST_SIGNIFICANT_LEVEL.get((metric, disturbance), 1)
-        change = bootstrap.Estimate.from_replicates(by_level[(disturbance, level)] - by_level[("none", 0)])
+        change = bootstrap.Estimate.from_replicates(
+            by_level[(disturbance, level)] - by_level[("none", 0)]
+        )
         if not change.low > 0:
             failures.append(f"{metric}: level 0 -> {level} change {change}")
     assert not failures, failures

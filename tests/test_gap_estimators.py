@@ -82,7 +82,9 @@ def test_frechet_matches_numpy():
     y = rng.normal(0.5, 1.0, size=(60, 5)) @ rng.normal(size=(5, 5))
     mx, cx = frechet.weighted_moments(x, np.ones((1, len(x))))
     my, cy = frechet.weighted_moments(y, np.ones((1, len(y))))
-    assert frechet.frechet_distance(mx, cx, my, cy)[0] == pytest.approx(numpy_frechet(x, y), rel=1e-8)
+    assert frechet.frechet_distance(mx, cx, my, cy)[0] == pytest.approx(
+        numpy_frechet(x, y), rel=1e-8
+    )
     assert frechet.frechet_distance(mx, cx, mx, cx)[0] == pytest.approx(0.0, abs=1e-8)
 
 
@@ -138,9 +140,14 @@ def test_wasserstein1_equals_the_sorted_sample_distance():
     # Values on bin centres, so binning loses nothing.
     a = (rng.integers(0, histogram.BINS, size=(1, 40, 40, 1)) + 0.5) / histogram.BINS
     b = (rng.integers(50, histogram.BINS, size=(1, 40, 40, 1)) + 0.5) / histogram.BINS
-    sa, sb = histogram.pixel_stats(a.astype(np.float32)), histogram.pixel_stats(b.astype(np.float32))
+    sa, sb = (
+        histogram.pixel_stats(a.astype(np.float32)),
+        histogram.pixel_stats(b.astype(np.float32)),
+    )
     one = np.ones((1, 1))
-    w1 = histogram.wasserstein1(histogram.set_histograms(sa, one), histogram.set_histograms(sb, one))
+    w1 = histogram.wasserstein1(
+        histogram.set_histograms(sa, one), histogram.set_histograms(sb, one)
+    )
     expected = np.abs(np.sort(a.ravel()) - np.sort(b.ravel())).mean()
     assert w1[0, 0] == pytest.approx(expected, rel=1e-6)
 
@@ -161,7 +168,9 @@ def test_spectrum_of_a_cosine_peaks_at_its_ring_and_a_flat_image_has_none():
     wave = 0.5 + 0.4 * np.cos(2 * np.pi * cycles * xx / size) * np.ones((size, 1, 1))
     spectra = spectrum.image_spectra(wave[None].astype(np.float32))
     assert np.argmax(spectra[0]) + 1 == cycles
-    assert spectrum.image_spectra(np.full((1, 16, 16, 1), 0.3, np.float32)).max() == pytest.approx(0.0, abs=1e-20)
+    assert spectrum.image_spectra(np.full((1, 16, 16, 1), 0.3, np.float32)).max() == pytest.approx(
+        0.0, abs=1e-20
+    )
 
 
 def test_spectrum_bands_split_the_rings_in_thirds():
@@ -176,11 +185,16 @@ def test_auc_and_accuracy_match_pairwise_counting():
     rng = np.random.default_rng(9)
     pos, neg = rng.normal(0.5, 1, 30).round(1), rng.normal(0, 1, 25).round(1)  # ties on purpose
     wp, wn = rng.integers(0, 3, 30).astype(float)[None], rng.integers(0, 3, 25).astype(float)[None]
-    wins = sum(a * b * (1.0 if p > n else 0.5 if p == n else 0.0)
-               for p, a in zip(pos, wp[0], strict=True) for n, b in zip(neg, wn[0], strict=True))
+    wins = sum(
+        a * b * (1.0 if p > n else 0.5 if p == n else 0.0)
+        for p, a in zip(pos, wp[0], strict=True)
+        for n, b in zip(neg, wn[0], strict=True)
+    )
     assert domain.weighted_auc(pos, neg, wp, wn)[0] == pytest.approx(wins / (wp.sum() * wn.sum()))
     acc = domain.balanced_accuracy(pos, neg, np.ones((1, 30)), np.ones((1, 25)))[0]
-    expected = (np.where(pos == 0, 0.5, pos > 0).mean() + np.where(neg == 0, 0.5, neg < 0).mean()) / 2
+    expected = (
+        np.where(pos == 0, 0.5, pos > 0).mean() + np.where(neg == 0, 0.5, neg < 0).mean()
+    ) / 2
     assert acc == pytest.approx(expected)
     assert domain.proxy_a_distance(np.array([0.5, 1.0]))[0] == 0.0
     assert domain.proxy_a_distance(np.array([0.5, 1.0]))[1] == 2.0
@@ -191,7 +205,9 @@ def test_binomial_p_value_matches_enumeration():
     for k in (0, 3, 6, 7, 10, 12):
         brute = sum(math.comb(n, j) for j in range(k, n + 1)) / 2**n
         assert domain.binomial_p_value(k, n) == pytest.approx(brute, rel=1e-12)
-    assert domain.binomial_p_value(9000, 10000) < 1e-300 or domain.binomial_p_value(9000, 10000) == 0.0
+    assert (
+        domain.binomial_p_value(9000, 10000) < 1e-300 or domain.binomial_p_value(9000, 10000) == 0.0
+    )
 
 
 def test_count_matrix_is_seeded_with_a_first_row_of_ones():
@@ -229,7 +245,10 @@ def test_features_do_not_depend_on_batch_size_or_batch_neighbours():
 def test_gray_features_equal_those_of_gray_repeated_to_rgb():
     gray = np.random.default_rng(11).random((3, 16, 16, 1)).astype(np.float32)
     np.testing.assert_allclose(
-        features.extract_features(gray), features.extract_features(np.repeat(gray, 3, -1)), rtol=1e-5, atol=1e-6
+        features.extract_features(gray),
+        features.extract_features(np.repeat(gray, 3, -1)),
+        rtol=1e-5,
+        atol=1e-6,
     )
 
 

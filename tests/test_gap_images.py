@@ -14,10 +14,15 @@ def _soft(v: np.ndarray, sharpness: float) -> np.ndarray:
 
 
 def scenes(
-    count: int, size: int, seed: int, channels: int = 3, grain: float = 0.02,
-    sharpness: float = 12.0, gaze: tuple[float, float] = (-0.18, 0.18),
+    count: int,
+    size: int,
+    seed: int,
+    channels: int = 3,
+    grain: float = 0.02,
+    sharpness: float = 12.0,
+    gaze: tuple[float, float] = (-0.18, 0.18),
 ) -> np.ndarray:
-    """"Real" images: aligned eyes, SimGAN's own domain (skin, sclera, iris, pupil, lid, brow).
+    """ "Real" images: aligned eyes, SimGAN's own domain (skin, sclera, iris, pupil, lid, brow).
 
     Position, shape, gaze, colours and lighting vary; the layout is shared, as in an aligned
     data set (the FID paper's validation used aligned faces). float32 (count, size, size,
@@ -66,7 +71,9 @@ def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
     taps /= taps.sum()
     out = images.astype(np.float64)
     for axis in (1, 2):
-        padded = np.pad(out, [(radius, radius) if a == axis else (0, 0) for a in range(4)], mode="reflect")
+        padded = np.pad(
+            out, [(radius, radius) if a == axis else (0, 0) for a in range(4)], mode="reflect"
+        )
         out = sum(
             w * np.take(padded, np.arange(i, i + images.shape[axis]), axis=axis)
             for i, w in enumerate(taps)

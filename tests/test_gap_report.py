@@ -64,11 +64,23 @@ def cli_report(folders):
     """One run through the CLI: refined = held-out real."""
     out = folders["root"] / "out"
     out.mkdir()
-    code = main([
-        "gap-report", "--real", str(folders["real"]), "--synthetic", str(folders["synthetic"]),
-        "--refined", str(folders["heldout"]), "--json", str(out / "gap.json"),
-        "--html", str(out / "gap.html"), "--bootstrap", str(REPLICATES),
-    ])
+    code = main(
+        [
+            "gap-report",
+            "--real",
+            str(folders["real"]),
+            "--synthetic",
+            str(folders["synthetic"]),
+            "--refined",
+            str(folders["heldout"]),
+            "--json",
+            str(out / "gap.json"),
+            "--html",
+            str(out / "gap.html"),
+            "--bootstrap",
+            str(REPLICATES),
+        ]
+    )
     assert code == 0
     return json.loads((out / "gap.json").read_text()), (out / "gap.html").read_text(), out
 
@@ -94,9 +106,19 @@ def test_json_has_every_number_and_setting(cli_report):
     assert {"refinekit", "jax", "flax", "numpy", "python"} <= set(document["versions"])
     keys = [m["key"] for m in document["metrics"]]
     assert keys == [
-        "kid", "frechet", "classifier_accuracy", "classifier_auc", "proxy_a_distance",
-        "spectrum_low", "spectrum_mid", "spectrum_high", "intensity_w1", "mean_shift",
-        "std_shift", "density", "coverage",
+        "kid",
+        "frechet",
+        "classifier_accuracy",
+        "classifier_auc",
+        "proxy_a_distance",
+        "spectrum_low",
+        "spectrum_mid",
+        "spectrum_high",
+        "intensity_w1",
+        "mean_shift",
+        "std_shift",
+        "density",
+        "coverage",
     ]  # no train-on-X row: the folders have no classes
     for m in document["metrics"]:
         for side in ("synthetic", "refined", "real_floor", "gap", "change"):
@@ -128,13 +150,24 @@ def test_real_vs_disjoint_real_is_near_zero_and_classifier_near_chance(cli_repor
         assert kid["low"] <= 0 <= kid["high"] or abs(kid["value"]) < 0.02, (side, kid)
         accuracy = metrics["classifier_accuracy"][side]["value"]
         assert 0.35 <= accuracy <= 0.65, (side, accuracy)
-        assert metrics["classifier_accuracy"]["details"][
-            "real_holdout" if side == "real_floor" else "refined"]["p_value"] > 0.001
+        assert (
+            metrics["classifier_accuracy"]["details"][
+                "real_holdout" if side == "real_floor" else "refined"
+            ]["p_value"]
+            > 0.001
+        )
 
 
 def test_refined_equal_to_held_out_real_closes_the_whole_gap(cli_report):
     metrics = by_key(cli_report[0])
-    for key in ("kid", "frechet", "classifier_accuracy", "spectrum_mid", "spectrum_high", "coverage"):
+    for key in (
+        "kid",
+        "frechet",
+        "classifier_accuracy",
+        "spectrum_mid",
+        "spectrum_high",
+        "coverage",
+    ):
         closed = metrics[key]["gap_closed"]
         assert closed is not None and closed["low"] <= 1.0 <= closed["high"], (key, closed)
         assert closed["value"] > 0.5, (key, closed)
@@ -177,12 +210,19 @@ def test_file_order_and_batch_size_do_not_change_the_numbers(folders, cli_report
     syn = renamed(folders["synthetic"], tmp_path / "syn", perm_syn)
     ref = renamed(folders["heldout"], tmp_path / "ref", perm_syn)
     report = gap_report(real, syn, refined=ref, replicates=REPLICATES, batch_size=7)
-    np.testing.assert_allclose(_numbers(report.document), _numbers(cli_report[0]), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        _numbers(report.document), _numbers(cli_report[0]), rtol=1e-6, atol=1e-9
+    )
 
 
 def test_the_same_seed_gives_the_same_bytes(folders, cli_report, tmp_path):
-    gap_report(folders["real"], folders["synthetic"], refined=folders["heldout"],
-               replicates=REPLICATES, json_path=tmp_path / "a.json")
+    gap_report(
+        folders["real"],
+        folders["synthetic"],
+        refined=folders["heldout"],
+        replicates=REPLICATES,
+        json_path=tmp_path / "a.json",
+    )
     assert (tmp_path / "a.json").read_bytes() == (cli_report[2] / "gap.json").read_bytes()
 
 
@@ -237,7 +277,9 @@ def test_a_non_finite_metric_stops_the_report_with_its_name():
     computed.put("kid", "synthetic", good)
     computed.put("kid", "real_holdout", good)
     computed.put("kid", "refined", np.concatenate([[np.nan], good[1:]]))
-    with pytest.raises(RefinekitError, match="KID .* of refined vs real is not finite in the point estimate"):
+    with pytest.raises(
+        RefinekitError, match="KID .* of refined vs real is not finite in the point estimate"
+    ):
         summarise(computed)
 
 
@@ -248,14 +290,49 @@ def test_run_refines_the_synthetic_set_on_the_fly(folders, tmp_path, capsys):
     from conftest import TINY
 
     run = tmp_path / "run"
-    assert main(["train", "--synthetic", str(folders["synthetic"]), "--real", str(folders["real"]),
-                 "--out", str(run), "--steps", "4", *TINY, "--pretrain-refiner-steps", "4",
-                 "--pretrain-disc-steps", "2"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--synthetic",
+                str(folders["synthetic"]),
+                "--real",
+                str(folders["real"]),
+                "--out",
+                str(run),
+                "--steps",
+                "4",
+                *TINY,
+                "--pretrain-refiner-steps",
+                "4",
+                "--pretrain-disc-steps",
+                "2",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     saved = tmp_path / "refined"
-    assert main(["gap-report", "--real", str(folders["real"]), "--synthetic", str(folders["synthetic"]),
-                 "--run", str(run), "--save-refined", str(saved), "--json", str(tmp_path / "g.json"),
-                 "--bootstrap", "50"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "gap-report",
+                "--real",
+                str(folders["real"]),
+                "--synthetic",
+                str(folders["synthetic"]),
+                "--run",
+                str(run),
+                "--save-refined",
+                str(saved),
+                "--json",
+                str(tmp_path / "g.json"),
+                "--bootstrap",
+                "50",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out  # not a terminal: the table as plain text on stdout
     assert out.startswith("metric\tbetter\tsynthetic vs real\trefined vs real")
     assert "KID (random features)" in out
@@ -264,23 +341,40 @@ def test_run_refines_the_synthetic_set_on_the_fly(folders, tmp_path, capsys):
     refined = document["sets"]["refined"]
     assert refined["source"] == "run" and refined["paired_with_synthetic"] and refined["count"] == N
     assert refined["model"]["step"] > 0 and Path(refined["model"]["run"]).name == "run"
-    assert sorted(p.name for p in saved.iterdir()) == sorted(p.name for p in folders["synthetic"].iterdir())
+    assert sorted(p.name for p in saved.iterdir()) == sorted(
+        p.name for p in folders["synthetic"].iterdir()
+    )
     for m in document["metrics"]:
         assert m["refined"] is not None and np.isfinite(m["refined"]["value"])
 
     # The same refiner exported to one file gives the same numbers.
     assert main(["export", str(run), str(tmp_path / "refiner.npz")]) == 0
-    by_model = gap_report(folders["real"], folders["synthetic"], model=tmp_path / "refiner.npz", replicates=50)
+    by_model = gap_report(
+        folders["real"], folders["synthetic"], model=tmp_path / "refiner.npz", replicates=50
+    )
     assert by_model.document["sets"]["refined"]["source"] == "model"
-    np.testing.assert_allclose(_numbers(by_model.document), _numbers(document), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        _numbers(by_model.document), _numbers(document), rtol=1e-6, atol=1e-9
+    )
 
 
 def test_progress_bars_on_a_terminal_show_rate_and_eta(folders, tmp_path, monkeypatch, capsys):
     import refinekit.cli.gap as cli_gap
 
     monkeypatch.setattr(cli_gap, "interactive", lambda: True)
-    code = main(["gap-report", "--real", str(folders["real"]), "--synthetic", str(folders["synthetic"]),
-                 "--json", str(tmp_path / "gap.json"), "--bootstrap", "20"])  # fmt: skip
+    code = main(
+        [
+            "gap-report",
+            "--real",
+            str(folders["real"]),
+            "--synthetic",
+            str(folders["synthetic"]),
+            "--json",
+            str(tmp_path / "gap.json"),
+            "--bootstrap",
+            "20",
+        ]
+    )
     assert code == 0
     err = capsys.readouterr().err
     assert re.search(r"\d+/\d+", err) and re.search(r"\d+\.\d/s", err), err[-2000:]

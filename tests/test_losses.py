@@ -16,7 +16,11 @@ def test_patch_cross_entropy_is_the_mean_over_all_patches():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(3, 4, 5, 2)).astype(np.float32)
     for label in (0, 1):
-        np.testing.assert_allclose(float(losses.patch_cross_entropy(jnp.asarray(logits), label)), _np_ce(logits, label), rtol=1e-5)
+        np.testing.assert_allclose(
+            float(losses.patch_cross_entropy(jnp.asarray(logits), label)),
+            _np_ce(logits, label),
+            rtol=1e-5,
+        )
     # equal logits: log 2 per patch, whatever the number of patches
     assert abs(float(losses.patch_cross_entropy(jnp.zeros((7, 3, 3, 2)), 1)) - np.log(2)) < 1e-6
 
@@ -37,9 +41,13 @@ def test_self_regularisation_is_a_mean_so_it_does_not_scale_with_size():
 def test_psi_variants_match_numpy():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 8, 8, 3)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(losses.psi(jnp.asarray(x), "mean-channels"))[..., 0], x.mean(-1), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(losses.psi(jnp.asarray(x), "mean-channels"))[..., 0], x.mean(-1), rtol=1e-6
+    )
     pooled = x.reshape(2, 2, 4, 2, 4, 3).mean(axis=(2, 4))
-    np.testing.assert_allclose(np.asarray(losses.psi(jnp.asarray(x), "downsample")), pooled, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(losses.psi(jnp.asarray(x), "downsample")), pooled, rtol=1e-5, atol=1e-6
+    )
     # a change that keeps each 4x4 block's mean is invisible to the downsample psi
     checker = np.indices((8, 8)).sum(0) % 2 * 2 - 1.0
     y = x + checker[None, :, :, None].astype(np.float32) * 0.1

@@ -98,7 +98,11 @@ def test_training_with_micro_batched_forward_passes_matches_whole_batches(tmp_pa
     assert sizes and sizes[0] == (2 if single_cpu else 0)
     (s1, a), (s2, b) = _final_state(tmp_path / "whole"), _final_state(tmp_path / "split")
     assert s1 == s2
-    for x, y in zip(jax.tree.leaves(a.refiner) + jax.tree.leaves(a.disc), jax.tree.leaves(b.refiner) + jax.tree.leaves(b.disc), strict=True):
+    for x, y in zip(
+        jax.tree.leaves(a.refiner) + jax.tree.leaves(a.disc),
+        jax.tree.leaves(b.refiner) + jax.tree.leaves(b.disc),
+        strict=True,
+    ):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5)
 
 
@@ -106,7 +110,17 @@ def test_refine_refuses_a_negative_micro_batch(tmp_path, capsys):
     from refinekit.cli import main
 
     (tmp_path / "in").mkdir()
-    code = main(["refine", str(tmp_path / "in"), str(tmp_path / "out"), "--model", "m.npz", "--micro-batch", "-1"])
+    code = main(
+        [
+            "refine",
+            str(tmp_path / "in"),
+            str(tmp_path / "out"),
+            "--model",
+            "m.npz",
+            "--micro-batch",
+            "-1",
+        ]
+    )
     assert code == 2
     assert "--micro-batch" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

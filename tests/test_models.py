@@ -28,7 +28,9 @@ def test_gaze_geometry_and_flops_by_hand():
     macs = 9 * 64 + 8 * 9 * 64 * 64 + 64
     assert refiner_flops(config, 1, (35, 55)) == 2 * macs * 35 * 55
     assert abs(refiner_flops(config, 1, (35, 55)) / 1e9 - 1.138) < 0.01  # the bench README's figure
-    d = 2 * (9 * 96 * 18 * 28 + 9 * 96 * 64 * 9 * 14 + 9 * 64 * 32 * 126 + 32 * 32 * 126 + 32 * 2 * 126)
+    d = 2 * (
+        9 * 96 * 18 * 28 + 9 * 96 * 64 * 9 * 14 + 9 * 64 * 32 * 126 + 32 * 32 * 126 + 32 * 2 * 126
+    )
     assert disc_flops(config, 1, (35, 55)) == d
 
 
@@ -47,5 +49,9 @@ def test_sample_grid_layout_and_signed_difference():
     assert grid.shape == (4 * (cell + gap) + gap, 3 * (cell + gap) + gap, 3)
     diff_row = gap + 2 * (cell + gap) + cell // 2
     centres = [grid[diff_row, gap + i * (cell + gap) + cell // 2, 0] for i in range(3)]
-    assert centres == [0, 191, 128]  # largest change -> black; half as large brighter -> 3/4; none -> mid-gray
+    assert centres == [
+        0,
+        191,
+        128,
+    ]  # largest change -> black; half as large brighter -> 3/4; none -> mid-gray
     assert grid[gap + 3 * (cell + gap) + 1, gap + 1, 0] == 255  # real row

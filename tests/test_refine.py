@@ -616,7 +616,9 @@ def test_file_work_threads_run_at_a_lower_priority_than_the_refiner(monkeypatch)
     main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert niceness_after(None) == min(10, 19 - main_before)
     assert niceness_after("0") == 0
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before  # only that thread
+    assert (
+        os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before
+    )  # only that thread
 
 
 def test_the_shared_progress_bar_shows_count_fields_elapsed_and_eta():
@@ -690,8 +692,16 @@ def test_a_batch_that_fails_on_the_device_fails_its_files_only(tmp_path, monkeyp
     assert refine(inp, tmp_path / "out", "--json") == 1
     summary = summary_json(capsys)
     assert (summary["refined"], summary["failed"]) == (4, 2)
-    assert all("refiner failed on 12x10 images: RuntimeError: device lost" in f for f in summary["failures"])
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["00.png", "01.png", "04.png", "05.png"]
+    assert all(
+        "refiner failed on 12x10 images: RuntimeError: device lost" in f
+        for f in summary["failures"]
+    )
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
+        "00.png",
+        "01.png",
+        "04.png",
+        "05.png",
+    ]
 
 
 def test_workers_0_does_the_file_work_in_the_calling_thread(tmp_path, fake, monkeypatch):
@@ -722,4 +732,6 @@ def test_refine_syncs_each_writing_task_once_not_each_file(tmp_path, monkeypatch
     # one worker: each writing task is one batch of 2 files
     assert refine(inp, tmp_path / "out", "--workers", "1") == 0
     assert len(syncfs_calls) == 3 and file_syncs == []
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"{i:02d}.png" for i in range(6)]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
+        f"{i:02d}.png" for i in range(6)
+    ]

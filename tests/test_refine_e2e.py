@@ -130,13 +130,37 @@ def test_no_valid_model_is_refused_before_anything_is_written(tree, tmp_path, ca
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_bytes(trained, tmp_path, capsys):
     inp = write_images(tmp_path / "syn" / "many", 600, (16, 16, 3), 8, smooth=True)
     (inp / "labels.txt").write_text("all zeros\n")
-    assert main(["refine", str(tmp_path / "syn"), str(tmp_path / "reference"), "--run", str(trained),
-                 "--batch-size", "2"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "refine",
+                str(tmp_path / "syn"),
+                str(tmp_path / "reference"),
+                "--run",
+                str(trained),
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     reference = _outputs(tmp_path / "reference")
 
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "refinekit", "refine", str(tmp_path / "syn"), str(out), "--run", str(trained),
-           "--batch-size", "2", "--workers", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "refinekit",
+        "refine",
+        str(tmp_path / "syn"),
+        str(out),
+        "--run",
+        str(trained),
+        "--batch-size",
+        "2",
+        "--workers",
+        "1",
+    ]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ)
     )

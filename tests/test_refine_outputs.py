@@ -101,8 +101,11 @@ def test_identity_refiner_gives_back_lossless_images_exactly(tmp_path, name, mak
 
 def test_decoding_bytes_already_read_is_decoding_the_file(tmp_path):
     """refine reads each file once and decodes those bytes: same pixels, mode and metadata."""
-    cases = [*LOSSLESS, ("rgb16.png", lambda p: p.write_bytes(encode_png16(_u16(9, 7, 3))), "RGB"),
-             ("q.jpg", lambda p: Image.fromarray(_u8(9, 7, 3)).save(p, quality=80, dpi=(72, 72)), "RGB")]  # fmt: skip
+    cases = [
+        *LOSSLESS,
+        ("rgb16.png", lambda p: p.write_bytes(encode_png16(_u16(9, 7, 3))), "RGB"),
+        ("q.jpg", lambda p: Image.fromarray(_u8(9, 7, 3)).save(p, quality=80, dpi=(72, 72)), "RGB"),
+    ]
     for name, make, _ in cases:
         path = tmp_path / name
         make(path)
@@ -115,14 +118,28 @@ def test_decoding_bytes_already_read_is_decoding_the_file(tmp_path):
 def _source_cases():
     """Every format and mode refine meets, including those the one-open route leaves alone."""
     cmyk = lambda p: Image.fromarray(_u8(9, 7, 3)).convert("CMYK").save(p, quality=90)  # noqa: E731
-    return [*LOSSLESS,
-            ("rgb16.png", lambda p: p.write_bytes(encode_png16(_u16(9, 7, 3))), "RGB"),
-            ("la16.png", lambda p: p.write_bytes(encode_png16(_u16(9, 7, 2))), "LA"),
-            ("q.jpg", lambda p: Image.fromarray(_u8(9, 7, 3)).save(p, quality=80, dpi=(72, 72), subsampling=1), "RGB"),
-            ("g.jpg", lambda p: Image.fromarray(_u8(9, 7)).save(p, progressive=True), "L"),
-            ("cmyk.jpg", cmyk, "RGB"),
-            ("lossy.webp", lambda p: Image.fromarray(_u8(9, 7, 4)).save(p, quality=70), "RGBA"),
-            ("icc.png", lambda p: Image.fromarray(_u8(9, 7, 3)).save(p, icc_profile=b"not a real profile", dpi=(300, 300)), "RGB")]  # fmt: skip
+    return [
+        *LOSSLESS,
+        ("rgb16.png", lambda p: p.write_bytes(encode_png16(_u16(9, 7, 3))), "RGB"),
+        ("la16.png", lambda p: p.write_bytes(encode_png16(_u16(9, 7, 2))), "LA"),
+        (
+            "q.jpg",
+            lambda p: Image.fromarray(_u8(9, 7, 3)).save(
+                p, quality=80, dpi=(72, 72), subsampling=1
+            ),
+            "RGB",
+        ),
+        ("g.jpg", lambda p: Image.fromarray(_u8(9, 7)).save(p, progressive=True), "L"),
+        ("cmyk.jpg", cmyk, "RGB"),
+        ("lossy.webp", lambda p: Image.fromarray(_u8(9, 7, 4)).save(p, quality=70), "RGBA"),
+        (
+            "icc.png",
+            lambda p: Image.fromarray(_u8(9, 7, 3)).save(
+                p, icc_profile=b"not a real profile", dpi=(300, 300)
+            ),
+            "RGB",
+        ),
+    ]
 
 
 def test_read_source_is_read_image_and_probe_source_in_one(tmp_path):
@@ -135,7 +152,10 @@ def test_read_source_is_read_image_and_probe_source_in_one(tmp_path):
         np.testing.assert_array_equal(pixels, read_image(path, data)[0], err_msg=name)
         assert pixels.dtype == read_image(path, data)[0].dtype and pixels.flags.c_contiguous, name
         assert meta == probe_source(path, data), name
-    assert read_source(tmp_path / "icc.png", (tmp_path / "icc.png").read_bytes())[1].icc_profile == b"not a real profile"
+    assert (
+        read_source(tmp_path / "icc.png", (tmp_path / "icc.png").read_bytes())[1].icc_profile
+        == b"not a real profile"
+    )
 
 
 def test_read_source_opens_common_files_once(tmp_path, monkeypatch):
@@ -148,7 +168,11 @@ def test_read_source_opens_common_files_once(tmp_path, monkeypatch):
         opened.clear()
         read_source(path, path.read_bytes())
         # 16-bit, 1-bit, palette, CMYK and TIFF files take the general route
-        general = name in ("g16.png", "bits.png", "pal.png", "pal_t.png", "rgb16.png", "la16.png", "cmyk.jpg") or ".tif" in name
+        general = (
+            name
+            in ("g16.png", "bits.png", "pal.png", "pal_t.png", "rgb16.png", "la16.png", "cmyk.jpg")
+            or ".tif" in name
+        )
         assert (len(opened) == 1) != general, (name, len(opened))
 
 
@@ -167,7 +191,10 @@ def test_atomic_write_reports_the_file_as_it_is_on_disk(tmp_path):
     target = tmp_path / "new" / "folder" / "x.bin"  # missing folders are created
     written = atomic_write(target, b"0123456789")
     stat = target.stat()
-    assert (written.size, written.mtime_ns) == (stat.st_size, stat.st_mtime_ns) and written.size == 10
+    assert (written.size, written.mtime_ns) == (
+        stat.st_size,
+        stat.st_mtime_ns,
+    ) and written.size == 10
     copied = atomic_copy(target, tmp_path / "copy.bin")
     assert (copied.sha256, copied.size) == (written.sha256, 10)
     assert copied.mtime_ns == (tmp_path / "copy.bin").stat().st_mtime_ns
@@ -337,14 +364,22 @@ def _sync_counters(monkeypatch, syncfs_result=0, fail_fd_sync=None):
         if fail_fd_sync is not None and len(calls["file"]) == fail_fd_sync:
             raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(outputs_module, "_syncfs", lambda: None if syncfs_result is None else syncfs)
+    monkeypatch.setattr(
+        outputs_module, "_syncfs", lambda: None if syncfs_result is None else syncfs
+    )
     monkeypatch.setattr(outputs_module, "sync_file", sync_file)
     return calls
 
 
-def test_atomic_write_many_writes_each_file_as_atomic_write_does_with_one_sync(tmp_path, monkeypatch):
+def test_atomic_write_many_writes_each_file_as_atomic_write_does_with_one_sync(
+    tmp_path, monkeypatch
+):
     calls = _sync_counters(monkeypatch)
-    items = [(tmp_path / "a.png", b"alpha"), (tmp_path / "sub" / "b.png", b"bravo!"), (tmp_path / "c.png", b"")]
+    items = [
+        (tmp_path / "a.png", b"alpha"),
+        (tmp_path / "sub" / "b.png", b"bravo!"),
+        (tmp_path / "c.png", b""),
+    ]
     results = atomic_write_many(items)
     assert calls == {"syncfs": 1, "file": []}  # one filesystem: one syncfs, no fdatasync
     for (path, data), written in zip(items, results, strict=True):
@@ -358,7 +393,9 @@ def test_atomic_write_many_writes_each_file_as_atomic_write_does_with_one_sync(t
 
 
 @pytest.mark.parametrize("syncfs_result", [None, -1])  # no syncfs (not Linux), or syncfs failed
-def test_without_syncfs_each_file_is_fdatasynced_and_a_failure_is_its_own(tmp_path, monkeypatch, syncfs_result):
+def test_without_syncfs_each_file_is_fdatasynced_and_a_failure_is_its_own(
+    tmp_path, monkeypatch, syncfs_result
+):
     calls = _sync_counters(monkeypatch, syncfs_result=syncfs_result, fail_fd_sync=2)
     (tmp_path / "b.png").write_bytes(b"old b")
     items = [(tmp_path / name, name.encode()) for name in ("a.png", "b.png", "c.png")]
@@ -373,11 +410,19 @@ def test_without_syncfs_each_file_is_fdatasynced_and_a_failure_is_its_own(tmp_pa
 def test_atomic_write_many_fails_one_file_and_writes_the_others(tmp_path, monkeypatch):
     _sync_counters(monkeypatch)
     (tmp_path / "blocker").write_text("a file where a folder should be")
-    items = [(tmp_path / "ok1.png", b"1"), (tmp_path / "blocker" / "x.png", b"2"), (tmp_path / "ok2.png", b"3")]
+    items = [
+        (tmp_path / "ok1.png", b"1"),
+        (tmp_path / "blocker" / "x.png", b"2"),
+        (tmp_path / "ok2.png", b"3"),
+    ]
     results = atomic_write_many(items)
     assert isinstance(results[1], OSError) and not isinstance(results[0], OSError)
-    assert (tmp_path / "ok1.png").read_bytes() == b"1" and (tmp_path / "ok2.png").read_bytes() == b"3"
-    missing = atomic_copy_many([(tmp_path / "nope.png", tmp_path / "n.png"), (tmp_path / "ok1.png", tmp_path / "o.png")])
+    assert (tmp_path / "ok1.png").read_bytes() == b"1" and (
+        tmp_path / "ok2.png"
+    ).read_bytes() == b"3"
+    missing = atomic_copy_many(
+        [(tmp_path / "nope.png", tmp_path / "n.png"), (tmp_path / "ok1.png", tmp_path / "o.png")]
+    )
     assert isinstance(missing[0], FileNotFoundError) and (tmp_path / "o.png").read_bytes() == b"1"
     assert not [p for p in tmp_path.rglob("*") if temp_target(p.name)]
 

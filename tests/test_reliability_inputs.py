@@ -83,7 +83,12 @@ GOOD = {
     "class_b/b1.png": ("PNG", "RGB", (16, 16)),
     "loose.png": ("PNG", "RGB", (16, 16)),
 }
-OTHER = ["animated.gif", "labels.csv", "class_a/a1.json", "notes.txt"]  # copied by refine, ignored by train
+OTHER = [
+    "animated.gif",
+    "labels.csv",
+    "class_a/a1.json",
+    "notes.txt",
+]  # copied by refine, ignored by train
 
 
 def make_hostile(root: Path) -> Path:
@@ -114,12 +119,22 @@ def make_hostile(root: Path) -> Path:
     Image.fromarray(_rgb(16, 16)).quantize(16).save(root / "palette.png")
     Image.fromarray(_rgb(16, 16)).convert("CMYK").save(root / "cmyk.jpg", quality=95)
     Image.fromarray(RNG.integers(0, 65536, (12, 20), dtype=np.uint16)).save(root / "gray16.png")
-    (root / "rgb16.png").write_bytes(_png16_rgb(RNG.integers(0, 65536, (16, 16, 3), dtype=np.uint16)))
-    Image.fromarray((RNG.integers(0, 65536, (16, 16)) / 65535).astype(np.float32)).save(root / "float.tif")
+    (root / "rgb16.png").write_bytes(
+        _png16_rgb(RNG.integers(0, 65536, (16, 16, 3), dtype=np.uint16))
+    )
+    Image.fromarray((RNG.integers(0, 65536, (16, 16)) / 65535).astype(np.float32)).save(
+        root / "float.tif"
+    )
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees to display"
     Image.fromarray(_rgb(16, 24)).save(root / "exif_rotated.jpg", exif=exif, quality=95)
-    for name in ("with space.png", "ünïcødé 图.png", "-leading-dash.png", "--help.png", "loose.png"):
+    for name in (
+        "with space.png",
+        "ünïcødé 图.png",
+        "-leading-dash.png",
+        "--help.png",
+        "loose.png",
+    ):
         Image.fromarray(_rgb(16, 16)).save(root / name)
     for name in ("folder.png/inside.png", "class_a/a1.png", "class_a/a2.png", "class_b/b1.png"):
         (root / name).parent.mkdir(exist_ok=True)
@@ -189,7 +204,9 @@ def test_refine_gives_every_hostile_input_its_defined_behaviour(trained, hostile
         assert im.getexif().get(0x0112) == 6  # stored pixels refined as stored; the tag is kept
     source = _outputs(hostile)
     for name in OTHER:
-        assert records[name]["action"] == "copied" and (out / name).read_bytes() == source[name], name
+        assert records[name]["action"] == "copied" and (out / name).read_bytes() == source[name], (
+            name
+        )
     assert not any("refinekit-tmp" in p.name for p in out.rglob("*"))
 
 
@@ -197,15 +214,24 @@ def test_train_and_gap_reading_skip_each_bad_file_by_name(hostile, tmp_path):
     """The reading path of train (and of gap-report, which uses images.load_set)."""
     one_real = tmp_path / "real_one"
     write_images(one_real, 1, (16, 16, 3), 5, smooth=False)
-    config = TrainConfig(synthetic=str(hostile), real=str(one_real), out=str(tmp_path / "r"), preset="tiny",
-                         batch_size=4, size=(16, 16), channels=3)  # fmt: skip
+    config = TrainConfig(
+        synthetic=str(hostile),
+        real=str(one_real),
+        out=str(tmp_path / "r"),
+        preset="tiny",
+        batch_size=4,
+        size=(16, 16),
+        channels=3,
+    )
     config, data = load_training_data(config)
     skipped = {Path(s.split(": ", 1)[0]).name: s.split(": ", 1)[1] for s in data.skipped}
     assert set(skipped) == set(BAD)
     for name, reason in BAD.items():
         assert reason in skipped[name], (name, skipped[name])
     assert len(data.synthetic) == len(GOOD)  # gif, csv, json, txt are not images
-    assert data.synthetic.shape[1:] == (16, 16, 3) and data.synthetic.dtype == np.uint16  # 16-bit inputs
+    assert (
+        data.synthetic.shape[1:] == (16, 16, 3) and data.synthetic.dtype == np.uint16
+    )  # 16-bit inputs
     assert len(data.real) == 1
 
     loaded = load_set(hostile, flag="--real", channels=3, size=(16, 16))
@@ -226,9 +252,27 @@ def test_train_and_gap_reading_skip_each_bad_file_by_name(hostile, tmp_path):
 def test_train_runs_on_the_hostile_set_with_one_real_image(hostile, tmp_path, capsys):
     one_real = write_images(tmp_path / "real_one", 1, (16, 16, 3), 5, smooth=False)
     run = tmp_path / "run"
-    args = ["train", "--synthetic", str(hostile), "--real", str(one_real), "--out", str(run), "--steps", "2",
-            *TINY, "--pretrain-refiner-steps", "2", "--pretrain-disc-steps", "2", "--size", "16", "16",
-            "--channels", "3"]  # fmt: skip
+    args = [
+        "train",
+        "--synthetic",
+        str(hostile),
+        "--real",
+        str(one_real),
+        "--out",
+        str(run),
+        "--steps",
+        "2",
+        *TINY,
+        "--pretrain-refiner-steps",
+        "2",
+        "--pretrain-disc-steps",
+        "2",
+        "--size",
+        "16",
+        "16",
+        "--channels",
+        "3",
+    ]
     assert main(args) == 0
     err = capsys.readouterr().err
     assert f"skipped {len(BAD)} undecodable file(s)" in err and "Traceback" not in err
@@ -245,10 +289,16 @@ def test_leading_dash_paths_as_arguments(trained, tmp_path, capsys, monkeypatch)
     write_images(tmp_path / "-in", 2, (16, 16, 3), 0, smooth=True)
     assert main(["refine", "./-in", "./-out", "--run", str(trained)]) == 0
     assert main(["refine", "--run", str(trained), "--", "-in", "-out2"]) == 0
-    assert sorted(_outputs(tmp_path / "-out")) == sorted(_outputs(tmp_path / "-out2")) == ["img_000.png", "img_001.png"]
+    assert (
+        sorted(_outputs(tmp_path / "-out"))
+        == sorted(_outputs(tmp_path / "-out2"))
+        == ["img_000.png", "img_001.png"]
+    )
     capsys.readouterr()
     # An option value may start with a dash (click takes the next word as the value).
-    code = main(["train", "--synthetic", "-in", "--real", "-in", "--out", "-run", "--config", "-nope.json"])
+    code = main(
+        ["train", "--synthetic", "-in", "--real", "-in", "--out", "-run", "--config", "-nope.json"]
+    )
     _one_line_error(capsys.readouterr().err, "-nope.json")
     assert code == 2
 
@@ -282,8 +332,19 @@ def test_bad_config_files_are_one_line_errors(gray16, tmp_path, capsys, name, te
         path.write_bytes(text)
     else:
         path.write_text(text)
-    code = main(["train", "--synthetic", str(syn), "--real", str(real), "--out", str(tmp_path / "run"),
-                 "--config", str(path)])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--synthetic",
+            str(syn),
+            "--real",
+            str(real),
+            "--out",
+            str(tmp_path / "run"),
+            "--config",
+            str(path),
+        ]
+    )
     _one_line_error(capsys.readouterr().err, needle)
     assert code == 2
     assert not (tmp_path / "run").exists()
@@ -300,8 +361,23 @@ def _copy_run(run: Path, to: Path) -> Path:
 
 def _train_args_for(run: Path, *extra: str, out: Path | None = None) -> list[str]:
     config = json.loads((run / "config.json").read_text())
-    return ["train", "--synthetic", config["synthetic"], "--real", config["real"], "--out", str(out or run), "--steps", "8",
-            *TINY, "--pretrain-refiner-steps", "6", "--pretrain-disc-steps", "4", *extra]  # fmt: skip
+    return [
+        "train",
+        "--synthetic",
+        config["synthetic"],
+        "--real",
+        config["real"],
+        "--out",
+        str(out or run),
+        "--steps",
+        "8",
+        *TINY,
+        "--pretrain-refiner-steps",
+        "6",
+        "--pretrain-disc-steps",
+        "4",
+        *extra,
+    ]
 
 
 def test_checkpoint_from_another_configuration(trained, tmp_path, capsys):
@@ -313,7 +389,9 @@ def test_checkpoint_from_another_configuration(trained, tmp_path, capsys):
     capsys.readouterr()
 
     code = main(_train_args_for(mixed))
-    _one_line_error(capsys.readouterr().err, "saved by another configuration", "lambda_reg: 2.0 -> 0.5")
+    _one_line_error(
+        capsys.readouterr().err, "saved by another configuration", "lambda_reg: 2.0 -> 0.5"
+    )
     assert code == 1
     # refine restores a checkpoint with the config saved in it, so it refines with that model.
     images = write_images(tmp_path / "syn", 2, (16, 16, 3), 0, smooth=True)
@@ -352,7 +430,20 @@ def test_damaged_checkpoint_is_refused_with_the_way_out(trained, tmp_path, capsy
     _one_line_error(capsys.readouterr().err, "is damaged")
     assert code == 1 and not (tmp_path / "out").exists()
     earlier = checkpoint.steps(run)[-2]
-    assert main(["refine", str(images), str(tmp_path / "out"), "--run", str(run), "--step", str(earlier)]) == 0
+    assert (
+        main(
+            [
+                "refine",
+                str(images),
+                str(tmp_path / "out"),
+                "--run",
+                str(run),
+                "--step",
+                str(earlier),
+            ]
+        )
+        == 0
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,7 +456,18 @@ def test_output_below_a_regular_file_is_a_usage_error(trained, gray16, tmp_path,
     code = main(["refine", str(syn), str(tmp_path / "file" / "out"), "--run", str(trained)])
     _one_line_error(capsys.readouterr().err, "cannot create this folder", "Not a directory")
     assert code == 2
-    code = main(["train", "--synthetic", str(syn), "--real", str(real), "--out", str(tmp_path / "file" / "run"), *TINY])
+    code = main(
+        [
+            "train",
+            "--synthetic",
+            str(syn),
+            "--real",
+            str(real),
+            "--out",
+            str(tmp_path / "file" / "run"),
+            *TINY,
+        ]
+    )
     _one_line_error(capsys.readouterr().err, "cannot create the run folder", "Not a directory")
     assert code == 2
 
@@ -431,15 +533,21 @@ _LAUNCHER = textwrap.dedent(
 
 def launch(what: str, argument: str, args: list[str]) -> subprocess.CompletedProcess:
     """`python args...` under a restriction: "no-permission-override" or "file-size-limit"."""
-    return subprocess.run([sys.executable, "-c", _LAUNCHER, what, argument, *args],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, what, argument, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
 def restricted():
     """run(args) -> CompletedProcess of `python args...` that cannot ignore permission bits."""
     if launch("no-permission-override", "", ["-c", "pass"]).returncode == 97:
-        pytest.skip("cannot drop root's permission override (no CAP_SETPCAP), so permissions cannot be tested")
+        pytest.skip(
+            "cannot drop root's permission override (no CAP_SETPCAP), so permissions cannot be tested"
+        )
     return lambda args: launch("no-permission-override", "", args)
 
 
@@ -468,7 +576,9 @@ def test_unreadable_files_and_folders(restricted, locked, tmp_path):
     done = restricted([str(script), "refine", str(inp), str(tmp_path / "out"), "--run", "x"])
     assert done.returncode == 1, done.stderr
     _one_line_error(done.stderr, "2 file(s) could not be refined")
-    failed = {r["input"]: r["error"] for r in _manifest(tmp_path / "out") if r["action"] == "failed"}
+    failed = {
+        r["input"]: r["error"] for r in _manifest(tmp_path / "out") if r["action"] == "failed"
+    }
     assert failed == {"img_001.png": "Permission denied", "labels.txt": "Permission denied"}
     assert sorted(_outputs(tmp_path / "out")) == ["img_000.png", "img_002.png", "img_003.png"]
 
@@ -478,7 +588,12 @@ def test_unreadable_files_and_folders(restricted, locked, tmp_path):
     done = restricted([str(loader), str(inp), str(real)])
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0] == "images 3" and len(lines) == 2 and "img_001.png" in lines[1] and "Permission denied" in lines[1]
+    assert (
+        lines[0] == "images 3"
+        and len(lines) == 2
+        and "img_001.png" in lines[1]
+        and "Permission denied" in lines[1]
+    )
 
     # A folder that cannot be listed is an error naming it, not a silent hole in the set.
     (inp / "sub").mkdir()
@@ -514,10 +629,27 @@ def test_read_only_output_locations(restricted, locked, gray16, tmp_path):
 
     (tmp_path / "run").mkdir()
     locked(tmp_path / "run", 0o555)
-    done = restricted(["-m", "refinekit", "train", "--synthetic", str(syn), "--real", str(real),
-                       "--out", str(tmp_path / "run"), *TINY])  # fmt: skip
+    done = restricted(
+        [
+            "-m",
+            "refinekit",
+            "train",
+            "--synthetic",
+            str(syn),
+            "--real",
+            str(real),
+            "--out",
+            str(tmp_path / "run"),
+            *TINY,
+        ]
+    )
     assert done.returncode == 1
-    _one_line_error(done.stderr, "Permission denied", "make the run folder writable", "run the same command again")
+    _one_line_error(
+        done.stderr,
+        "Permission denied",
+        "make the run folder writable",
+        "run the same command again",
+    )
 
 
 def test_full_disk_during_refine_stops_cleanly_and_resumes(tmp_path, monkeypatch, capsys):
@@ -539,16 +671,25 @@ def test_full_disk_during_refine_stops_cleanly_and_resumes(tmp_path, monkeypatch
     script = tmp_path / "fake.py"
     script.write_text(_FAKE_CLI)
     out = tmp_path / "out"
-    done = launch("file-size-limit", "4000", [str(script), "refine", str(inp), str(out), "--run", "x"])
+    done = launch(
+        "file-size-limit", "4000", [str(script), "refine", str(inp), str(out), "--run", "x"]
+    )
     assert done.returncode == 1
-    _one_line_error(done.stderr, "cannot append to the manifest", os.strerror(errno.EFBIG), "rerun to resume")
+    _one_line_error(
+        done.stderr, "cannot append to the manifest", os.strerror(errno.EFBIG), "rerun to resume"
+    )
     written = _outputs(out)
-    assert written and all(data == reference[rel] for rel, data in written.items())  # no partial file
+    assert written and all(
+        data == reference[rel] for rel, data in written.items()
+    )  # no partial file
     # The write that hit the limit may have left half a line: readers skip it, the next run
     # starts on a fresh line.
     for record in read_records(out / MANIFEST_NAME):
         if record.action == "refined":
-            assert hashlib.sha256((out / record.output).read_bytes()).hexdigest() == record.output_sha256
+            assert (
+                hashlib.sha256((out / record.output).read_bytes()).hexdigest()
+                == record.output_sha256
+            )
 
     capsys.readouterr()
     assert main(["refine", str(inp), str(out), "--run", "x"]) == 0
@@ -557,8 +698,20 @@ def test_full_disk_during_refine_stops_cleanly_and_resumes(tmp_path, monkeypatch
 
 def test_full_disk_during_training_keeps_the_last_checkpoint(gray16, tmp_path, capsys):
     syn, real = gray16
-    args = ["train", "--synthetic", str(syn), "--real", str(real), "--steps", "4", *TINY,
-            "--pretrain-refiner-steps", "6", "--pretrain-disc-steps", "4"]  # fmt: skip
+    args = [
+        "train",
+        "--synthetic",
+        str(syn),
+        "--real",
+        str(real),
+        "--steps",
+        "4",
+        *TINY,
+        "--pretrain-refiner-steps",
+        "6",
+        "--pretrain-disc-steps",
+        "4",
+    ]
     assert main([*args, "--out", str(tmp_path / "reference")]) == 0  # also fills the compile cache
     run = tmp_path / "run"
     # 22 kB: the first sample grid (20.6 kB) fits, the checkpoint's state/_METADATA (23.2 kB) does not.
@@ -576,12 +729,33 @@ def test_full_disk_during_training_keeps_the_last_checkpoint(gray16, tmp_path, c
 # Numbers
 
 
-def test_non_finite_training_stops_at_its_step_and_checkpoints_nothing_after_it(gray16, tmp_path, capsys):
+def test_non_finite_training_stops_at_its_step_and_checkpoints_nothing_after_it(
+    gray16, tmp_path, capsys
+):
     syn, real = gray16
     run = tmp_path / "run"
-    args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run), "--steps", "20", *TINY,
-            "--pretrain-refiner-steps", "6", "--pretrain-disc-steps", "4", "--checkpoint-every", "1",
-            "--lr-refiner", "1e38", "--lr-disc", "1e38"]  # fmt: skip
+    args = [
+        "train",
+        "--synthetic",
+        str(syn),
+        "--real",
+        str(real),
+        "--out",
+        str(run),
+        "--steps",
+        "20",
+        *TINY,
+        "--pretrain-refiner-steps",
+        "6",
+        "--pretrain-disc-steps",
+        "4",
+        "--checkpoint-every",
+        "1",
+        "--lr-refiner",
+        "1e38",
+        "--lr-disc",
+        "1e38",
+    ]
     code = main(args)
     err = capsys.readouterr().err
     _one_line_error(err, "NaN or infinite at step")
@@ -596,7 +770,9 @@ def test_non_finite_training_stops_at_its_step_and_checkpoints_nothing_after_it(
     state = checkpoint.restore(run, saved[-1], fns.init_state())
     for leaf in jax.tree.leaves(state.refiner) + jax.tree.leaves(state.disc):
         assert np.all(np.isfinite(np.asarray(leaf)))
-    for line in (run / "metrics.jsonl").read_text().splitlines()[:-1]:  # the last line is the bad interval's
+    for line in (
+        (run / "metrics.jsonl").read_text().splitlines()[:-1]
+    ):  # the last line is the bad interval's
         assert all(np.isfinite(v) for v in json.loads(line).values() if isinstance(v, float)), line
 
 
@@ -609,7 +785,12 @@ def test_abandoned_orbax_write_tasks_are_not_logged_but_other_asyncio_errors_are
 
     def failing_coroutine(filename):
         namespace = {}
-        exec(compile("async def write():\n    raise OSError(27, 'File too large')\n", filename, "exec"), namespace)
+        exec(
+            compile(
+                "async def write():\n    raise OSError(27, 'File too large')\n", filename, "exec"
+            ),
+            namespace,
+        )
         return namespace["write"]()
 
     def abandon(coro):
@@ -620,7 +801,11 @@ def test_abandoned_orbax_write_tasks_are_not_logged_but_other_asyncio_errors_are
         gc.collect()
 
     caplog.set_level(logging.ERROR, logger="asyncio")
-    abandon(failing_coroutine("/venv/site-packages/orbax/checkpoint/_src/serialization/serialization.py"))
+    abandon(
+        failing_coroutine(
+            "/venv/site-packages/orbax/checkpoint/_src/serialization/serialization.py"
+        )
+    )
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
     abandon(failing_coroutine("/home/user/mine.py"))
     assert [r for r in caplog.records if "never retrieved" in r.getMessage()]

@@ -34,7 +34,12 @@ def png16(pixels: np.ndarray, filters=(0, 1, 2, 3, 4), interlace: int = 0) -> by
     """A 16-bit PNG of HxWxC uint16 pixels whose row y uses filter filters[y % len(filters)]."""
     h, w, c = pixels.shape
     bpp = 2 * c
-    raw = np.ascontiguousarray(pixels.astype(">u2")).view(np.uint8).reshape(h, w * bpp).astype(np.int64)
+    raw = (
+        np.ascontiguousarray(pixels.astype(">u2"))
+        .view(np.uint8)
+        .reshape(h, w * bpp)
+        .astype(np.int64)
+    )
     rows = []
     for y in range(h):
         kind = filters[y % len(filters)]
@@ -56,12 +61,14 @@ def png16(pixels: np.ndarray, filters=(0, 1, 2, 3, 4), interlace: int = 0) -> by
             out = line - np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
         rows.append(np.concatenate([[kind], out % 256]).astype(np.uint8))
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    return b"".join([
-        b"\x89PNG\r\n\x1a\n",
-        _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, interlace)),
-        _chunk(b"IDAT", zlib.compress(np.concatenate(rows).tobytes())),
-        _chunk(b"IEND", b""),
-    ])  # fmt: skip
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, interlace)),
+            _chunk(b"IDAT", zlib.compress(np.concatenate(rows).tobytes())),
+            _chunk(b"IEND", b""),
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,7 +109,9 @@ def test_damaged_16bit_png_is_a_clear_read_error(tmp_path):
             "truncated PNG data",
         ),
         "bad_filter.png": (
-            good[:33] + _chunk(b"IDAT", zlib.compress((b"\x07" + b"\x00" * 48) * 8)) + _chunk(b"IEND", b""),
+            good[:33]
+            + _chunk(b"IDAT", zlib.compress((b"\x07" + b"\x00" * 48) * 8))
+            + _chunk(b"IEND", b""),
             "filter type 7",
         ),
     }
@@ -129,7 +138,9 @@ def test_16bit_colour_tiff_is_decoded_at_16_bits_with_tifffile(tmp_path):
     tifffile = pytest.importorskip("tifffile")
     rgb = RNG.integers(0, 65536, (6, 7, 3), dtype=np.uint16)
     tifffile.imwrite(tmp_path / "contig.tif", rgb, photometric="rgb")
-    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate")
+    tifffile.imwrite(
+        tmp_path / "planar.tif", np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate"
+    )
     tifffile.imwrite(tmp_path / "deflate.tif", rgb, photometric="rgb", compression="zlib")
     for name in ("contig.tif", "planar.tif", "deflate.tif"):
         decoded, info = read_image(tmp_path / name)
@@ -248,11 +259,17 @@ def test_refine_keeps_16bit_colour_png_and_tiff(tmp_path):
         assert info.dtype == "uint16", name
         colour = slice(0, 3) if pixels.shape[-1] >= 3 else slice(0, 1)
         if pixels.shape[-1] == 2:  # gray + alpha: the RGB model sees gray, gives back its luma
-            np.testing.assert_allclose(out[..., 0].astype(int), 65535 - pixels[..., 0].astype(int), atol=1)
+            np.testing.assert_allclose(
+                out[..., 0].astype(int), 65535 - pixels[..., 0].astype(int), atol=1
+            )
         else:
-            np.testing.assert_array_equal(out[..., colour], 65535 - pixels[..., colour], err_msg=name)
+            np.testing.assert_array_equal(
+                out[..., colour], 65535 - pixels[..., colour], err_msg=name
+            )
         if pixels.shape[-1] in (2, 4):
-            np.testing.assert_array_equal(out[..., -1], pixels[..., -1], err_msg=name)  # alpha as it was
+            np.testing.assert_array_equal(
+                out[..., -1], pixels[..., -1], err_msg=name
+            )  # alpha as it was
         if name.endswith(".png"):
             assert png_header(tmp_path / "out" / name).bits == 16, name
 
@@ -267,7 +284,9 @@ def test_png16_encoder_output_reads_back_at_16_bits(tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "x.png")[0], pixels)
 
 
-def test_without_tifffile_16bit_colour_tiff_is_read_at_8_bits_and_refine_says_so(tmp_path, monkeypatch):
+def test_without_tifffile_16bit_colour_tiff_is_read_at_8_bits_and_refine_says_so(
+    tmp_path, monkeypatch
+):
     tifffile = pytest.importorskip("tifffile")
     pixels = RNG.integers(0, 65536, (6, 7, 3), dtype=np.uint16)
     (tmp_path / "in").mkdir()
@@ -282,7 +301,9 @@ def test_without_tifffile_16bit_colour_tiff_is_read_at_8_bits_and_refine_says_so
 def test_exif_orientation_is_not_applied_and_only_the_first_gif_frame_would_be_read(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees to display"
-    Image.fromarray(RNG.integers(0, 256, (16, 24, 3), dtype=np.uint8)).save(tmp_path / "r.jpg", exif=exif)
+    Image.fromarray(RNG.integers(0, 256, (16, 24, 3), dtype=np.uint8)).save(
+        tmp_path / "r.jpg", exif=exif
+    )
     assert read_image(tmp_path / "r.jpg")[0].shape == (16, 24, 3)  # as stored
     frames = [Image.fromarray(np.full((4, 5, 3), 80 * i, np.uint8)) for i in range(3)]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])

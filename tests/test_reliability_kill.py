@@ -139,9 +139,28 @@ def cli_script(tmp_path):
 
 
 def _train_args(syn, real, out):
-    return ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(out), "--steps", "50", *TINY,
-            "--pretrain-refiner-steps", "6", "--pretrain-disc-steps", "4",
-            "--log-every", "1", "--checkpoint-every", "2", "--sample-every", "8"]  # fmt: skip
+    return [
+        "train",
+        "--synthetic",
+        str(syn),
+        "--real",
+        str(real),
+        "--out",
+        str(out),
+        "--steps",
+        "50",
+        *TINY,
+        "--pretrain-refiner-steps",
+        "6",
+        "--pretrain-disc-steps",
+        "4",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "2",
+        "--sample-every",
+        "8",
+    ]
 
 
 TOTAL_STEPS = 60
@@ -163,7 +182,9 @@ def _resumed_from(err: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def test_train_killed_anywhere_resumes_from_its_last_checkpoint_bit_identically(gray16, tmp_path, cli_script, monkeypatch):
+def test_train_killed_anywhere_resumes_from_its_last_checkpoint_bit_identically(
+    gray16, tmp_path, cli_script, monkeypatch
+):
     syn, real = gray16
     # Every run is a process of its own, as from a shell, with a compilation cache of this test's:
     # this process's XLA backend may have started with another command's flags (refine's), and
@@ -178,11 +199,15 @@ def test_train_killed_anywhere_resumes_from_its_last_checkpoint_bit_identically(
 
     # 1. kill -9 while orbax writes the checkpoint of step 12 (after 2, 4, ..., 10 are complete).
     marker = tmp_path / "in_save"
-    cli = Cli(cli_script, _train_args(syn, real, run), RK_STALL_AT_STEP="12", RK_STALL_MARKER=str(marker))
+    cli = Cli(
+        cli_script, _train_args(syn, real, run), RK_STALL_AT_STEP="12", RK_STALL_MARKER=str(marker)
+    )
     cli.wait_for(marker.exists, "the checkpoint write of step 12")
     assert cli.stop(signal.SIGKILL) == -signal.SIGKILL
     assert checkpoint.steps(run) == [6, 8, 10]  # the interrupted one is not a checkpoint
-    assert any(p.name.startswith("12.") for p in (run / "checkpoints").iterdir())  # its temporary folder
+    assert any(
+        p.name.startswith("12.") for p in (run / "checkpoints").iterdir()
+    )  # its temporary folder
 
     # 2. kill -9 / Ctrl-C / kill -9 at seeded random steps; each start resumes from the last
     #    complete checkpoint.
@@ -190,7 +215,9 @@ def test_train_killed_anywhere_resumes_from_its_last_checkpoint_bit_identically(
         last = checkpoint.steps(run)[-1]
         target = min(last + rng.randint(1, 9), TOTAL_STEPS - 20)  # leave time to be interrupted
         cli = Cli(cli_script, _train_args(syn, real, run))
-        cli.wait_for(lambda t=target, c=cli: any(s >= t for s in _logged_steps(c)), f"step {target}")
+        cli.wait_for(
+            lambda t=target, c=cli: any(s >= t for s in _logged_steps(c)), f"step {target}"
+        )
         time.sleep(rng.uniform(0, 0.01))
         code = cli.stop(action)
         err = cli.err
@@ -200,7 +227,9 @@ def test_train_killed_anywhere_resumes_from_its_last_checkpoint_bit_identically(
             assert code == -signal.SIGKILL
         else:
             assert code == 130, err
-            stopped = int(re.search(r"SIGINT: stopped at step (\d+) and saved a checkpoint", err).group(1))
+            stopped = int(
+                re.search(r"SIGINT: stopped at step (\d+) and saved a checkpoint", err).group(1)
+            )
             assert "run the same command again to resume" in err
             assert checkpoint.steps(run)[-1] == stopped
         checkpoint.verify(run, checkpoint.steps(run)[-1])
@@ -214,8 +243,15 @@ def test_train_killed_anywhere_resumes_from_its_last_checkpoint_bit_identically(
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     logged = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert logged == list(range(1, TOTAL_STEPS + 1))  # every step once: lines past a checkpoint were trimmed
-    leftovers = [p.name for folder in (run, run / "samples", run / "checkpoints") for p in folder.iterdir() if "tmp" in p.name]
+    assert logged == list(
+        range(1, TOTAL_STEPS + 1)
+    )  # every step once: lines past a checkpoint were trimmed
+    leftovers = [
+        p.name
+        for folder in (run, run / "samples", run / "checkpoints")
+        for p in folder.iterdir()
+        if "tmp" in p.name
+    ]
     assert not leftovers, leftovers  # temporaries of killed writes are removed on resume
     assert last < TOTAL_STEPS
 
@@ -229,7 +265,9 @@ def _make_input(root: Path) -> Path:
     for i in range(48):
         folder = root / ("cats" if i % 2 else "dogs")
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+            folder / f"{i:03d}.png"
+        )
         if i % 6 == 0:
             (folder / f"{i:03d}.json").write_text(json.dumps({"label": i}))
     Image.fromarray(rng.integers(0, 65536, (12, 20), dtype=np.uint16)).save(root / "deep.png")
@@ -252,7 +290,9 @@ def _check_consistent(out: Path, reference: dict[str, bytes], *, temporaries_all
         name = rel.rsplit("/", 1)[-1]
         if temp_target(name) is not None:
             assert temporaries_allowed, f"{rel}: a temporary file left by a clean stop"
-            assert name.startswith(".") and not is_image_path(Path(name)), rel  # never mistaken for one
+            assert name.startswith(".") and not is_image_path(Path(name)), (
+                rel
+            )  # never mistaken for one
             continue
         assert data == reference[rel], f"{rel}: not the uninterrupted run's bytes (partial?)"
         complete += 1
@@ -264,7 +304,9 @@ def _check_consistent(out: Path, reference: dict[str, bytes], *, temporaries_all
     return complete
 
 
-def test_refine_killed_and_stopped_at_random_moments_never_leaves_a_partial_output(tmp_path, cli_script, monkeypatch):
+def test_refine_killed_and_stopped_at_random_moments_never_leaves_a_partial_output(
+    tmp_path, cli_script, monkeypatch
+):
     import refinekit.cli.refine as cli_refine
 
     class Fast:
@@ -284,11 +326,16 @@ def test_refine_killed_and_stopped_at_random_moments_never_leaves_a_partial_outp
     rng = random.Random(11)
     complete = 0
     for action in (signal.SIGKILL, signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGKILL):
-        start = (out / MANIFEST_NAME).read_text().count("\n") if (out / MANIFEST_NAME).exists() else 0
+        start = (
+            (out / MANIFEST_NAME).read_text().count("\n") if (out / MANIFEST_NAME).exists() else 0
+        )
         wanted = start + rng.randint(1, 8)
         cli = Cli(cli_script, args, RK_FAKE_REFINER="1")
         cli.wait_for(
-            lambda n=wanted: (out / MANIFEST_NAME).exists() and (out / MANIFEST_NAME).read_text().count("\n") >= n,
+            lambda n=wanted: (
+                (out / MANIFEST_NAME).exists()
+                and (out / MANIFEST_NAME).read_text().count("\n") >= n
+            ),
             f"{wanted} manifest lines",
         )
         time.sleep(rng.uniform(0, 0.03))
@@ -300,7 +347,9 @@ def test_refine_killed_and_stopped_at_random_moments_never_leaves_a_partial_outp
         else:
             name = signal.Signals(action).name
             assert code == 128 + action, err
-            assert f"{name}: stopped after" in err and "run the same command again to resume" in err, err
+            assert (
+                f"{name}: stopped after" in err and "run the same command again to resume" in err
+            ), err
         now = _check_consistent(out, reference, temporaries_allowed=action == signal.SIGKILL)
         assert now >= complete  # nothing complete was lost
         complete = now

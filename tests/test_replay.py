@@ -33,7 +33,9 @@ def test_sample_only_returns_written_slots():
     buffer = replay.init(16, (2, 2, 1))
     buffer = replay.add(buffer, _images(4, 5), jax.random.key(1))
     drawn = replay.sample(buffer, 64, jax.random.key(2))
-    np.testing.assert_array_equal(np.unique(np.asarray(drawn)), [5.0])  # never an unwritten zero slot
+    np.testing.assert_array_equal(
+        np.unique(np.asarray(drawn)), [5.0]
+    )  # never an unwritten zero slot
     assert not bool(replay.can_sample(replay.init(16, (2, 2, 1)), 4))
     assert bool(replay.can_sample(buffer, 4))
 

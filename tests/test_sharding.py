@@ -12,25 +12,70 @@ from conftest import write_images
 from refinekit.cli import main
 from test_train import _final_state
 
-ARGS = ["--preset", "tiny", "--batch-size", "8", "--steps", "6", "--pretrain-refiner-steps", "3",
-        "--pretrain-disc-steps", "3", "--log-every", "3", "--checkpoint-every", "100", "--sample-every", "100"]  # fmt: skip
+ARGS = [
+    "--preset",
+    "tiny",
+    "--batch-size",
+    "8",
+    "--steps",
+    "6",
+    "--pretrain-refiner-steps",
+    "3",
+    "--pretrain-disc-steps",
+    "3",
+    "--log-every",
+    "3",
+    "--checkpoint-every",
+    "100",
+    "--sample-every",
+    "100",
+]
 
 
 def test_four_devices_give_the_same_parameters_as_one(tmp_path):
     syn = write_images(tmp_path / "syn", 16, (16, 16), 0, smooth=True)
     real = write_images(tmp_path / "real", 16, (16, 16), 1, smooth=False)
     one, four = tmp_path / "one", tmp_path / "four"
-    assert main(["train", "--synthetic", str(syn), "--real", str(real), "--out", str(one), *ARGS]) == 0
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    assert (
+        main(["train", "--synthetic", str(syn), "--real", str(real), "--out", str(one), *ARGS]) == 0
+    )
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    }
     code = "from refinekit.cli import main; import jax, sys; assert jax.device_count() == 4; sys.exit(main(sys.argv[1:]))"
-    done = subprocess.run([sys.executable, "-c", code, "train", "--synthetic", str(syn), "--real", str(real),
-                           "--out", str(four), *ARGS], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "train",
+            "--synthetic",
+            str(syn),
+            "--real",
+            str(real),
+            "--out",
+            str(four),
+            *ARGS,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
-    devices = next(line for line in done.stderr.splitlines() if "devices:" in line).split("devices:")[1]
+    devices = next(line for line in done.stderr.splitlines() if "devices:" in line).split(
+        "devices:"
+    )[1]
     assert len(devices.split(",")) == 4, done.stderr
     (s1, a), (s4, b) = _final_state(one), _final_state(four)
     assert s1 == s4 == 12
-    for x, y in zip(jax.tree.leaves(a.refiner) + jax.tree.leaves(a.disc), jax.tree.leaves(b.refiner) + jax.tree.leaves(b.disc), strict=True):
+    for x, y in zip(
+        jax.tree.leaves(a.refiner) + jax.tree.leaves(a.disc),
+        jax.tree.leaves(b.refiner) + jax.tree.leaves(b.disc),
+        strict=True,
+    ):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5)
     assert int(a.buffer.count) == int(b.buffer.count)
     metrics = [json.loads(line) for line in (four / "metrics.jsonl").read_text().splitlines()]
@@ -44,17 +89,42 @@ def test_two_processes_with_jax_distributed_match_one(tmp_path):
     syn = write_images(tmp_path / "syn", 16, (16, 16), 0, smooth=True)
     real = write_images(tmp_path / "real", 16, (16, 16), 1, smooth=False)
     one, two = tmp_path / "one", tmp_path / "two"
-    assert main(["train", "--synthetic", str(syn), "--real", str(real), "--out", str(one), *ARGS]) == 0
+    assert (
+        main(["train", "--synthetic", str(syn), "--real", str(real), "--out", str(one), *ARGS]) == 0
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     procs = []
     for pid in range(2):
-        env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-               "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(pid)}  # fmt: skip
+        env = {
+            **os.environ,
+            "JAX_PLATFORMS": "cpu",
+            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+            "JAX_NUM_PROCESSES": "2",
+            "JAX_PROCESS_ID": str(pid),
+        }
         env.pop("XLA_FLAGS", None)
-        procs.append(subprocess.Popen([sys.executable, "-m", "refinekit", "train", "--synthetic", str(syn), "--real",
-                                       str(real), "--out", str(two), *ARGS], env=env, stderr=subprocess.PIPE, text=True))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "refinekit",
+                    "train",
+                    "--synthetic",
+                    str(syn),
+                    "--real",
+                    str(real),
+                    "--out",
+                    str(two),
+                    *ARGS,
+                ],
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
@@ -62,5 +132,9 @@ def test_two_processes_with_jax_distributed_match_one(tmp_path):
     assert len(devices.split(",")) == 2, err  # one global mesh over both processes' devices
     (s1, a), (s2, b) = _final_state(one), _final_state(two)
     assert s1 == s2 == 12
-    for x, y in zip(jax.tree.leaves(a.refiner) + jax.tree.leaves(a.disc), jax.tree.leaves(b.refiner) + jax.tree.leaves(b.disc), strict=True):
+    for x, y in zip(
+        jax.tree.leaves(a.refiner) + jax.tree.leaves(a.disc),
+        jax.tree.leaves(b.refiner) + jax.tree.leaves(b.disc),
+        strict=True,
+    ):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5)

@@ -22,7 +22,20 @@ SHORT = ["--pretrain-refiner-steps", "6", "--pretrain-disc-steps", "4"]
 
 
 def _args(syn, real, out, steps, *extra):
-    return ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(out), "--steps", str(steps), *TINY, *SHORT, *extra]
+    return [
+        "train",
+        "--synthetic",
+        str(syn),
+        "--real",
+        str(real),
+        "--out",
+        str(out),
+        "--steps",
+        str(steps),
+        *TINY,
+        *SHORT,
+        *extra,
+    ]
 
 
 def _final_state(run):
@@ -46,8 +59,17 @@ def test_gray_16x16_run_writes_the_whole_run_folder(gray16, tmp_path, capsys):
     phases = {r["phase"] for r in records}
     assert phases == {"pretrain_refiner", "pretrain_disc", "adversarial"}
     adversarial = [r for r in records if r["phase"] == "adversarial"][-1]
-    for key in ("refiner_adversarial", "self_regularisation", "disc_real", "disc_refined", "disc_history",
-                "disc_acc_real", "disc_acc_refined", "mean_abs_change", "images_per_second"):
+    for key in (
+        "refiner_adversarial",
+        "self_regularisation",
+        "disc_real",
+        "disc_refined",
+        "disc_history",
+        "disc_acc_real",
+        "disc_acc_refined",
+        "mean_abs_change",
+        "images_per_second",
+    ):
         assert np.isfinite(adversarial[key]), key
     samples = sorted((run / "samples").glob("step_*.png"))
     assert [p.name for p in samples][:2] == ["step_0000000.png", "step_0000010.png"]
@@ -68,7 +90,9 @@ def test_rgb_32x32_run(tmp_path):
     assert step == 20 and state.buffer.images.shape[1:] == (32, 32, 3)
 
 
-@pytest.mark.parametrize("augment", [[], ["--augment", "ada", "--augment-policy", "color,translation,cutout,noise"]])
+@pytest.mark.parametrize(
+    "augment", [[], ["--augment", "ada", "--augment-policy", "color,translation,cutout,noise"]]
+)
 def test_resume_is_bit_identical_to_an_uninterrupted_run(gray16, tmp_path, augment):
     syn, real = gray16
     straight, split = tmp_path / "straight", tmp_path / "split"
@@ -86,12 +110,27 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(gray16, tmp_path, augme
 
 def test_each_phase_compiles_once_over_a_whole_run(gray16, tmp_path):
     syn, real = gray16
-    config = TrainConfig(synthetic=str(syn), real=str(real), out=str(tmp_path / "run"), preset="tiny", batch_size=4,
-                         steps=15, pretrain_refiner_steps=5, pretrain_disc_steps=5, log_every=3,
-                         checkpoint_every=7, sample_every=4)  # fmt: skip
+    config = TrainConfig(
+        synthetic=str(syn),
+        real=str(real),
+        out=str(tmp_path / "run"),
+        preset="tiny",
+        batch_size=4,
+        steps=15,
+        pretrain_refiner_steps=5,
+        pretrain_disc_steps=5,
+        log_every=3,
+        checkpoint_every=7,
+        sample_every=4,
+    )
     result = train(config)
     assert result.step == 25
-    assert result.trace_counts == {"pretrain_refiner": 1, "pretrain_disc": 1, "adversarial": 1, "refine": 1}
+    assert result.trace_counts == {
+        "pretrain_refiner": 1,
+        "pretrain_disc": 1,
+        "adversarial": 1,
+        "refine": 1,
+    }
 
 
 def test_history_buffer_fills_during_training(gray16, tmp_path):
@@ -111,14 +150,18 @@ def test_steps_per_call_gives_the_same_run(gray16, tmp_path):
     assert main(_args(syn, real, b, 10, "--steps-per-call", "5")) == 0
     (_, x), (_, y) = _final_state(a), _final_state(b)
     for u, v in zip(jax.tree.leaves(x), jax.tree.leaves(y), strict=True):
-        np.testing.assert_allclose(np.asarray(u, np.float64), np.asarray(v, np.float64), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(u, np.float64), np.asarray(v, np.float64), rtol=1e-4, atol=1e-5
+        )
 
 
 def test_config_file_toml_and_flag_override(gray16, tmp_path):
     syn, real = gray16
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'synthetic = "{syn}"\nreal = "{real}"\npreset = "tiny"\nbatch-size = 4\nsteps = 50\n'
-                   "pretrain_refiner_steps = 2\npretrain_disc_steps = 2\nlambda_reg = 3.0\n")
+    cfg.write_text(
+        f'synthetic = "{syn}"\nreal = "{real}"\npreset = "tiny"\nbatch-size = 4\nsteps = 50\n'
+        "pretrain_refiner_steps = 2\npretrain_disc_steps = 2\nlambda_reg = 3.0\n"
+    )
     run = tmp_path / "run"
     assert main(["train", "--config", str(cfg), "--out", str(run), "--steps", "3"]) == 0
     saved = json.loads((run / "config.json").read_text())
@@ -138,7 +181,9 @@ def _one_line_error(capsys, code, expected_code, *needles):
 def test_user_errors_are_one_line_with_exit_code_2(gray16, tmp_path, capsys):
     syn, real = gray16
     out = tmp_path / "run"
-    _one_line_error(capsys, main(_args(tmp_path / "nope", real, out, 2)), 2, "--synthetic", "no such folder")
+    _one_line_error(
+        capsys, main(_args(tmp_path / "nope", real, out, 2)), 2, "--synthetic", "no such folder"
+    )
     (tmp_path / "empty").mkdir()
     _one_line_error(capsys, main(_args(tmp_path / "empty", real, out, 2)), 2, "no image files")
     junk = tmp_path / "junk"
@@ -150,10 +195,19 @@ def test_user_errors_are_one_line_with_exit_code_2(gray16, tmp_path, capsys):
     _one_line_error(capsys, main(_args(mixed, real, out, 2)), 2, "--size")
     assert main(_args(mixed, real, out, 2, "--size", "16", "16")) == 0
     capsys.readouterr()
-    _one_line_error(capsys, main(_args(mixed, real, out, 4, "--size", "16", "16", "--lambda-reg", "9")), 2,
-                    "lambda_reg", str(out))
-    _one_line_error(capsys, main(_args(syn, real, tmp_path / "r2", 2, "--batch-size", "3")), 2, "--batch-size")
-    _one_line_error(capsys, main(["train", "--real", str(real), "--out", str(out)]), 2, "--synthetic")
+    _one_line_error(
+        capsys,
+        main(_args(mixed, real, out, 4, "--size", "16", "16", "--lambda-reg", "9")),
+        2,
+        "lambda_reg",
+        str(out),
+    )
+    _one_line_error(
+        capsys, main(_args(syn, real, tmp_path / "r2", 2, "--batch-size", "3")), 2, "--batch-size"
+    )
+    _one_line_error(
+        capsys, main(["train", "--real", str(real), "--out", str(out)]), 2, "--synthetic"
+    )
 
 
 def test_undecodable_files_are_skipped_with_names_unless_strict(gray16, tmp_path, capsys):
@@ -161,7 +215,13 @@ def test_undecodable_files_are_skipped_with_names_unless_strict(gray16, tmp_path
     (syn / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     assert main(_args(syn, real, tmp_path / "run", 2)) == 0
     assert "skipped 1 undecodable" in capsys.readouterr().err
-    _one_line_error(capsys, main(_args(syn, real, tmp_path / "run2", 2, "--strict")), 2, "broken.png", "--strict")
+    _one_line_error(
+        capsys,
+        main(_args(syn, real, tmp_path / "run2", 2, "--strict")),
+        2,
+        "broken.png",
+        "--strict",
+    )
 
 
 def test_non_finite_loss_stops_with_the_step(gray16, tmp_path, capsys):
@@ -175,9 +235,15 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(gray16, tmp_path):
     run = tmp_path / "run"
     args = _args(syn, real, run, 100000, "--checkpoint-every", "100000")
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen([sys.executable, "-m", "refinekit", *args], stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "refinekit", *args], stderr=subprocess.PIPE, text=True, env=env
+    )
     deadline = time.time() + 120
-    while time.time() < deadline and not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text():
+    while (
+        time.time() < deadline
+        and not (run / "metrics.jsonl").exists()
+        or not (run / "metrics.jsonl").read_text()
+    ):
         time.sleep(0.2)
         if proc.poll() is not None:
             break
@@ -207,11 +273,24 @@ def test_the_step_loop_makes_no_host_transfer(gray16, tmp_path, monkeypatch):
     sets on the host, which would upload a batch every step: the guard stops it.
     """
     syn, real = gray16
-    config = TrainConfig(synthetic=str(syn), real=str(real), out=str(tmp_path / "run"), preset="tiny", batch_size=4,
-                         steps=4, pretrain_refiner_steps=0, pretrain_disc_steps=0, log_every=2)  # fmt: skip
+    config = TrainConfig(
+        synthetic=str(syn),
+        real=str(real),
+        out=str(tmp_path / "run"),
+        preset="tiny",
+        batch_size=4,
+        steps=4,
+        pretrain_refiner_steps=0,
+        pretrain_disc_steps=0,
+        log_every=2,
+    )
     assert train(config).step == 4
     real_put = jax.device_put
-    monkeypatch.setattr(jax, "device_put", lambda x, *a, **k: x if type(x).__name__ == "DeviceData" else real_put(x, *a, **k))
+    monkeypatch.setattr(
+        jax,
+        "device_put",
+        lambda x, *a, **k: x if type(x).__name__ == "DeviceData" else real_put(x, *a, **k),
+    )
     with pytest.raises(Exception, match="(?i)disallowed"):
         train(config.replace(out=str(tmp_path / "run2")))
 

@@ -15,8 +15,15 @@ NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def direct(x, kernel, padding="SAME", strides=(1, 1), **kw):
-    return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC,
-                                        precision=jax.lax.Precision.HIGHEST, **kw)  # fmt: skip
+    return jax.lax.conv_general_dilated(
+        x,
+        kernel,
+        strides,
+        padding,
+        dimension_numbers=NHWC,
+        precision=jax.lax.Precision.HIGHEST,
+        **kw,
+    )
 
 
 def numpy_conv3x3(x, kernel):
@@ -30,7 +37,9 @@ def numpy_conv3x3(x, kernel):
     return out
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1, 4, 3), (2, 2, 3, 5, 6), (3, 5, 7, 8, 2), (1, 16, 16, 3, 4), (2, 6, 4, 1, 1)])
+@pytest.mark.parametrize(
+    "shape", [(1, 1, 1, 4, 3), (2, 2, 3, 5, 6), (3, 5, 7, 8, 2), (1, 16, 16, 3, 4), (2, 6, 4, 1, 1)]
+)
 def test_conv3x3_is_the_convolution(shape):
     n, h, w, cin, cout = shape  # odd and even sizes: tiles are padded and cropped
     rng = np.random.default_rng(sum(shape))
@@ -84,13 +93,17 @@ def test_winograd_route_only_where_it_was_measured_to_pay():
 
         assert "conv_general_dilated" in _traced_ops(call, x, k), name
         want = jax.lax.conv_general_dilated(x, k, strides, padding, dimension_numbers=NHWC, **kw)
-        np.testing.assert_array_equal(np.asarray(call(x, k), np.float32), np.asarray(want, np.float32), err_msg=name)
+        np.testing.assert_array_equal(
+            np.asarray(call(x, k), np.float32), np.asarray(want, np.float32), err_msg=name
+        )
 
 
 def test_refiner_with_winograd_matches_direct_convolutions(monkeypatch):
     traced = []
     conv3x3 = winograd.conv3x3
-    monkeypatch.setattr(winograd, "conv3x3", lambda *a, **k: traced.append(a[0].shape) or conv3x3(*a, **k))
+    monkeypatch.setattr(
+        winograd, "conv3x3", lambda *a, **k: traced.append(a[0].shape) or conv3x3(*a, **k)
+    )
     config = TrainConfig(preset="tiny", width=64, size=(16, 16), channels=1)
     refiner, _ = build_models(config, 1, seed=0)
     _, params = nnx.split(refiner, nnx.Param)
@@ -101,16 +114,35 @@ def test_refiner_with_winograd_matches_direct_convolutions(monkeypatch):
     np.testing.assert_allclose(fast(images), plain(images), atol=1e-5)
     assert traced == [(8, 16, 16, 64)] * 2  # the block's two 64->64 convolutions, traced once
     # the default: on for the CPU backend
-    assert Refiner(config, params, {"test": 1}, batch_size=16).winograd == (jax.default_backend() == "cpu")
+    assert Refiner(config, params, {"test": 1}, batch_size=16).winograd == (
+        jax.default_backend() == "cpu"
+    )
 
 
-@pytest.mark.parametrize("flag, expected", [("--no-winograd", False), ("--winograd", True), (None, jax.default_backend() == "cpu")])
+@pytest.mark.parametrize(
+    "flag, expected",
+    [("--no-winograd", False), ("--winograd", True), (None, jax.default_backend() == "cpu")],
+)
 def test_bench_reports_the_convolution_route(capsys, flag, expected):
     import json
 
     from refinekit.cli import main
 
-    args = ["bench", "--mode", "refine", "--preset", "tiny", "--size", "16", "16", "--refine-batch", "4", "--repeats", "1", "--json"]
+    args = [
+        "bench",
+        "--mode",
+        "refine",
+        "--preset",
+        "tiny",
+        "--size",
+        "16",
+        "16",
+        "--refine-batch",
+        "4",
+        "--repeats",
+        "1",
+        "--json",
+    ]
     assert main(args + ([flag] if flag else [])) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["mode"] == "refine" and result["winograd"] is expected

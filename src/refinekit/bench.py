@@ -73,7 +73,10 @@ def bench_train(config: TrainConfig, repeats: int = 10, warmup: int = 2) -> Benc
     fns = StepFunctions(config, (*size, channels), make_mesh())
     state = fns.init_state()
     data = jax.device_put(
-        DeviceData(_random_data(4 * config.batch_size, size, channels, 0), _random_data(4 * config.batch_size, size, channels, 1)),
+        DeviceData(
+            _random_data(4 * config.batch_size, size, channels, 0),
+            _random_data(4 * config.batch_size, size, channels, 1),
+        ),
         fns.replicated,
     )
     step = fns.multi_step("adversarial", config.steps_per_call)
@@ -93,19 +96,34 @@ def bench_train(config: TrainConfig, repeats: int = 10, warmup: int = 2) -> Benc
     per_step = statistics.median(times)
     flops = train_step_flops(config, channels, size)
     return BenchResult(
-        mode="train", backend=jax.default_backend(), devices=jax.device_count(), preset=config.preset, size=size,
-        channels=channels, batch=config.batch_size,
-        images_per_second=(config.kg + config.kd) * config.batch_size / per_step, ms_per_step=per_step * 1e3,
-        gflop_per_step=flops / 1e9, gflops_per_second=flops / per_step / 1e9,
-        compile_seconds=max(0.0, first - per_step * config.steps_per_call), repeats=repeats,
-        steps_per_call=config.steps_per_call, precision=config.precision,
+        mode="train",
+        backend=jax.default_backend(),
+        devices=jax.device_count(),
+        preset=config.preset,
+        size=size,
+        channels=channels,
+        batch=config.batch_size,
+        images_per_second=(config.kg + config.kd) * config.batch_size / per_step,
+        ms_per_step=per_step * 1e3,
+        gflop_per_step=flops / 1e9,
+        gflops_per_second=flops / per_step / 1e9,
+        compile_seconds=max(0.0, first - per_step * config.steps_per_call),
+        repeats=repeats,
+        steps_per_call=config.steps_per_call,
+        precision=config.precision,
         spread_ms=(min(times) * 1e3, max(times) * 1e3),
         micro_batch=microbatch.effective(fns.forward_micro_batch, config.batch_size),
-    )  # fmt: skip
+    )
 
 
-def bench_refine(config: TrainConfig, batch: int = 256, repeats: int = 10, warmup: int = 2,
-                 micro_batch: int | None = None, winograd: bool | None = None) -> BenchResult:  # fmt: skip
+def bench_refine(
+    config: TrainConfig,
+    batch: int = 256,
+    repeats: int = 10,
+    warmup: int = 2,
+    micro_batch: int | None = None,
+    winograd: bool | None = None,
+) -> BenchResult:
     """Time the real `inference.Refiner` call (host -> device -> host) on `batch` images."""
     import jax
     from flax import nnx
@@ -117,8 +135,14 @@ def bench_refine(config: TrainConfig, batch: int = 256, repeats: int = 10, warmu
     size, channels = tuple(config.size), int(config.channels)
     refiner, _ = build_models(config, channels, config.seed)
     _, params = nnx.split(refiner, nnx.Param)
-    model = Refiner(config, params, {"bench": "random weights"}, batch_size=batch, micro_batch=micro_batch,
-                     winograd=winograd)  # fmt: skip
+    model = Refiner(
+        config,
+        params,
+        {"bench": "random weights"},
+        batch_size=batch,
+        micro_batch=micro_batch,
+        winograd=winograd,
+    )
     images = _random_data(batch, size, channels, 2).astype(np.float32) / 255.0
     start = time.perf_counter()
     model(images)
@@ -133,13 +157,25 @@ def bench_refine(config: TrainConfig, batch: int = 256, repeats: int = 10, warmu
     per_call = statistics.median(times)
     flops = refiner_flops(config, channels, size) * batch
     return BenchResult(
-        mode="refine", backend=jax.default_backend(), devices=jax.device_count(), preset=config.preset, size=size,
-        channels=channels, batch=batch, images_per_second=batch / per_call, ms_per_step=per_call * 1e3,
-        gflop_per_step=flops / 1e9, gflops_per_second=flops / per_call / 1e9,
-        compile_seconds=max(0.0, first - per_call), repeats=repeats, steps_per_call=1, precision=config.precision,
+        mode="refine",
+        backend=jax.default_backend(),
+        devices=jax.device_count(),
+        preset=config.preset,
+        size=size,
+        channels=channels,
+        batch=batch,
+        images_per_second=batch / per_call,
+        ms_per_step=per_call * 1e3,
+        gflop_per_step=flops / 1e9,
+        gflops_per_second=flops / per_call / 1e9,
+        compile_seconds=max(0.0, first - per_call),
+        repeats=repeats,
+        steps_per_call=1,
+        precision=config.precision,
         spread_ms=(min(times) * 1e3, max(times) * 1e3),
-        micro_batch=microbatch.effective(model.micro_batch_for(*size), model.batch_size), winograd=model.winograd,
-    )  # fmt: skip
+        micro_batch=microbatch.effective(model.micro_batch_for(*size), model.batch_size),
+        winograd=model.winograd,
+    )
 
 
 @dataclass
@@ -152,7 +188,9 @@ class OpTiming:
     share: float = 0.0  # of the summed convolution time of one step
 
 
-def _conv_layers(config: TrainConfig, channels: int, size: tuple[int, int]) -> list[tuple[str, int, int, int, int, int, int]]:
+def _conv_layers(
+    config: TrainConfig, channels: int, size: tuple[int, int]
+) -> list[tuple[str, int, int, int, int, int, int]]:
     """(name, H, W, in, out, kernel, stride) of every convolution, refiner then discriminator."""
     h, w = size
     k, width = config.refiner_kernel, config.refiner_width
@@ -189,7 +227,9 @@ def bench_breakdown(config: TrainConfig, repeats: int = 5) -> list[OpTiming]:
         kernel = jnp.ones((k, k, cin, cout), jnp.float32) * 0.01
 
         def conv(x, kernel, s=s):
-            return jax.lax.conv_general_dilated(x, kernel, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            return jax.lax.conv_general_dilated(
+                x, kernel, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
 
         y = conv(x, kernel)
         flops = 2.0 * b * y.shape[1] * y.shape[2] * k * k * cin * cout
@@ -202,7 +242,9 @@ def bench_breakdown(config: TrainConfig, repeats: int = 5) -> list[OpTiming]:
         is_refiner = name.startswith("refiner")
         per_kind = {
             "forward": (config.kg + config.kd) if is_refiner else (config.kg + 2 * config.kd),
-            "input-grad": config.kg if is_refiner else (0 if name == "disc conv0" else config.kg + 2 * config.kd),
+            "input-grad": config.kg
+            if is_refiner
+            else (0 if name == "disc conv0" else config.kg + 2 * config.kd),
             "weight-grad": config.kg if is_refiner else 2 * config.kd,
         }
         for kind, fn in fns.items():

@@ -114,7 +114,9 @@ def open_manager(run: Path, keep: int | None = None, read_only: bool = False):
         enable_async_checkpointing=False,  # the state is small; a finished save is a simple promise
         cleanup_tmp_directories=not read_only,
     )
-    return ocp.CheckpointManager(checkpoint_dir(run), options=options, item_names=("state", "config"))
+    return ocp.CheckpointManager(
+        checkpoint_dir(run), options=options, item_names=("state", "config")
+    )
 
 
 def save(manager, step: int, state: Any, config: dict) -> None:
@@ -132,7 +134,9 @@ def save(manager, step: int, state: Any, config: dict) -> None:
             try:
                 manager.save(
                     step,
-                    args=ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config)),
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config)
+                    ),
                     force=True,
                 )
                 manager.wait_until_finished()
@@ -232,11 +236,15 @@ def steps(run: Path) -> list[int]:
 def pick_step(run: Path, step: int | None) -> int:
     available = steps(run)
     if not available:
-        raise CheckpointError(f"{run}: no checkpoint found in {checkpoint_dir(run)} (train first, or check the path)")
+        raise CheckpointError(
+            f"{run}: no checkpoint found in {checkpoint_dir(run)} (train first, or check the path)"
+        )
     if step is None:
         return available[-1]
     if step not in available:
-        raise CheckpointError(f"--step {step}: no such checkpoint in {run} (available: {', '.join(map(str, available))})")
+        raise CheckpointError(
+            f"--step {step}: no such checkpoint in {run} (available: {', '.join(map(str, available))})"
+        )
     return step
 
 
@@ -250,9 +258,13 @@ def load_config(run: Path, step: int) -> dict:
     manager = open_manager(run, read_only=True)
     try:
         with _orbax_quiet():
-            return manager.restore(step, args=_ocp().args.Composite(config=_ocp().args.JsonRestore()))["config"]
+            return manager.restore(
+                step, args=_ocp().args.Composite(config=_ocp().args.JsonRestore())
+            )["config"]
     except Exception as exc:  # noqa: BLE001 - orbax raises many types for a damaged folder
-        raise CheckpointError(f"{checkpoint_dir(run) / str(step)}: cannot read its config ({exc})") from exc
+        raise CheckpointError(
+            f"{checkpoint_dir(run) / str(step)}: cannot read its config ({exc})"
+        ) from exc
     finally:
         manager.close()
 
@@ -267,7 +279,9 @@ def restore(run: Path, step: int, target: Any) -> Any:
     manager = open_manager(run, read_only=True)
     try:
         with _orbax_quiet():
-            restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+            restored = manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+            )
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(
             f"{checkpoint_dir(run) / str(step)}: cannot restore it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "

@@ -72,11 +72,33 @@ AUGMENTS = ("none", "diffaugment", "ada")
 # Fields that define what a checkpoint holds or how its numbers evolve; changing one of
 # them on resume would silently train a different model, so it is an error.
 RUN_DEFINING = (
-    "preset", "width", "blocks", "kernel", "disc_layers", "channels", "size", "batch_size",
-    "buffer_size", "seed", "lambda_reg", "psi", "kg", "kd", "pretrain_refiner_steps",
-    "pretrain_disc_steps", "optimizer", "lr_refiner", "lr_disc", "precision", "real_crop",
-    "augment", "augment_policy", "ada_target", "ada_interval", "ada_speed",
-)  # fmt: skip
+    "preset",
+    "width",
+    "blocks",
+    "kernel",
+    "disc_layers",
+    "channels",
+    "size",
+    "batch_size",
+    "buffer_size",
+    "seed",
+    "lambda_reg",
+    "psi",
+    "kg",
+    "kd",
+    "pretrain_refiner_steps",
+    "pretrain_disc_steps",
+    "optimizer",
+    "lr_refiner",
+    "lr_disc",
+    "precision",
+    "real_crop",
+    "augment",
+    "augment_policy",
+    "ada_target",
+    "ada_interval",
+    "ada_speed",
+)
 
 
 @dataclass(frozen=True)
@@ -132,10 +154,23 @@ class TrainConfig:
             raise ConfigError(f"--preset {self.preset!r}: expected one of {', '.join(PRESETS)}")
         for name in ("steps", "pretrain_refiner_steps", "pretrain_disc_steps"):
             _check(name, getattr(self, name) >= 0, "a count >= 0")
-        for name in ("batch_size", "kg", "kd", "checkpoint_every", "keep", "sample_every",
-                     "log_every", "steps_per_call", "ada_interval"):  # fmt: skip
+        for name in (
+            "batch_size",
+            "kg",
+            "kd",
+            "checkpoint_every",
+            "keep",
+            "sample_every",
+            "log_every",
+            "steps_per_call",
+            "ada_interval",
+        ):
             _check(name, getattr(self, name) >= 1, "an integer >= 1")
-        _check("batch_size", self.batch_size % 2 == 0, "an even number (half the discriminator batch comes from the history buffer)")
+        _check(
+            "batch_size",
+            self.batch_size % 2 == 0,
+            "an even number (half the discriminator batch comes from the history buffer)",
+        )
         for name in ("width", "blocks", "kernel"):
             value = getattr(self, name)
             _check(name, value is None or value >= 1, "an integer >= 1")
@@ -152,12 +187,19 @@ class TrainConfig:
         _check("ada_speed", self.ada_speed > 0, "a number > 0")
         if self.size is not None:
             integers = all(isinstance(s, int) and not isinstance(s, bool) for s in self.size)
-            _check("size", len(self.size) == 2 and integers and min(self.size) >= 4, "two integers H W, each >= 4")
+            _check(
+                "size",
+                len(self.size) == 2 and integers and min(self.size) >= 4,
+                "two integers H W, each >= 4",
+            )
             object.__setattr__(self, "size", tuple(int(s) for s in self.size))
         if self.buffer_size is not None:
             half = self.batch_size // 2
-            _check("buffer_size", self.buffer_size >= half and self.buffer_size % half == 0,
-                   f"a multiple of half the batch size ({half}), so appending fills it exactly")  # fmt: skip
+            _check(
+                "buffer_size",
+                self.buffer_size >= half and self.buffer_size % half == 0,
+                f"a multiple of half the batch size ({half}), so appending fills it exactly",
+            )
         if self.disc_layers is not None:
             object.__setattr__(self, "disc_layers", _parse_layers(self.disc_layers))
 
@@ -197,7 +239,9 @@ class TrainConfig:
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(known)}")
+            raise ConfigError(
+                f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(known)}"
+            )
         values = {k.replace("-", "_"): v for k, v in data.items()}
         for key, value in values.items():
             _check_type(key, value, known[key].type, source)
@@ -214,11 +258,15 @@ def load_config_file(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read ({exc.strerror})") from exc
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"--config {path}: not a text file ({exc.reason} at byte {exc.start})") from exc
+        raise ConfigError(
+            f"--config {path}: not a text file ({exc.reason} at byte {exc.start})"
+        ) from exc
     try:
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"--config {path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} ({exc})") from exc
+        raise ConfigError(
+            f"--config {path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} ({exc})"
+        ) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a table/object of settings")
     return {k.replace("-", "_"): v for k, v in data.items()}
@@ -279,5 +327,7 @@ def _parse_layers(layers: Any) -> DiscLayers:
             f"disc_layers: expected entries ['conv', kernel, stride, features] or ['pool', kernel, stride], got {layers!r}"
         ) from exc
     if not parsed or parsed[-1][0] != "conv" or parsed[-1][3] != 2:
-        raise ConfigError("disc_layers: the last layer must be a conv with 2 features (real/refined logits)")
+        raise ConfigError(
+            "disc_layers: the last layer must be a conv with 2 features (real/refined logits)"
+        )
     return tuple(parsed)

@@ -188,7 +188,12 @@ def _read_with_pillow(path: Path, data: bytes | None, iio, Image) -> tuple[np.nd
                     return tiff
             raise
         _check_pixels(path, width, height)
-        if fmt == "TIFF" and mode in ("RGB", "RGBA", "RGBX") and bits and max(np.atleast_1d(bits)) == 16:
+        if (
+            fmt == "TIFF"
+            and mode in ("RGB", "RGBA", "RGBX")
+            and bits
+            and max(np.atleast_1d(bits)) == 16
+        ):
             tiff = _read_tiff(path, data)
             if tiff is not None:
                 return tiff
@@ -363,7 +368,9 @@ def _normalise_dtype(array: np.ndarray, path: Path) -> np.ndarray:
         return array.astype(np.uint8) * 255
     if np.issubdtype(array.dtype, np.floating):
         values = array.astype(np.float64)
-        if values.size and not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+        if values.size and not (
+            np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1
+        ):
             finite = values[np.isfinite(values)]
             span = f"[{finite.min():g}, {finite.max():g}]" if finite.size else "none finite"
             extra = " and NaN/inf" if finite.size < values.size else ""
@@ -544,7 +551,9 @@ def load_set(
         kept.append(path)
     if not arrays:
         first = skipped[0] if skipped else ""
-        raise DataError(f"{flag} {root}: none of the {len(paths)} image files could be decoded ({first})")
+        raise DataError(
+            f"{flag} {root}: none of the {len(paths)} image files could be decoded ({first})"
+        )
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         listed = ", ".join(f"{s[0]}x{s[1]}x{s[2]}" for s in sorted(shapes)[:4])

@@ -29,8 +29,15 @@ class Refiner:
     compiles once; batches are sharded over all local devices.
     """
 
-    def __init__(self, config: TrainConfig, params: Any, model_id: dict, batch_size: int = 32,
-                 micro_batch: int | None = None, winograd: bool | None = None):  # fmt: skip
+    def __init__(
+        self,
+        config: TrainConfig,
+        params: Any,
+        model_id: dict,
+        batch_size: int = 32,
+        micro_batch: int | None = None,
+        winograd: bool | None = None,
+    ):
         import jax
         from flax import nnx
         from jax.sharding import NamedSharding, PartitionSpec
@@ -45,7 +52,9 @@ class Refiner:
         self.model_id = model_id
         mesh = make_mesh()
         devices = mesh.devices.size
-        self.batch_size = max(devices, -(-batch_size // devices) * devices)  # a multiple of the devices
+        self.batch_size = max(
+            devices, -(-batch_size // devices) * devices
+        )  # a multiple of the devices
         self.micro_batch = micro_batch  # None: microbatch.resolve picks per image size
         # Winograd 3x3 convolutions: faster forward passes on XLA:CPU (winograd.py); elsewhere the
         # backend's own convolution (cuDNN picks its algorithms itself).
@@ -58,7 +67,9 @@ class Refiner:
 
         def apply(params, images):
             model = nnx.merge(graph, params)
-            size = microbatch.resolve(micro_batch, images.shape[1], images.shape[2])  # at trace time
+            size = microbatch.resolve(
+                micro_batch, images.shape[1], images.shape[2]
+            )  # at trace time
             return microbatch.forward(lambda x: (model(x * 2.0 - 1.0) + 1.0) * 0.5, images, size)
 
         self._apply = jax.jit(apply)
@@ -97,7 +108,9 @@ class Refiner:
 
         images = np.asarray(images, np.float32)
         if images.ndim != 4 or images.shape[-1] != self.channels:
-            raise UsageError(f"refiner expects N x H x W x {self.channels} images, got shape {images.shape}")
+            raise UsageError(
+                f"refiner expects N x H x W x {self.channels} images, got shape {images.shape}"
+            )
         if not len(images):
             empty = images.copy()
             return lambda: empty
@@ -121,17 +134,25 @@ def _refiner_params_from_run(run: Path, step: int) -> tuple[TrainConfig, Any]:
     from .steps import StepFunctions, make_mesh
 
     try:
-        config = TrainConfig.from_dict(checkpoint.load_config(run, step), source=f"{run} step {step} config")
+        config = TrainConfig.from_dict(
+            checkpoint.load_config(run, step), source=f"{run} step {step} config"
+        )
     except UsageError as exc:
         raise CheckpointError(str(exc)) from exc
-    fns = StepFunctions(config.replace(augment="none"), (*config.size, config.channels), make_mesh())
+    fns = StepFunctions(
+        config.replace(augment="none"), (*config.size, config.channels), make_mesh()
+    )
     state = checkpoint.restore(run, step, fns.init_state())
     return config, state.refiner
 
 
 def load_refiner(
-    run: Path | None = None, step: int | None = None, model: Path | None = None, batch_size: int = 32,
-    micro_batch: int | None = None, winograd: bool | None = None,
+    run: Path | None = None,
+    step: int | None = None,
+    model: Path | None = None,
+    batch_size: int = 32,
+    micro_batch: int | None = None,
+    winograd: bool | None = None,
 ) -> Refiner:
     """The refiner of a run's checkpoint (latest unless `step`), or of an exported file.
 
@@ -149,7 +170,14 @@ def load_refiner(
         raise UsageError(f"--run {run}: no such run folder")
     chosen = checkpoint.pick_step(run, step)
     config, params = _refiner_params_from_run(run, chosen)
-    return Refiner(config, params, {"run": str(run.absolute()), "step": chosen}, batch_size, micro_batch, winograd)
+    return Refiner(
+        config,
+        params,
+        {"run": str(run.absolute()), "step": chosen},
+        batch_size,
+        micro_batch,
+        winograd,
+    )
 
 
 def export_refiner(run: Path, file: Path, step: int | None = None) -> Path:
@@ -162,7 +190,11 @@ def export_refiner(run: Path, file: Path, step: int | None = None) -> Path:
     chosen = checkpoint.pick_step(run, step)
     config, params = _refiner_params_from_run(run, chosen)
     flat = _flatten(nnx.to_pure_dict(params))
-    header = {"format": EXPORT_FORMAT, "config": config.to_dict(), "source": {"run": str(run.absolute()), "step": chosen}}
+    header = {
+        "format": EXPORT_FORMAT,
+        "config": config.to_dict(),
+        "source": {"run": str(run.absolute()), "step": chosen},
+    }
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as handle:
@@ -173,7 +205,9 @@ def export_refiner(run: Path, file: Path, step: int | None = None) -> Path:
     return file
 
 
-def _load_export(file: Path, batch_size: int, micro_batch: int | None, winograd: bool | None) -> Refiner:
+def _load_export(
+    file: Path, batch_size: int, micro_batch: int | None, winograd: bool | None
+) -> Refiner:
     from flax import nnx
 
     from .models import build_models
@@ -186,18 +220,31 @@ def _load_export(file: Path, batch_size: int, micro_batch: int | None, winograd:
             header = json.loads(npz["__header__"].tobytes().decode())
             arrays = {k: npz[k] for k in npz.files if k != "__header__"}
     except Exception as exc:  # noqa: BLE001 - zip, JSON and key errors all mean "not an export"
-        raise CheckpointError(f"--model {file}: not a refinekit refiner export ({type(exc).__name__})") from exc
+        raise CheckpointError(
+            f"--model {file}: not a refinekit refiner export ({type(exc).__name__})"
+        ) from exc
     if header.get("format") != EXPORT_FORMAT:
-        raise CheckpointError(f"--model {file}: unknown format {header.get('format')!r} (expected {EXPORT_FORMAT})")
+        raise CheckpointError(
+            f"--model {file}: unknown format {header.get('format')!r} (expected {EXPORT_FORMAT})"
+        )
     config = TrainConfig.from_dict(header["config"], source=str(file))
     refiner, _ = build_models(config, int(config.channels), seed=0)
     _, params = nnx.split(refiner, nnx.Param)
     pure = nnx.to_pure_dict(params)
     expected = _flatten(pure)
     if set(expected) != set(arrays) or any(expected[k].shape != arrays[k].shape for k in expected):
-        raise CheckpointError(f"--model {file}: its parameters do not match its config (damaged file?)")
+        raise CheckpointError(
+            f"--model {file}: its parameters do not match its config (damaged file?)"
+        )
     nnx.replace_by_pure_dict(params, _unflatten(arrays, pure))
-    return Refiner(config, params, {"export": str(file.absolute()), "sha256": digest}, batch_size, micro_batch, winograd)
+    return Refiner(
+        config,
+        params,
+        {"export": str(file.absolute()), "sha256": digest},
+        batch_size,
+        micro_batch,
+        winograd,
+    )
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
@@ -213,6 +260,8 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
 
 def _unflatten(flat: dict[str, np.ndarray], like: dict, prefix: str = "") -> dict:
     return {
-        key: _unflatten(flat, value, f"{prefix}{key}/") if isinstance(value, dict) else flat[f"{prefix}{key}"]
+        key: _unflatten(flat, value, f"{prefix}{key}/")
+        if isinstance(value, dict)
+        else flat[f"{prefix}{key}"]
         for key, value in like.items()
     }

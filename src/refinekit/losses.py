@@ -43,7 +43,9 @@ def psi(images: jax.Array, kind: str) -> jax.Array:
     if kind == "downsample":
         window = (1, 4, 4, 1)
         summed = jax.lax.reduce_window(images, 0.0, jax.lax.add, window, window, "SAME")
-        counts = jax.lax.reduce_window(jnp.ones_like(images), 0.0, jax.lax.add, window, window, "SAME")
+        counts = jax.lax.reduce_window(
+            jnp.ones_like(images), 0.0, jax.lax.add, window, window, "SAME"
+        )
         return summed / counts
     raise ValueError(f"unknown psi {kind!r}")
 

@@ -17,8 +17,16 @@ from .winograd import conv_general_dilated as winograd_conv
 class ResBlock(nnx.Module):
     """Two k x k convolutions with an identity skip: relu(x + conv(relu(conv(x))))."""
 
-    def __init__(self, width: int, kernel: int, dtype, rngs: nnx.Rngs, conv_fn=jax.lax.conv_general_dilated):
-        conv = dict(kernel_size=(kernel, kernel), padding="SAME", dtype=dtype, rngs=rngs, conv_general_dilated=conv_fn)
+    def __init__(
+        self, width: int, kernel: int, dtype, rngs: nnx.Rngs, conv_fn=jax.lax.conv_general_dilated
+    ):
+        conv = dict(
+            kernel_size=(kernel, kernel),
+            padding="SAME",
+            dtype=dtype,
+            rngs=rngs,
+            conv_general_dilated=conv_fn,
+        )
         self.conv1 = nnx.Conv(width, width, **conv)
         self.conv2 = nnx.Conv(width, width, **conv)
 
@@ -34,11 +42,22 @@ class Refiner(nnx.Module):
     convolutions (`winograd.conv_general_dilated` for faster forward passes on CPU).
     """
 
-    def __init__(self, channels: int, width: int, blocks: int, kernel: int, *, dtype=None, rngs: nnx.Rngs,
-                 conv_fn=jax.lax.conv_general_dilated):  # fmt: skip
+    def __init__(
+        self,
+        channels: int,
+        width: int,
+        blocks: int,
+        kernel: int,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+        conv_fn=jax.lax.conv_general_dilated,
+    ):
         conv = dict(padding="SAME", dtype=dtype, rngs=rngs, conv_general_dilated=conv_fn)
         self.conv_in = nnx.Conv(channels, width, (kernel, kernel), **conv)
-        self.blocks = nnx.List([ResBlock(width, kernel, dtype, rngs, conv_fn) for _ in range(blocks)])
+        self.blocks = nnx.List(
+            [ResBlock(width, kernel, dtype, rngs, conv_fn) for _ in range(blocks)]
+        )
         self.conv_out = nnx.Conv(width, channels, (1, 1), dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -61,7 +80,17 @@ class PatchDiscriminator(nnx.Module):
         for layer in layers:
             if layer[0] == "conv":
                 _, k, s, out = layer
-                convs.append(nnx.Conv(features, out, (k, k), strides=(s, s), padding="SAME", dtype=dtype, rngs=rngs))
+                convs.append(
+                    nnx.Conv(
+                        features,
+                        out,
+                        (k, k),
+                        strides=(s, s),
+                        padding="SAME",
+                        dtype=dtype,
+                        rngs=rngs,
+                    )
+                )
                 features = out
         self.convs = nnx.List(convs)
 
@@ -81,16 +110,23 @@ class PatchDiscriminator(nnx.Module):
         return x.astype(jnp.float32)
 
 
-def build_models(config: TrainConfig, channels: int, seed: int, winograd: bool = False) -> tuple[Refiner, PatchDiscriminator]:
+def build_models(
+    config: TrainConfig, channels: int, seed: int, winograd: bool = False
+) -> tuple[Refiner, PatchDiscriminator]:
     """The refiner and the discriminator, initialised from `seed`. `winograd`: the refiner's 3x3
     convolutions go through `winograd.conv_general_dilated` (same parameters; forward passes only)."""
     dtype = jnp.bfloat16 if config.precision == "bf16" else None
     rngs = nnx.Rngs(seed)
     conv_fn = winograd_conv if winograd else jax.lax.conv_general_dilated
     refiner = Refiner(
-        channels, config.refiner_width, config.refiner_blocks, config.refiner_kernel, dtype=dtype, rngs=rngs,
+        channels,
+        config.refiner_width,
+        config.refiner_blocks,
+        config.refiner_kernel,
+        dtype=dtype,
+        rngs=rngs,
         conv_fn=conv_fn,
-    )  # fmt: skip
+    )
     disc = PatchDiscriminator(channels, config.discriminator_layers, dtype=dtype, rngs=rngs)
     return refiner, disc
 
@@ -111,7 +147,11 @@ def refiner_flops(config: TrainConfig, channels: int, size: tuple[int, int]) -> 
     """Multiply-adds x 2 of one refiner forward pass on one image (convolutions only)."""
     h, w = size
     k, width = config.refiner_kernel, config.refiner_width
-    macs = k * k * channels * width + config.refiner_blocks * 2 * k * k * width * width + width * channels
+    macs = (
+        k * k * channels * width
+        + config.refiner_blocks * 2 * k * k * width * width
+        + width * channels
+    )
     return 2.0 * macs * h * w
 
 

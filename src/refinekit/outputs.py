@@ -167,7 +167,11 @@ def read_source(path: Path, data: bytes) -> tuple[np.ndarray, SourceMeta]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS applies
             with Image.open(io.BytesIO(data)) as im:
                 width, height = im.size
-                if im.format in _ONE_OPEN_FORMATS and im.mode in _ONE_OPEN_MODES and width * height <= MAX_PIXELS:
+                if (
+                    im.format in _ONE_OPEN_FORMATS
+                    and im.mode in _ONE_OPEN_MODES
+                    and width * height <= MAX_PIXELS
+                ):
                     meta = _meta_of(im, path, data)
                     if im.format != "PNG" or (meta.bits is not None and meta.bits <= 8):
                         pixels = np.asarray(im)
@@ -412,7 +416,9 @@ def atomic_write_many(items: list[tuple[Path, bytes]]) -> list[Written | OSError
     fills = [(Path(path), lambda fd, data=data: _write_all(fd, data)) for path, data in items]
     results = _publish_many(fills)
     return [
-        result if isinstance(result, OSError) else Written(hashlib.sha256(data).hexdigest(), result.st_size, result.st_mtime_ns)
+        result
+        if isinstance(result, OSError)
+        else Written(hashlib.sha256(data).hexdigest(), result.st_size, result.st_mtime_ns)
         for result, (_, data) in zip(results, items, strict=True)
     ]
 
@@ -420,10 +426,15 @@ def atomic_write_many(items: list[tuple[Path, bytes]]) -> list[Written | OSError
 def atomic_copy_many(items: list[tuple[Path, Path]]) -> list[Written | OSError]:
     """`atomic_copy` for several (source, target) pairs with one sync (see `atomic_write_many`)."""
     digests = [hashlib.sha256() for _ in items]
-    jobs = [(Path(target), _copier(source, digest)) for (source, target), digest in zip(items, digests, strict=True)]
+    jobs = [
+        (Path(target), _copier(source, digest))
+        for (source, target), digest in zip(items, digests, strict=True)
+    ]
     results = _publish_many(jobs)
     return [
-        result if isinstance(result, OSError) else Written(digest.hexdigest(), result.st_size, result.st_mtime_ns)
+        result
+        if isinstance(result, OSError)
+        else Written(digest.hexdigest(), result.st_size, result.st_mtime_ns)
         for result, digest in zip(results, digests, strict=True)
     ]
 
@@ -541,7 +552,13 @@ def _write_all(fd: int, data: bytes) -> None:
 def _create(temp: Path) -> int:
     """Open a new temporary file for writing, creating its folder only when it is missing
     (trying first costs nothing when the folder exists, which is nearly always)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    flags = (
+        os.O_WRONLY
+        | os.O_CREAT
+        | os.O_TRUNC
+        | getattr(os, "O_CLOEXEC", 0)
+        | getattr(os, "O_BINARY", 0)
+    )
     try:
         return os.open(temp, flags, 0o666)
     except FileNotFoundError:

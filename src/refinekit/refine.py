@@ -549,12 +549,21 @@ class _Runner:
                 records[position] = self._failure(relative, _short_error(exc, source))
                 continue
             jobs.append((source, self.plan.output / relative))
-        for (position, relative, stat), (source, _), written in zip(stats, jobs, atomic_copy_many(jobs), strict=True):
+        for (position, relative, stat), (source, _), written in zip(
+            stats, jobs, atomic_copy_many(jobs), strict=True
+        ):
             if isinstance(written, OSError):
                 records[position] = self._failure(relative, _short_error(written, source))
             else:
-                records[position] = self._record(relative, "copied", written, written.sha256, stat.st_size,
-                                                 stat.st_mtime_ns, None)  # fmt: skip
+                records[position] = self._record(
+                    relative,
+                    "copied",
+                    written,
+                    written.sha256,
+                    stat.st_size,
+                    stat.st_mtime_ns,
+                    None,
+                )
         self.manifest.append_many(records)  # after the files are in place, never before
         return records
 
@@ -575,10 +584,19 @@ class _Runner:
         results = atomic_write_many([(target, data) for _, _, target, data in encoded])
         for (position, item, target, _), written in zip(encoded, results, strict=True):
             if isinstance(written, OSError):
-                records[position] = self._failure(item.relative, _short_error(written, target), item)
+                records[position] = self._failure(
+                    item.relative, _short_error(written, target), item
+                )
             else:
-                records[position] = self._record(item.relative, "refined", written, item.input_sha256, item.input_size,
-                                                 item.input_mtime_ns, self.model)  # fmt: skip
+                records[position] = self._record(
+                    item.relative,
+                    "refined",
+                    written,
+                    item.input_sha256,
+                    item.input_size,
+                    item.input_mtime_ns,
+                    self.model,
+                )
         self.manifest.append_many(records)
         return records
 
@@ -603,7 +621,9 @@ class _Runner:
         pixels = restore_pixels(refined, item.pixels)
         return encode_image(pixels, target.suffix, item.meta, jpeg_quality=self.jpeg_quality)
 
-    def _record(self, relative: str, action: str, written, input_sha256, input_size, input_mtime_ns, model) -> Record:
+    def _record(
+        self, relative: str, action: str, written, input_sha256, input_size, input_mtime_ns, model
+    ) -> Record:
         """The manifest line of an output now in place (its task appends it after the batch)."""
         return Record(
             input=relative,
@@ -657,7 +677,9 @@ class _Runner:
         try:
             refined = np.asarray(wait())
             if refined.shape != shape:
-                raise OutputError(f"the refiner returned shape {refined.shape} for a batch of shape {shape}")
+                raise OutputError(
+                    f"the refiner returned shape {refined.shape} for a batch of shape {shape}"
+                )
         except Exception as exc:  # noqa: BLE001 - e.g. out of memory for one large shape
             self._refiner_failed(items, shape, exc)
             return
@@ -665,7 +687,9 @@ class _Runner:
             end = start + self.chunk
             window.submit(self.write_batch, items[start:end], refined[start:end])
 
-    def _refiner_failed(self, items: list[_Decoded], shape: tuple[int, ...], exc: Exception) -> None:
+    def _refiner_failed(
+        self, items: list[_Decoded], shape: tuple[int, ...], exc: Exception
+    ) -> None:
         error = f"refiner failed on {shape[1]}x{shape[2]} images: {type(exc).__name__}: {exc}"
         for item in items:
             self.finish(self.fail(item.relative, error, item))
@@ -771,7 +795,10 @@ def run_refine(
             chunk=chunk,
         )
         runner.report(None)
-        with _file_pool(workers, "refine-read") as readers, _file_pool(workers, "refine-write") as writers:
+        with (
+            _file_pool(workers, "refine-read") as readers,
+            _file_pool(workers, "refine-write") as writers,
+        ):
             # About two batches of results in flight, plus one task per writer.
             window = _Window(writers, 2 * -(-batch_size // chunk) + max(1, workers), runner.finish)
             try:
@@ -843,7 +870,9 @@ def _yield_to_compute() -> None:
     if nicer > 0 and sys.platform.startswith("linux"):
         try:
             tid = threading.get_native_id()
-            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nicer))
+            os.setpriority(
+                os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nicer)
+            )
         except OSError:
             pass
 
@@ -864,7 +893,12 @@ def _pipeline(
     # Images wait for a full batch of their shape; beyond `max_waiting` the largest group goes
     # as a partial batch (the refiner pads it), which bounds memory when there are many shapes.
     # Decoding runs about two batches ahead.
-    parts = _prefetch(readers, runner.decode_files, _chunks(images, chunk), ahead=max(2, 2 * -(-batch_size // chunk)))
+    parts = _prefetch(
+        readers,
+        runner.decode_files,
+        _chunks(images, chunk),
+        ahead=max(2, 2 * -(-batch_size // chunk)),
+    )
     with closing(parts):  # on an early return, cancel the decodes queued ahead
         _refine_all(runner, window, (item for part in parts for item in part), batch_size)
     runner.finish_refining(window)  # the last batch, or the one in flight when stopped

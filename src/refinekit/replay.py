@@ -30,7 +30,9 @@ def add(buffer: HistoryBuffer, images: jax.Array, key: jax.Array) -> HistoryBuff
     """Append `images` (n, ...) while there is room, else overwrite n distinct random slots."""
     n, capacity = images.shape[0], buffer.capacity
     if capacity % n:
-        raise ValueError(f"buffer capacity {capacity} is not a multiple of the {n} images added per step")
+        raise ValueError(
+            f"buffer capacity {capacity} is not a multiple of the {n} images added per step"
+        )
     full = buffer.count >= capacity
     appended = buffer.count + jnp.arange(n, dtype=jnp.int32)
     replaced = jax.random.choice(key, capacity, (n,), replace=False).astype(jnp.int32)

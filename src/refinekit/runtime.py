@@ -105,7 +105,9 @@ def initialize_distributed() -> bool:
     import jax
 
     env = os.environ
-    wanted = bool(env.get("JAX_COORDINATOR_ADDRESS")) or any(int(env.get(n, "1") or 1) > 1 for n in _MULTI_PROCESS_HINTS[1:])
+    wanted = bool(env.get("JAX_COORDINATOR_ADDRESS")) or any(
+        int(env.get(n, "1") or 1) > 1 for n in _MULTI_PROCESS_HINTS[1:]
+    )
     if wanted:
         # CPU devices of several processes talk through gloo (GPUs use NCCL regardless).
         jax.config.update("jax_cpu_collectives_implementation", "gloo")

@@ -12,7 +12,9 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)
 
 
-def sample_grid(synthetic: np.ndarray, refined: np.ndarray, real: np.ndarray, min_cell: int = 64) -> np.ndarray:
+def sample_grid(
+    synthetic: np.ndarray, refined: np.ndarray, real: np.ndarray, min_cell: int = 64
+) -> np.ndarray:
     """One uint8 HxWx3 picture: rows synthetic, refined, difference, real.
 
     The difference row is signed around mid-gray (darker = the refiner darkened the pixel),

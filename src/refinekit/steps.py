@@ -80,15 +80,21 @@ class StepFunctions:
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         devices = self.mesh.devices.size
         self.batch_sharding = (
-            NamedSharding(self.mesh, PartitionSpec("data")) if devices > 1 and config.batch_size % devices == 0 else None
+            NamedSharding(self.mesh, PartitionSpec("data"))
+            if devices > 1 and config.batch_size % devices == 0
+            else None
         )
         self.policy: tuple[str, ...] = ()
         if config.augment != "none":
             self.policy = parse_policy(config.augment_policy, self.image_shape[2])
         self.trace_counts: dict[str, int] = {}
         donate = dict(donate_argnums=(0,))
-        self.pretrain_refiner = jax.jit(self._counted("pretrain_refiner", self._pretrain_refiner_step), **donate)
-        self.pretrain_disc = jax.jit(self._counted("pretrain_disc", self._pretrain_disc_step), **donate)
+        self.pretrain_refiner = jax.jit(
+            self._counted("pretrain_refiner", self._pretrain_refiner_step), **donate
+        )
+        self.pretrain_disc = jax.jit(
+            self._counted("pretrain_disc", self._pretrain_disc_step), **donate
+        )
         self.adversarial = jax.jit(self._counted("adversarial", self._adversarial_step), **donate)
         self._multi: dict[tuple[str, int], Any] = {}
         self.refine = jax.jit(self._counted("refine", self._refine))
@@ -122,7 +128,9 @@ class StepFunctions:
                 def body(carry, _):
                     return single(carry, data)
 
-                state, metrics = jax.lax.scan(body, state, None, length=count, unroll=count if unroll else 1)
+                state, metrics = jax.lax.scan(
+                    body, state, None, length=count, unroll=count if unroll else 1
+                )
                 return state, jax.tree.map(lambda m: m.mean(), metrics)
 
             self._multi[key] = jax.jit(self._counted(f"{phase}x{count}", many), donate_argnums=(0,))
@@ -143,7 +151,9 @@ class StepFunctions:
         return nnx.merge(self.disc_graph, params)(images)
 
     def _refine(self, params, images):
-        return microbatch.forward(lambda x: self._apply_refiner(params, x), images, self.forward_micro_batch)
+        return microbatch.forward(
+            lambda x: self._apply_refiner(params, x), images, self.forward_micro_batch
+        )
 
     def _sample(self, images: jax.Array, key: jax.Array) -> jax.Array:
         idx = jax.random.randint(key, (self.config.batch_size,), 0, images.shape[0])
@@ -167,7 +177,9 @@ class StepFunctions:
         return jnp.where((state.first_bad_step < 0) & ~finite, state.step, state.first_bad_step)
 
     # ---- updates -------------------------------------------------------------------------
-    def _refiner_update(self, state: TrainState, synthetic: jax.Array, key: jax.Array, adversarial: bool):
+    def _refiner_update(
+        self, state: TrainState, synthetic: jax.Array, key: jax.Array, adversarial: bool
+    ):
         lam = self.config.lambda_reg
 
         def loss_fn(params):
@@ -189,7 +201,9 @@ class StepFunctions:
         }
         return state.replace(refiner=params, opt_refiner=opt_state), metrics
 
-    def _disc_update(self, state: TrainState, synthetic: jax.Array, real: jax.Array, keys: jax.Array):
+    def _disc_update(
+        self, state: TrainState, synthetic: jax.Array, real: jax.Array, keys: jax.Array
+    ):
         half = self.half
         refined = jax.lax.stop_gradient(self._refine(state.refiner, synthetic))
         current = refined[:half]
@@ -223,7 +237,13 @@ class StepFunctions:
         if self.config.augment == "ada":
             c = self.config
             ada = ada_observe(state.ada, losses.real_margin(real_logits))
-            ada = ada_adjust(ada, target=c.ada_target, batch_size=c.batch_size, interval=c.ada_interval, speed_images=c.ada_speed)
+            ada = ada_adjust(
+                ada,
+                target=c.ada_target,
+                batch_size=c.batch_size,
+                interval=c.ada_interval,
+                speed_images=c.ada_speed,
+            )
             state = state.replace(ada=ada)
         return state, metrics
 
@@ -248,14 +268,26 @@ class StepFunctions:
         keys = self._keys(state, c.kg + c.kd * 5)
         for i in range(c.kg):
             synthetic = self._sample(data.synthetic, keys[i])
-            state, r_metrics = self._refiner_update(state, synthetic, jax.random.fold_in(keys[i], 7), adversarial=True)
+            state, r_metrics = self._refiner_update(
+                state, synthetic, jax.random.fold_in(keys[i], 7), adversarial=True
+            )
         for j in range(c.kd):
             k = keys[c.kg + 5 * j : c.kg + 5 * (j + 1)]
             synthetic = self._sample(data.synthetic, k[0])
             real = self._sample(data.real, k[1])
             state, d_metrics = self._disc_update(state, synthetic, real, k[2:])
-        metrics = {**r_metrics, **d_metrics, "augment_p": state.ada.p, "ada_signal": state.ada.signal}
-        bad = self._mark_bad(state, metrics["refiner_adversarial"], metrics["self_regularisation"], metrics["disc_real"])
+        metrics = {
+            **r_metrics,
+            **d_metrics,
+            "augment_p": state.ada.p,
+            "ada_signal": state.ada.signal,
+        }
+        bad = self._mark_bad(
+            state,
+            metrics["refiner_adversarial"],
+            metrics["self_regularisation"],
+            metrics["disc_real"],
+        )
         return state.replace(step=state.step + 1, first_bad_step=bad), metrics
 
 

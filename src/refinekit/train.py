@@ -87,26 +87,52 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
             )
         size = sizes.pop() if sizes else None  # none readable: load_set names the first bad file
     channels = config.channels
-    syn = images.load_set(Path(config.synthetic), flag="--synthetic", channels=channels, size=size,
-                          strict=config.strict, seed=config.seed)  # fmt: skip
+    syn = images.load_set(
+        Path(config.synthetic),
+        flag="--synthetic",
+        channels=channels,
+        size=size,
+        strict=config.strict,
+        seed=config.seed,
+    )
     if channels is None:
         if len(syn.source_channels) > 1:
             raise DataError(
                 f"--synthetic {config.synthetic}: mixes gray and colour images; pass --channels 1 or 3"
             )
         channels = syn.images.shape[-1]
-    real = images.load_set(Path(config.real), flag="--real", channels=channels, size=size,
-                           crop=config.real_crop, strict=config.strict, seed=config.seed)  # fmt: skip
+    real = images.load_set(
+        Path(config.real),
+        flag="--real",
+        channels=channels,
+        size=size,
+        crop=config.real_crop,
+        strict=config.strict,
+        seed=config.seed,
+    )
     depth = max(syn.bit_depth, real.bit_depth)
     info = {
-        "synthetic": {"folder": str(Path(config.synthetic).absolute()), "images": len(syn.paths),
-                      "skipped": len(syn.skipped), "fingerprint": images.fingerprint(syn.paths, Path(config.synthetic))},
-        "real": {"folder": str(Path(config.real).absolute()), "images": len(real.paths),
-                 "skipped": len(real.skipped), "fingerprint": images.fingerprint(real.paths, Path(config.real))},
+        "synthetic": {
+            "folder": str(Path(config.synthetic).absolute()),
+            "images": len(syn.paths),
+            "skipped": len(syn.skipped),
+            "fingerprint": images.fingerprint(syn.paths, Path(config.synthetic)),
+        },
+        "real": {
+            "folder": str(Path(config.real).absolute()),
+            "images": len(real.paths),
+            "skipped": len(real.skipped),
+            "fingerprint": images.fingerprint(real.paths, Path(config.real)),
+        },
         "bit_depth": depth,
-    }  # fmt: skip
+    }
     config = config.replace(size=tuple(syn.images.shape[1:3]), channels=int(channels))
-    data = TrainingData(_quantise(syn.images, depth), _quantise(real.images, depth), info, syn.skipped + real.skipped)
+    data = TrainingData(
+        _quantise(syn.images, depth),
+        _quantise(real.images, depth),
+        info,
+        syn.skipped + real.skipped,
+    )
     return config, data
 
 
@@ -114,7 +140,16 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("refinekit", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "imageio"):
+    for name in (
+        "refinekit",
+        "jax",
+        "jaxlib",
+        "flax",
+        "optax",
+        "orbax-checkpoint",
+        "numpy",
+        "imageio",
+    ):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -155,13 +190,17 @@ def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
     saved_path = run / "config.json"
     if not saved_path.exists():
         if run.exists() and any(run.iterdir()) and not (run / "checkpoints").exists():
-            raise ConfigError(f"--out {run}: exists and is not a refinekit run folder (no config.json); choose another --out")
+            raise ConfigError(
+                f"--out {run}: exists and is not a refinekit run folder (no config.json); choose another --out"
+            )
         return config, None
     try:
         saved = TrainConfig.from_dict(json.loads(saved_path.read_text()), source=str(saved_path))
     except (json.JSONDecodeError, RefinekitError) as exc:
         raise ConfigError(f"--out {run}: its config.json is unreadable ({exc})") from exc
-    fill = {name: getattr(saved, name) for name in ("size", "channels") if getattr(config, name) is None}
+    fill = {
+        name: getattr(saved, name) for name in ("size", "channels") if getattr(config, name) is None
+    }
     config = config.replace(**fill)
     changed = incompatible_fields(saved, config)
     if changed:
@@ -262,16 +301,27 @@ def _train(config: TrainConfig, on_event: Callable[[Event], None] | None) -> Tra
     primary = jax.process_index() == 0  # with several hosts, one writes the run folder files
     if primary:
         _remove_temporaries(run)
-    config = config.replace(extra={"data": data.info, "versions": _versions(), "history_size": config.history_size})
+    config = config.replace(
+        extra={"data": data.info, "versions": _versions(), "history_size": config.history_size}
+    )
     if resume_step is None:
         if primary:
             _write_json_atomic(run / "config.json", config.to_dict())
     else:
         saved = json.loads((run / "config.json").read_text())
         old_fp = saved.get("extra", {}).get("data", {})
-        changed = [k for k in ("synthetic", "real") if old_fp.get(k, {}).get("fingerprint") != data.info[k]["fingerprint"]]
+        changed = [
+            k
+            for k in ("synthetic", "real")
+            if old_fp.get(k, {}).get("fingerprint") != data.info[k]["fingerprint"]
+        ]
         if changed:
-            emit({"kind": "warning", "message": f"the {' and '.join(changed)} data changed since this run started"})
+            emit(
+                {
+                    "kind": "warning",
+                    "message": f"the {' and '.join(changed)} data changed since this run started",
+                }
+            )
         if primary:
             _write_json_atomic(run / "config.json", config.to_dict())
 
@@ -288,15 +338,28 @@ def _train(config: TrainConfig, on_event: Callable[[Event], None] | None) -> Tra
         _trim_metrics(run / "metrics.jsonl", start)
     device_data = jax.device_put(DeviceData(data.synthetic, data.real), fns.replicated)
     fixed_syn = np.asarray(to_float(data.synthetic[:SAMPLE_COUNT]))
-    fixed_real = np.asarray(to_float(data.real[np.linspace(0, len(data.real) - 1, SAMPLE_COUNT).astype(int)]))
+    fixed_real = np.asarray(
+        to_float(data.real[np.linspace(0, len(data.real) - 1, SAMPLE_COUNT).astype(int)])
+    )
 
     geometry = patch_geometry(config.discriminator_layers, (h, w))
-    emit({
-        "kind": "start", "run": str(run), "resumed_from": resume_step, "start_step": start,
-        "total_steps": config.total_steps, "size": (h, w), "channels": c, "geometry": geometry,
-        "data": data.info, "skipped": data.skipped, "devices": [str(d) for d in jax.devices()],
-        "history_size": config.history_size, "augment": config.augment,
-    })  # fmt: skip
+    emit(
+        {
+            "kind": "start",
+            "run": str(run),
+            "resumed_from": resume_step,
+            "start_step": start,
+            "total_steps": config.total_steps,
+            "size": (h, w),
+            "channels": c,
+            "geometry": geometry,
+            "data": data.info,
+            "skipped": data.skipped,
+            "devices": [str(d) for d in jax.devices()],
+            "history_size": config.history_size,
+            "augment": config.augment,
+        }
+    )
 
     manager = checkpoint.open_manager(run, keep=config.keep)
 
@@ -333,7 +396,14 @@ def _train(config: TrainConfig, on_event: Callable[[Event], None] | None) -> Tra
                 if phase_of(config, step) != phase:
                     phase = phase_of(config, step)
                     sums, sums_n = None, 0
-                    emit({"kind": "phase", "phase": phase, "step": step, "end": phase_end(config, step)})
+                    emit(
+                        {
+                            "kind": "phase",
+                            "phase": phase,
+                            "step": step,
+                            "end": phase_end(config, step),
+                        }
+                    )
                 boundary = min(
                     phase_end(config, step),
                     _next_multiple(step, config.log_every),
@@ -347,10 +417,16 @@ def _train(config: TrainConfig, on_event: Callable[[Event], None] | None) -> Tra
                     sums = metrics if sums is None else accumulate(sums, metrics)
                 step += count
                 sums_n += 1
-                if step % config.log_every == 0 or step == phase_end(config, step - 1) or stop.signum:
+                if (
+                    step % config.log_every == 0
+                    or step == phase_end(config, step - 1)
+                    or stop.signum
+                ):
                     host = {k: float(v) / sums_n for k, v in jax.device_get(sums).items()}
                     now = time.perf_counter()
-                    images_per_step = config.batch_size * (config.kg + config.kd if phase == "adversarial" else 1)
+                    images_per_step = config.batch_size * (
+                        config.kg + config.kd if phase == "adversarial" else 1
+                    )
                     rate = (step - last_log_step) * images_per_step / max(now - last_log_time, 1e-9)
                     last_log_time, last_log_step = now, step
                     bad = int(state.first_bad_step)
@@ -374,7 +450,11 @@ def _train(config: TrainConfig, on_event: Callable[[Event], None] | None) -> Tra
                         f"{name}: stopped at step {step} and saved a checkpoint; run the same command again to resume",
                         128 + stop.signum,
                     )
-            if resume_step is not None and resume_step == step and step not in checkpoint.steps(run):
+            if (
+                resume_step is not None
+                and resume_step == step
+                and step not in checkpoint.steps(run)
+            ):
                 save(state)
     finally:
         metrics_file.close()

@@ -38,32 +38,86 @@ A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
 _NHWC = lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1), ("NHWC", "HWIO", "NHWC"))
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                         dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
-                         preferred_element_type=None, **kwargs):  # fmt: skip
+def conv_general_dilated(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    batch_group_count=1,
+    precision=None,
+    preferred_element_type=None,
+    **kwargs,
+):
     """lax.conv_general_dilated, through `conv3x3` where that applies (see the module doc)."""
-    if _applies(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-                feature_group_count, batch_group_count, preferred_element_type, kwargs):  # fmt: skip
+    if _applies(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation,
+        rhs_dilation,
+        dimension_numbers,
+        feature_group_count,
+        batch_group_count,
+        preferred_element_type,
+        kwargs,
+    ):
         return conv3x3(lhs, rhs, precision=precision)
     return lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-        dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
-        batch_group_count=batch_group_count, precision=precision, preferred_element_type=preferred_element_type,
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
         **kwargs,
-    )  # fmt: skip
+    )
 
 
-def _applies(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, dimension_numbers, groups,
-             batch_groups, preferred, kwargs) -> bool:  # fmt: skip
-    if lhs.ndim != 4 or rhs.shape[:2] != (3, 3) or lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32:
+def _applies(
+    lhs,
+    rhs,
+    strides,
+    padding,
+    lhs_dilation,
+    rhs_dilation,
+    dimension_numbers,
+    groups,
+    batch_groups,
+    preferred,
+    kwargs,
+) -> bool:
+    if (
+        lhs.ndim != 4
+        or rhs.shape[:2] != (3, 3)
+        or lhs.dtype != jnp.float32
+        or rhs.dtype != jnp.float32
+    ):
         return False
-    if tuple(strides) != (1, 1) or groups != 1 or batch_groups != 1 or preferred not in (None, jnp.float32):
+    if (
+        tuple(strides) != (1, 1)
+        or groups != 1
+        or batch_groups != 1
+        or preferred not in (None, jnp.float32)
+    ):
         return False
     if any(d is not None and tuple(d) != (1, 1) for d in (lhs_dilation, rhs_dilation)):
         return False
     if any(value is not None for value in kwargs.values()):  # e.g. out_sharding: leave it to lax
         return False
-    if not (padding == "SAME" or (not isinstance(padding, str) and [tuple(p) for p in padding] == [(1, 1), (1, 1)])):
+    if not (
+        padding == "SAME"
+        or (not isinstance(padding, str) and [tuple(p) for p in padding] == [(1, 1), (1, 1)])
+    ):
         return False
     numbers = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
     n, h, w, features = lhs.shape
@@ -76,16 +130,24 @@ def conv3x3(x, kernel, precision=None):
     rows, cols = -(-h // 2), -(-w // 2)  # output tiles; odd sizes are padded and cropped
     padded = jnp.pad(x, ((0, 0), (1, 2 * rows + 1 - h), (1, 2 * cols + 1 - w), (0, 0)))
     # tile[a][b]: element (a, b) of every 4x4 input tile, one (n, rows, cols, c) array each
-    tile = [[padded[:, a : a + 2 * rows : 2, b : b + 2 * cols : 2] for b in range(4)] for a in range(4)]
+    tile = [
+        [padded[:, a : a + 2 * rows : 2, b : b + 2 * cols : 2] for b in range(4)] for a in range(4)
+    ]
     across = [[_combine(B_T[j], tile[a]) for j in range(4)] for a in range(4)]
-    inputs = jnp.stack([_combine(B_T[i], [across[a][j] for a in range(4)]) for i in range(4) for j in range(4)])
-    weights = jnp.einsum("ia,jb,abco->ijco", G, G, kernel, precision=precision).reshape(16, *kernel.shape[2:])
+    inputs = jnp.stack(
+        [_combine(B_T[i], [across[a][j] for a in range(4)]) for i in range(4) for j in range(4)]
+    )
+    weights = jnp.einsum("ia,jb,abco->ijco", G, G, kernel, precision=precision).reshape(
+        16, *kernel.shape[2:]
+    )
     products = jnp.einsum("knhwc,kco->knhwo", inputs, weights, precision=precision)
     m = [[products[4 * i + j] for j in range(4)] for i in range(4)]
     across = [[_combine(A_T[q], m[i]) for q in range(2)] for i in range(4)]
     out = [[_combine(A_T[p], [across[i][q] for i in range(4)]) for q in range(2)] for p in range(2)]
     # out[p][q] is output pixel (2r + p, 2s + q) of tile (r, s): interleave, then crop the padding
-    blocks = jnp.stack([jnp.stack(out[p], axis=3) for p in range(2)], axis=2)  # n, rows, 2, cols, 2, o
+    blocks = jnp.stack(
+        [jnp.stack(out[p], axis=3) for p in range(2)], axis=2
+    )  # n, rows, 2, cols, 2, o
     return blocks.reshape(n, 2 * rows, 2 * cols, -1)[:, :h, :w]
 
 

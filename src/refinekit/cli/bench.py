@@ -19,20 +19,60 @@ class Mode(StrEnum):
 
 
 def bench(
-    mode: Annotated[Mode, typer.Option("--mode", help="What to time: the training step, the refine function, or both.")] = Mode.both,
-    preset: Annotated[str, typer.Option("--preset", help="Network preset: gaze (default, the paper's eye nets), hand or tiny.")] = "gaze",
-    size: Annotated[tuple[int, int], typer.Option("--size", help="Image height and width (default 35 55, the paper's eye images).")] = (35, 55),
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            "--mode", help="What to time: the training step, the refine function, or both."
+        ),
+    ] = Mode.both,
+    preset: Annotated[
+        str,
+        typer.Option(
+            "--preset", help="Network preset: gaze (default, the paper's eye nets), hand or tiny."
+        ),
+    ] = "gaze",
+    size: Annotated[
+        tuple[int, int],
+        typer.Option(
+            "--size", help="Image height and width (default 35 55, the paper's eye images)."
+        ),
+    ] = (35, 55),
     channels: Annotated[int, typer.Option("--channels", help="Image channels, 1 or 3.")] = 1,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch (default 64, as the PyTorch reference).")] = 64,
-    refine_batch: Annotated[int, typer.Option("--refine-batch", help="Images per refine call (default 256).")] = 256,
+    batch_size: Annotated[
+        int,
+        typer.Option("--batch-size", help="Training batch (default 64, as the PyTorch reference)."),
+    ] = 64,
+    refine_batch: Annotated[
+        int, typer.Option("--refine-batch", help="Images per refine call (default 256).")
+    ] = 256,
     kg: Annotated[int, typer.Option("--kg", help="Refiner updates per step.")] = 2,
     kd: Annotated[int, typer.Option("--kd", help="Discriminator updates per step.")] = 1,
-    steps_per_call: Annotated[int, typer.Option("--steps-per-call", help="Training steps per device call (unrolled).")] = 1,
+    steps_per_call: Annotated[
+        int, typer.Option("--steps-per-call", help="Training steps per device call (unrolled).")
+    ] = 1,
     precision: Annotated[str, typer.Option("--precision", help="float32 or bf16.")] = "float32",
-    micro_batch: Annotated[int | None, typer.Option("--micro-batch", min=0, help="refine: images per forward micro-batch (0: whole batches; default: about 8,000 pixels' worth on one CPU device, else 0).")] = None,
-    winograd: Annotated[bool | None, typer.Option("--winograd/--no-winograd", help="refine: 3x3 convolutions by Winograd's F(2x2,3x3) (default: on for CPU).")] = None,
-    repeats: Annotated[int, typer.Option("--repeats", help="Timed calls; the median is reported.")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per mode on stdout instead of a table.")] = False,
+    micro_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--micro-batch",
+            min=0,
+            help="refine: images per forward micro-batch (0: whole batches; default: about 8,000 pixels' worth on one CPU device, else 0).",
+        ),
+    ] = None,
+    winograd: Annotated[
+        bool | None,
+        typer.Option(
+            "--winograd/--no-winograd",
+            help="refine: 3x3 convolutions by Winograd's F(2x2,3x3) (default: on for CPU).",
+        ),
+    ] = None,
+    repeats: Annotated[
+        int, typer.Option("--repeats", help="Timed calls; the median is reported.")
+    ] = 10,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON object per mode on stdout instead of a table."),
+    ] = False,
 ) -> None:
     """Benchmark training and refinement on the current JAX backend (images/s, GFLOP/s, compile time)."""
     from ..bench import bench_breakdown, bench_refine, bench_train
@@ -40,22 +80,39 @@ def bench(
     from ..runtime import setup, user_environment
 
     setup(kind="refine" if mode == Mode.refine else "train")
-    config = TrainConfig(preset=preset, size=size, channels=channels, batch_size=batch_size, kg=kg, kd=kd,
-                         steps_per_call=steps_per_call, precision=precision)  # fmt: skip
+    config = TrainConfig(
+        preset=preset,
+        size=size,
+        channels=channels,
+        batch_size=batch_size,
+        kg=kg,
+        kd=kd,
+        steps_per_call=steps_per_call,
+        precision=precision,
+    )
     if mode == Mode.breakdown:
         ops = bench_breakdown(config, repeats=repeats)
         for op in sorted(ops, key=lambda o: -o.share):
             if as_json:
                 stdout_write(json.dumps(op.__dict__) + "\n")
             else:
-                log(f"{op.share * 100:5.1f}%  {op.name:40s} {op.kind:11s} x{op.count:<3d} {op.ms:8.2f} ms  {op.gflops_per_second:6.0f} GFLOP/s")
+                log(
+                    f"{op.share * 100:5.1f}%  {op.name:40s} {op.kind:11s} x{op.count:<3d} {op.ms:8.2f} ms  {op.gflops_per_second:6.0f} GFLOP/s"
+                )
         return
     results = []
     if mode in (Mode.train, Mode.both):
         results.append(bench_train(config, repeats=repeats))
     if mode == Mode.refine:
-        results.append(bench_refine(config, batch=refine_batch, repeats=repeats, micro_batch=micro_batch,
-                                    winograd=winograd))  # fmt: skip
+        results.append(
+            bench_refine(
+                config,
+                batch=refine_batch,
+                repeats=repeats,
+                micro_batch=micro_batch,
+                winograd=winograd,
+            )
+        )
     for r in results:
         _show(r, as_json)
     if mode == Mode.both:
@@ -63,9 +120,27 @@ def bench(
         import subprocess
         import sys
 
-        args = [sys.executable, "-m", "refinekit", "bench", "--mode", "refine", "--preset", preset, "--size", str(size[0]),
-                str(size[1]), "--channels", str(channels), "--refine-batch", str(refine_batch), "--precision", precision,
-                "--repeats", str(repeats)] + (["--json"] if as_json else [])  # fmt: skip
+        args = [
+            sys.executable,
+            "-m",
+            "refinekit",
+            "bench",
+            "--mode",
+            "refine",
+            "--preset",
+            preset,
+            "--size",
+            str(size[0]),
+            str(size[1]),
+            "--channels",
+            str(channels),
+            "--refine-batch",
+            str(refine_batch),
+            "--precision",
+            precision,
+            "--repeats",
+            str(repeats),
+        ] + (["--json"] if as_json else [])
         if micro_batch is not None:
             args += ["--micro-batch", str(micro_batch)]
         if winograd is not None:

@@ -35,11 +35,22 @@ def progress_bar(label: str, *fields: str):
     # an 80-column terminal; capped, the field is cut with an ellipsis instead.
     width = max(20, console.width // 2 - 10)
     columns = [
-        TextColumn(f"{{task.fields[{name}]}}", table_column=Column(no_wrap=True, overflow="ellipsis", max_width=width))
+        TextColumn(
+            f"{{task.fields[{name}]}}",
+            table_column=Column(no_wrap=True, overflow="ellipsis", max_width=width),
+        )
         for name in fields
     ]
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                    *columns, console=console, transient=False)  # fmt: skip
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        *columns,
+        console=console,
+        transient=False,
+    )
 
 
 def fail(message: str, code: int) -> int:

@@ -16,19 +16,29 @@ from .common import console, interactive, log, progress_bar, stdout_write
 def gap_report(
     real: Annotated[
         Path,
-        typer.Option(help="Folder of real images (searched recursively), or one image file.", show_default=False),
+        typer.Option(
+            help="Folder of real images (searched recursively), or one image file.",
+            show_default=False,
+        ),
     ],
     synthetic: Annotated[
         Path,
-        typer.Option(help="Folder of synthetic images (searched recursively), or one image file.", show_default=False),
+        typer.Option(
+            help="Folder of synthetic images (searched recursively), or one image file.",
+            show_default=False,
+        ),
     ],
     refined: Annotated[
         Path | None,
-        typer.Option(help="Folder of refined images to measure; files named like the synthetic ones are paired with them."),
+        typer.Option(
+            help="Folder of refined images to measure; files named like the synthetic ones are paired with them."
+        ),
     ] = None,
     run: Annotated[
         Path | None,
-        typer.Option(help="Training run whose refiner refines the synthetic set on the fly (nothing is written unless --save-refined is given)."),
+        typer.Option(
+            help="Training run whose refiner refines the synthetic set on the fly (nothing is written unless --save-refined is given)."
+        ),
     ] = None,
     step: Annotated[
         int | None,
@@ -36,27 +46,43 @@ def gap_report(
     ] = None,
     model: Annotated[
         Path | None,
-        typer.Option(help="Exported refiner file (from 'refinekit export') to refine the synthetic set with, instead of --run."),
+        typer.Option(
+            help="Exported refiner file (from 'refinekit export') to refine the synthetic set with, instead of --run."
+        ),
     ] = None,
     json_path: Annotated[
         Path | None,
-        typer.Option("--json", help="Write every number, interval and setting to this JSON file (schema refinekit.gap-report/1)."),
+        typer.Option(
+            "--json",
+            help="Write every number, interval and setting to this JSON file (schema refinekit.gap-report/1).",
+        ),
     ] = None,
     html_path: Annotated[
         Path | None,
-        typer.Option("--html", help="Write a self-contained HTML report (table, sample grids, spectra and histograms) to this file."),
+        typer.Option(
+            "--html",
+            help="Write a self-contained HTML report (table, sample grids, spectra and histograms) to this file.",
+        ),
     ] = None,
     size: Annotated[
         tuple[int, int] | None,
-        typer.Option(metavar="H W", help="Common size every set is resized to (antialiased); default: the real images' size, when they all share one."),
+        typer.Option(
+            metavar="H W",
+            help="Common size every set is resized to (antialiased); default: the real images' size, when they all share one.",
+        ),
     ] = None,
     channels: Annotated[
         int | None,
-        typer.Option(help="Colour channels to compare in: 1 (gray) or 3 (RGB); default: those of the synthetic set."),
+        typer.Option(
+            help="Colour channels to compare in: 1 (gray) or 3 (RGB); default: those of the synthetic set."
+        ),
     ] = None,
     seed: Annotated[
         int,
-        typer.Option(min=0, help="Seed of every random choice (real split, subsets, bootstrap, classifiers); the same seed gives the same report."),
+        typer.Option(
+            min=0,
+            help="Seed of every random choice (real split, subsets, bootstrap, classifiers); the same seed gives the same report.",
+        ),
     ] = 0,
     bootstrap: Annotated[
         int,
@@ -64,19 +90,30 @@ def gap_report(
     ] = 200,
     batch_size: Annotated[
         int,
-        typer.Option(min=1, help="Images per batch of the feature networks and the refiner; it changes speed and memory, not the numbers."),
+        typer.Option(
+            min=1,
+            help="Images per batch of the feature networks and the refiner; it changes speed and memory, not the numbers.",
+        ),
     ] = 64,
     max_images: Annotated[
         int,
-        typer.Option(min=20, help="Sets larger than this are subsampled (seeded) to this many images, which bounds time and memory."),
+        typer.Option(
+            min=20,
+            help="Sets larger than this are subsampled (seeded) to this many images, which bounds time and memory.",
+        ),
     ] = 10_000,
     strict: Annotated[
         bool,
-        typer.Option("--strict", help="Stop at the first undecodable image instead of skipping it (skipped files are listed in the JSON)."),
+        typer.Option(
+            "--strict",
+            help="Stop at the first undecodable image instead of skipping it (skipped files are listed in the JSON).",
+        ),
     ] = False,
     save_refined: Annotated[
         Path | None,
-        typer.Option(help="With --run or --model: also write the refined images as PNG files to this folder."),
+        typer.Option(
+            help="With --run or --model: also write the refined images as PNG files to this folder."
+        ),
     ] = None,
 ) -> None:
     """Measure the synthetic-to-real gap, and how much of it refinement closed.
@@ -91,10 +128,23 @@ def gap_report(
     stages = _RichStages() if interactive() else _LogStages()
     try:
         report = run_gap_report(
-            real, synthetic, refined=refined, run=run, step=step, model=model,
-            json_path=json_path, html_path=html_path, size=size, channels=channels, seed=seed,
-            replicates=bootstrap, batch_size=batch_size, max_images=max_images, strict=strict,
-            save_refined=save_refined, progress=stages,
+            real,
+            synthetic,
+            refined=refined,
+            run=run,
+            step=step,
+            model=model,
+            json_path=json_path,
+            html_path=html_path,
+            size=size,
+            channels=channels,
+            seed=seed,
+            replicates=bootstrap,
+            batch_size=batch_size,
+            max_images=max_images,
+            strict=strict,
+            save_refined=save_refined,
+            progress=stages,
         )
     finally:
         stages.close()
@@ -104,7 +154,11 @@ def gap_report(
         console.print(report_table(report.document))
     else:
         stdout_write(_plain_table(report.document))
-    skipped = sum(len(s["skipped"]) for s in report.document["sets"].values() if isinstance(s, dict) and "skipped" in s)
+    skipped = sum(
+        len(s["skipped"])
+        for s in report.document["sets"].values()
+        if isinstance(s, dict) and "skipped" in s
+    )
     if skipped:
         log(f"[yellow]note:[/] {skipped} undecodable file(s) skipped (listed in the JSON report)")
     for path, what in ((json_path, "JSON"), (html_path, "HTML")):
@@ -118,8 +172,14 @@ def _plain_table(document: dict) -> str:
     from ..gap import formatting
 
     has_refined = document["sets"]["refined"] is not None
-    head = ["metric", "better", "synthetic vs real", *(["refined vs real"] if has_refined else []),
-            "real vs real (floor)", *(["gap closed"] if has_refined else [])]
+    head = [
+        "metric",
+        "better",
+        "synthetic vs real",
+        *(["refined vs real"] if has_refined else []),
+        "real vs real (floor)",
+        *(["gap closed"] if has_refined else []),
+    ]
     lines = ["\t".join(head)]
     for m in document["metrics"]:
         cells = [m["name"], m["better"], formatting.estimate(m["synthetic"])]

@@ -59,13 +59,17 @@ class _StopOnSignals:
         )
 
 
-def _load_refiner(run: Path | None, step: int | None, model: Path | None, batch_size: int, micro_batch: int | None):
+def _load_refiner(
+    run: Path | None, step: int | None, model: Path | None, batch_size: int, micro_batch: int | None
+):
     """The refiner to use (JAX is imported here, after the flags and folders are checked)."""
     from ..inference import load_refiner
     from ..runtime import setup
 
     setup()
-    return load_refiner(run=run, step=step, model=model, batch_size=batch_size, micro_batch=micro_batch)
+    return load_refiner(
+        run=run, step=step, model=model, batch_size=batch_size, micro_batch=micro_batch
+    )
 
 
 def refine(

@@ -31,39 +31,179 @@ class Augment(StrEnum):
 
 
 def train(
-    synthetic: Annotated[Path | None, typer.Option("--synthetic", help="Folder of synthetic images (searched recursively); their labels are what refinement must keep.")] = None,
-    real: Annotated[Path | None, typer.Option("--real", help="Folder of unlabelled real images (searched recursively).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Run folder; an existing run is resumed.")] = None,
-    config_file: Annotated[Path | None, typer.Option("--config", help="JSON or TOML file with settings (same names as these flags); flags override it.")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="Adversarial steps after pretraining (default 2000). May grow when resuming.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images per update, even (default 32).")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Random seed for initialisation, sampling and augmentation (default 0).")] = None,
-    preset: Annotated[Preset | None, typer.Option("--preset", help="Network shapes: gaze (paper's eye-gaze nets, default), hand (paper's hand-pose nets) or tiny (tests).")] = None,
-    width: Annotated[int | None, typer.Option("--width", help="Refiner feature maps (preset's value by default, 64).")] = None,
-    blocks: Annotated[int | None, typer.Option("--blocks", help="Refiner ResNet blocks (gaze 4, hand 10).")] = None,
-    kernel: Annotated[int | None, typer.Option("--kernel", help="Refiner kernel size, odd (gaze 3, hand 7).")] = None,
-    lambda_reg: Annotated[float | None, typer.Option("--lambda-reg", help="Weight of the self-regularisation loss mean|psi(R(x)) - psi(x)| (default 0.5); raise it if refined images drift from their labels, lower it if they look unchanged.")] = None,
-    psi: Annotated[Psi | None, typer.Option("--psi", help="Feature map of the self-regularisation loss: identity (default), mean-channels, downsample.")] = None,
-    kg: Annotated[int | None, typer.Option("--kg", help="Refiner updates per step (default 2).")] = None,
-    kd: Annotated[int | None, typer.Option("--kd", help="Discriminator updates per step (default 1).")] = None,
-    pretrain_refiner_steps: Annotated[int | None, typer.Option("--pretrain-refiner-steps", help="Refiner steps on self-regularisation alone before the adversarial phase (default 1000).")] = None,
-    pretrain_disc_steps: Annotated[int | None, typer.Option("--pretrain-disc-steps", help="Discriminator steps before the adversarial phase (default 200).")] = None,
-    buffer_size: Annotated[int | None, typer.Option("--buffer-size", help="History buffer capacity in images, a multiple of batch/2 (default 32 x batch).")] = None,
-    optimizer: Annotated[str | None, typer.Option("--optimizer", help="adam (default, beta1 0.5) or sgd (the paper's).")] = None,
-    lr_refiner: Annotated[float | None, typer.Option("--lr-refiner", help="Refiner learning rate (default 2e-4).")] = None,
-    lr_disc: Annotated[float | None, typer.Option("--lr-disc", help="Discriminator learning rate (default 2e-4).")] = None,
-    size: Annotated[tuple[int, int] | None, typer.Option("--size", help="Training size H W; required when synthetic images differ in size.")] = None,
-    channels: Annotated[int | None, typer.Option("--channels", help="1 (gray) or 3 (RGB); default: the synthetic images' channels.")] = None,
-    real_crop: Annotated[bool | None, typer.Option("--real-crop/--no-real-crop", help="Randomly crop real images of another size to the training size instead of resizing them.")] = None,
-    strict: Annotated[bool | None, typer.Option("--strict/--no-strict", help="Stop at the first undecodable image instead of skipping it.")] = None,
-    augment: Annotated[Augment | None, typer.Option("--augment", help="Discriminator augmentation for few real images: none (default), diffaugment, ada.")] = None,
-    augment_policy: Annotated[str | None, typer.Option("--augment-policy", help="Comma list of transforms: color, translation, cutout, flip, rotate, noise (default color,translation,cutout).")] = None,
-    steps_per_call: Annotated[int | None, typer.Option("--steps-per-call", help="Training steps per device call, unrolled (default 1; see README's performance section).")] = None,
-    precision: Annotated[str | None, typer.Option("--precision", help="float32 (default) or bf16 compute (parameters stay float32), for accelerators.")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", help="Save a checkpoint every N steps (default 500).")] = None,
-    keep: Annotated[int | None, typer.Option("--keep", help="Checkpoints to keep (default 3).")] = None,
-    sample_every: Annotated[int | None, typer.Option("--sample-every", help="Write a sample grid every N steps (default 250).")] = None,
-    log_every: Annotated[int | None, typer.Option("--log-every", help="Write metrics every N steps (default 50).")] = None,
+    synthetic: Annotated[
+        Path | None,
+        typer.Option(
+            "--synthetic",
+            help="Folder of synthetic images (searched recursively); their labels are what refinement must keep.",
+        ),
+    ] = None,
+    real: Annotated[
+        Path | None,
+        typer.Option("--real", help="Folder of unlabelled real images (searched recursively)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Run folder; an existing run is resumed.")
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="JSON or TOML file with settings (same names as these flags); flags override it.",
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            "--steps",
+            help="Adversarial steps after pretraining (default 2000). May grow when resuming.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Images per update, even (default 32).")
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed", help="Random seed for initialisation, sampling and augmentation (default 0)."
+        ),
+    ] = None,
+    preset: Annotated[
+        Preset | None,
+        typer.Option(
+            "--preset",
+            help="Network shapes: gaze (paper's eye-gaze nets, default), hand (paper's hand-pose nets) or tiny (tests).",
+        ),
+    ] = None,
+    width: Annotated[
+        int | None,
+        typer.Option("--width", help="Refiner feature maps (preset's value by default, 64)."),
+    ] = None,
+    blocks: Annotated[
+        int | None, typer.Option("--blocks", help="Refiner ResNet blocks (gaze 4, hand 10).")
+    ] = None,
+    kernel: Annotated[
+        int | None, typer.Option("--kernel", help="Refiner kernel size, odd (gaze 3, hand 7).")
+    ] = None,
+    lambda_reg: Annotated[
+        float | None,
+        typer.Option(
+            "--lambda-reg",
+            help="Weight of the self-regularisation loss mean|psi(R(x)) - psi(x)| (default 0.5); raise it if refined images drift from their labels, lower it if they look unchanged.",
+        ),
+    ] = None,
+    psi: Annotated[
+        Psi | None,
+        typer.Option(
+            "--psi",
+            help="Feature map of the self-regularisation loss: identity (default), mean-channels, downsample.",
+        ),
+    ] = None,
+    kg: Annotated[
+        int | None, typer.Option("--kg", help="Refiner updates per step (default 2).")
+    ] = None,
+    kd: Annotated[
+        int | None, typer.Option("--kd", help="Discriminator updates per step (default 1).")
+    ] = None,
+    pretrain_refiner_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--pretrain-refiner-steps",
+            help="Refiner steps on self-regularisation alone before the adversarial phase (default 1000).",
+        ),
+    ] = None,
+    pretrain_disc_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--pretrain-disc-steps",
+            help="Discriminator steps before the adversarial phase (default 200).",
+        ),
+    ] = None,
+    buffer_size: Annotated[
+        int | None,
+        typer.Option(
+            "--buffer-size",
+            help="History buffer capacity in images, a multiple of batch/2 (default 32 x batch).",
+        ),
+    ] = None,
+    optimizer: Annotated[
+        str | None,
+        typer.Option("--optimizer", help="adam (default, beta1 0.5) or sgd (the paper's)."),
+    ] = None,
+    lr_refiner: Annotated[
+        float | None, typer.Option("--lr-refiner", help="Refiner learning rate (default 2e-4).")
+    ] = None,
+    lr_disc: Annotated[
+        float | None, typer.Option("--lr-disc", help="Discriminator learning rate (default 2e-4).")
+    ] = None,
+    size: Annotated[
+        tuple[int, int] | None,
+        typer.Option(
+            "--size", help="Training size H W; required when synthetic images differ in size."
+        ),
+    ] = None,
+    channels: Annotated[
+        int | None,
+        typer.Option(
+            "--channels", help="1 (gray) or 3 (RGB); default: the synthetic images' channels."
+        ),
+    ] = None,
+    real_crop: Annotated[
+        bool | None,
+        typer.Option(
+            "--real-crop/--no-real-crop",
+            help="Randomly crop real images of another size to the training size instead of resizing them.",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool | None,
+        typer.Option(
+            "--strict/--no-strict",
+            help="Stop at the first undecodable image instead of skipping it.",
+        ),
+    ] = None,
+    augment: Annotated[
+        Augment | None,
+        typer.Option(
+            "--augment",
+            help="Discriminator augmentation for few real images: none (default), diffaugment, ada.",
+        ),
+    ] = None,
+    augment_policy: Annotated[
+        str | None,
+        typer.Option(
+            "--augment-policy",
+            help="Comma list of transforms: color, translation, cutout, flip, rotate, noise (default color,translation,cutout).",
+        ),
+    ] = None,
+    steps_per_call: Annotated[
+        int | None,
+        typer.Option(
+            "--steps-per-call",
+            help="Training steps per device call, unrolled (default 1; see README's performance section).",
+        ),
+    ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision",
+            help="float32 (default) or bf16 compute (parameters stay float32), for accelerators.",
+        ),
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option("--checkpoint-every", help="Save a checkpoint every N steps (default 500)."),
+    ] = None,
+    keep: Annotated[
+        int | None, typer.Option("--keep", help="Checkpoints to keep (default 3).")
+    ] = None,
+    sample_every: Annotated[
+        int | None,
+        typer.Option("--sample-every", help="Write a sample grid every N steps (default 250)."),
+    ] = None,
+    log_every: Annotated[
+        int | None, typer.Option("--log-every", help="Write metrics every N steps (default 50).")
+    ] = None,
 ) -> None:
     """Train a SimGAN refiner and patch discriminator (resumes an existing --out)."""
     from ..config import TrainConfig, load_config_file
@@ -71,18 +211,48 @@ def train(
 
     values = load_config_file(config_file) if config_file else {}
     flags = {
-        "synthetic": synthetic, "real": real, "out": out, "steps": steps, "batch_size": batch_size,
-        "seed": seed, "preset": preset, "width": width, "blocks": blocks, "kernel": kernel,
-        "lambda_reg": lambda_reg, "psi": psi, "kg": kg, "kd": kd,
-        "pretrain_refiner_steps": pretrain_refiner_steps, "pretrain_disc_steps": pretrain_disc_steps,
-        "buffer_size": buffer_size, "optimizer": optimizer, "lr_refiner": lr_refiner, "lr_disc": lr_disc,
-        "size": size, "channels": channels, "real_crop": real_crop, "strict": strict, "augment": augment,
-        "augment_policy": augment_policy, "steps_per_call": steps_per_call, "precision": precision,
-        "checkpoint_every": checkpoint_every, "keep": keep, "sample_every": sample_every, "log_every": log_every,
-    }  # fmt: skip
+        "synthetic": synthetic,
+        "real": real,
+        "out": out,
+        "steps": steps,
+        "batch_size": batch_size,
+        "seed": seed,
+        "preset": preset,
+        "width": width,
+        "blocks": blocks,
+        "kernel": kernel,
+        "lambda_reg": lambda_reg,
+        "psi": psi,
+        "kg": kg,
+        "kd": kd,
+        "pretrain_refiner_steps": pretrain_refiner_steps,
+        "pretrain_disc_steps": pretrain_disc_steps,
+        "buffer_size": buffer_size,
+        "optimizer": optimizer,
+        "lr_refiner": lr_refiner,
+        "lr_disc": lr_disc,
+        "size": size,
+        "channels": channels,
+        "real_crop": real_crop,
+        "strict": strict,
+        "augment": augment,
+        "augment_policy": augment_policy,
+        "steps_per_call": steps_per_call,
+        "precision": precision,
+        "checkpoint_every": checkpoint_every,
+        "keep": keep,
+        "sample_every": sample_every,
+        "log_every": log_every,
+    }
     for name, value in flags.items():
         if value is not None:
-            values[name] = value.value if isinstance(value, Enum) else str(value) if isinstance(value, Path) else value
+            values[name] = (
+                value.value
+                if isinstance(value, Enum)
+                else str(value)
+                if isinstance(value, Path)
+                else value
+            )
     for required in ("synthetic", "real", "out"):
         if not values.get(required):
             raise UsageError(f"--{required}: required (a folder path)")
@@ -98,7 +268,9 @@ def train(
         result = run_training(config, on_event=view)
     finally:
         view.close()
-    log(f"done: step {result.step}; checkpoints in {Path(config.out) / 'checkpoints'}, samples in {Path(config.out) / 'samples'}")
+    log(
+        f"done: step {result.step}; checkpoints in {Path(config.out) / 'checkpoints'}, samples in {Path(config.out) / 'samples'}"
+    )
 
 
 def _resume_defaults(values: dict) -> dict:
@@ -144,7 +316,11 @@ class ProgressView:
         g = event["geometry"]
         h, w = event["size"]
         d = event["data"]
-        resumed = f", resuming from step {event['resumed_from']}" if event["resumed_from"] is not None else ""
+        resumed = (
+            f", resuming from step {event['resumed_from']}"
+            if event["resumed_from"] is not None
+            else ""
+        )
         log(
             f"training {event['run']}: {d['synthetic']['images']} synthetic, {d['real']['images']} real images at "
             f"{h}x{w}x{event['channels']} ({d['bit_depth']}-bit){resumed}"
@@ -159,15 +335,25 @@ class ProgressView:
             log(f"[yellow]skipped {len(event['skipped'])} undecodable file(s)[/]: {first}")
         small = d["real"]["images"]
         if event.get("augment", "none") == "none" and small < 100:
-            log(f"[yellow]note:[/] only {small} real images: the discriminator will memorise them; consider --augment ada "
-                "(with 50 real images it lowered KID about 5x in the README's measurement)")
+            log(
+                f"[yellow]note:[/] only {small} real images: the discriminator will memorise them; consider --augment ada "
+                "(with 50 real images it lowered KID about 5x in the README's measurement)"
+            )
         elif event.get("augment", "none") == "none" and small < 500:
-            log(f"[yellow]note:[/] only {small} real images: if disc_acc_real stays near 1 in metrics.jsonl, the "
-                "discriminator is memorising them; try --augment ada")
+            log(
+                f"[yellow]note:[/] only {small} real images: if disc_acc_real stays near 1 in metrics.jsonl, the "
+                "discriminator is memorising them; try --augment ada"
+            )
         if interactive():
             self.progress = progress_bar("[bold]{task.fields[phase]}", "rate", "info")
-            self.task = self.progress.add_task("train", total=event["total_steps"], completed=event["start_step"],
-                                               phase="start", rate="", info="")  # fmt: skip
+            self.task = self.progress.add_task(
+                "train",
+                total=event["total_steps"],
+                completed=event["start_step"],
+                phase="start",
+                rate="",
+                info="",
+            )
             self.progress.start()
 
     def _log(self, event: dict) -> None:
@@ -186,7 +372,9 @@ class ProgressView:
                 info += f" p {event['augment_p']:.3f} rt {event['ada_signal']:.2f}"
         rate = f"{event['images_per_second']:.0f} img/s"
         if self.progress is not None:
-            self.progress.update(self.task, completed=event["step"], phase=phase, rate=rate, info=info)
+            self.progress.update(
+                self.task, completed=event["step"], phase=phase, rate=rate, info=info
+            )
         else:
             log(f"step {event['step']} {phase}: {info} {rate}")
 

@@ -49,7 +49,9 @@ def classifier_inputs(images: np.ndarray) -> np.ndarray:
         images = np.pad(images, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         height, width = height + pad_h, width + pad_w
     blocks = images.reshape(n, height // f, f, width // f, f, channels)
-    return np.ascontiguousarray(blocks.transpose(0, 1, 3, 2, 4, 5)).reshape(n, height // f, width // f, f * f * channels)
+    return np.ascontiguousarray(blocks.transpose(0, 1, 3, 2, 4, 5)).reshape(
+        n, height // f, width // f, f * f * channels
+    )
 
 
 @lru_cache(maxsize=8)
@@ -64,7 +66,9 @@ def _functions(channels: int, classes: int) -> tuple[Callable, Callable, Callabl
         def __init__(self, rngs: nnx.Rngs):
             convs, features = [], channels
             for width in WIDTHS:
-                convs.append(nnx.Conv(features, width, (3, 3), strides=(2, 2), padding="SAME", rngs=rngs))
+                convs.append(
+                    nnx.Conv(features, width, (3, 3), strides=(2, 2), padding="SAME", rngs=rngs)
+                )
                 features = width
             self.convs = nnx.List(convs)
             self.head = nnx.Linear(features, classes, rngs=rngs)
@@ -108,7 +112,11 @@ class Trained:
 
 
 def train(
-    images: np.ndarray, labels: np.ndarray, classes: int, seed: int, stream: int = 0,
+    images: np.ndarray,
+    labels: np.ndarray,
+    classes: int,
+    seed: int,
+    stream: int = 0,
     on_step: Callable[[], None] | None = None,
 ) -> Trained:
     """Train on classifier_inputs-sized float images and int labels.
@@ -149,7 +157,9 @@ def logits(model: Trained, images: np.ndarray) -> np.ndarray:
         batch = images[start : start + PREDICT_BATCH]
         real = len(batch)
         if real < PREDICT_BATCH:
-            batch = np.concatenate([batch, np.zeros((PREDICT_BATCH - real, *batch.shape[1:]), np.float32)])
+            batch = np.concatenate(
+                [batch, np.zeros((PREDICT_BATCH - real, *batch.shape[1:]), np.float32)]
+            )
         out[start : start + real] = np.asarray(predict(model.params, batch))[:real]
     return out
 
@@ -170,7 +180,10 @@ class HeldOut:
 
 
 def domain_scores(
-    x: np.ndarray, ref: np.ndarray, seed: int, folds: int = FOLDS,
+    x: np.ndarray,
+    ref: np.ndarray,
+    seed: int,
+    folds: int = FOLDS,
     on_step: Callable[[], None] | None = None,
 ) -> HeldOut:
     """k-fold held-out scores of "x vs real reference" classifiers.

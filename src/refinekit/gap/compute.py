@@ -33,8 +33,11 @@ class Prepared:
 
 
 def prepare(
-    images: np.ndarray, counts: np.ndarray, labels: np.ndarray | None = None,
-    batch_size: int = 64, on_batch: Callable[[int], None] | None = None,
+    images: np.ndarray,
+    counts: np.ndarray,
+    labels: np.ndarray | None = None,
+    batch_size: int = 64,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Prepared:
     """Raw features (standardise them afterwards with `standardise`) and image statistics."""
     return Prepared(
@@ -93,7 +96,9 @@ def compute_metrics(
     return out
 
 
-def _distribution_metrics(ref: Prepared, candidates: dict[str, Prepared], out: Computed, stage) -> None:
+def _distribution_metrics(
+    ref: Prepared, candidates: dict[str, Prepared], out: Computed, stage
+) -> None:
     advance = stage("KID, Frechet, density/coverage", 3 * len(candidates) + 2)
     ref_within = kid.within_term(ref.features, ref.counts)
     ref_mean, ref_cov = frechet.weighted_moments(ref.features, ref.counts)
@@ -105,7 +110,9 @@ def _distribution_metrics(ref: Prepared, candidates: dict[str, Prepared], out: C
         mean, cov = frechet.weighted_moments(x.features, x.counts)
         out.put("frechet", name, frechet.frechet_distance(mean, cov, ref_mean, ref_cov))
         advance(1)
-        dens, cover = density.density_coverage(ref.features, radii, x.features, ref.counts, x.counts)
+        dens, cover = density.density_coverage(
+            ref.features, radii, x.features, ref.counts, x.counts
+        )
         out.put("density", name, dens)
         out.put("coverage", name, cover)
         advance(1)
@@ -119,14 +126,20 @@ def _image_statistics(ref: Prepared, candidates: dict[str, Prepared], out: Compu
         bands = spectrum.band_distances(spectrum.set_log_spectrum(x.spectra, x.counts), ref_log)
         for band, values in bands.items():
             out.put(f"spectrum_{band}", name, values)
-        w1 = histogram.wasserstein1(histogram.set_histograms(x.pixels, x.counts), ref_hist)  # (R, C)
+        w1 = histogram.wasserstein1(
+            histogram.set_histograms(x.pixels, x.counts), ref_hist
+        )  # (R, C)
         mean, std = histogram.set_moments(x.pixels, x.counts)
         out.put("intensity_w1", name, w1.mean(axis=1), per_channel=w1)
-        out.put("mean_shift", name, np.abs(mean - ref_mean).mean(axis=1), per_channel=mean - ref_mean)
+        out.put(
+            "mean_shift", name, np.abs(mean - ref_mean).mean(axis=1), per_channel=mean - ref_mean
+        )
         out.put("std_shift", name, np.abs(std - ref_std).mean(axis=1), per_channel=std - ref_std)
 
 
-def _domain_classifier(ref: Prepared, candidates: dict[str, Prepared], seed: int, out: Computed, stage) -> None:
+def _domain_classifier(
+    ref: Prepared, candidates: dict[str, Prepared], seed: int, out: Computed, stage
+) -> None:
     total = sum(classifier.domain_steps(len(x), len(ref)) for x in candidates.values())
     advance = stage("domain classifier", total)
     for name, x in candidates.items():
@@ -134,20 +147,34 @@ def _domain_classifier(ref: Prepared, candidates: dict[str, Prepared], seed: int
         w_x = x.counts[:, held.index_x]
         w_ref = ref.counts[:, held.index_ref]
         accuracy = domain.balanced_accuracy(held.scores_x, held.scores_ref, w_x, w_ref)
-        correct = int(np.floor(
-            domain.correct_fraction(held.scores_x, True).sum()
-            + domain.correct_fraction(held.scores_ref, False).sum()
-        ))
+        correct = int(
+            np.floor(
+                domain.correct_fraction(held.scores_x, True).sum()
+                + domain.correct_fraction(held.scores_ref, False).sum()
+            )
+        )
         total_predictions = len(held.scores_x) + len(held.scores_ref)
         p_value = domain.binomial_p_value(correct, total_predictions)
-        out.put("classifier_accuracy", name, accuracy, p_value=p_value,
-                held_out=total_predictions, correct=correct)
-        out.put("classifier_auc", name, domain.weighted_auc(held.scores_x, held.scores_ref, w_x, w_ref))
+        out.put(
+            "classifier_accuracy",
+            name,
+            accuracy,
+            p_value=p_value,
+            held_out=total_predictions,
+            correct=correct,
+        )
+        out.put(
+            "classifier_auc", name, domain.weighted_auc(held.scores_x, held.scores_ref, w_x, w_ref)
+        )
         out.put("proxy_a_distance", name, domain.proxy_a_distance(accuracy))
 
 
-def _train_on_x(ref: Prepared, candidates: dict[str, Prepared], seed: int, classes: int, out: Computed, stage) -> None:
-    usable = {name: x for name, x in candidates.items() if x.labels is not None and (x.labels >= 0).any()}
+def _train_on_x(
+    ref: Prepared, candidates: dict[str, Prepared], seed: int, classes: int, out: Computed, stage
+) -> None:
+    usable = {
+        name: x for name, x in candidates.items() if x.labels is not None and (x.labels >= 0).any()
+    }
     total = sum(classifier.steps_for(int((x.labels >= 0).sum())) for x in usable.values())
     advance = stage("train on X, test on real", total)
     test = ref.labels >= 0
@@ -158,5 +185,10 @@ def _train_on_x(ref: Prepared, candidates: dict[str, Prepared], seed: int, class
         predicted = classifier.logits(model, ref.small[test]).argmax(axis=1)
         correct = (predicted == ref.labels[test]).astype(np.float64)
         weights = ref.counts[:, test].astype(np.float64)
-        out.put("train_on_x_accuracy", name, weights @ correct / weights.sum(axis=1),
-                trained_on=int(keep.sum()), tested_on=int(test.sum()))
+        out.put(
+            "train_on_x_accuracy",
+            name,
+            weights @ correct / weights.sum(axis=1),
+            trained_on=int(keep.sum()),
+            tested_on=int(test.sum()),
+        )

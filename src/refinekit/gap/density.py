@@ -49,7 +49,9 @@ def _radii_fn(k: int):
 def neighbour_radii(reference: np.ndarray, k: int = K) -> np.ndarray:
     """Squared distance from each reference point to its k-th nearest other reference point."""
     if len(reference) <= k:
-        raise ValueError(f"density/coverage need more than k={k} reference images, got {len(reference)}")
+        raise ValueError(
+            f"density/coverage need more than k={k} reference images, got {len(reference)}"
+        )
     reference = np.asarray(reference, np.float64)
     blocks = pad_rows(reference, BLOCK_ROWS).reshape(-1, BLOCK_ROWS, reference.shape[1])
     radii = np.asarray(_radii_fn(k)(blocks, reference)).reshape(-1)
@@ -74,7 +76,9 @@ def _sums_fn():
             return (hits, covered), None
 
         zeros = jnp.zeros(c_samples.shape[0], samples.dtype)
-        (hits, covered), _ = jax.lax.scan(one, (zeros, zeros), (ref_blocks, radii_blocks, c_ref_blocks))
+        (hits, covered), _ = jax.lax.scan(
+            one, (zeros, zeros), (ref_blocks, radii_blocks, c_ref_blocks)
+        )
         return hits, covered
 
     return jax.jit(run)
@@ -82,8 +86,12 @@ def _sums_fn():
 
 @x64
 def density_coverage(
-    reference: np.ndarray, radii: np.ndarray, samples: np.ndarray,
-    c_ref: np.ndarray, c_samples: np.ndarray, k: int = K,
+    reference: np.ndarray,
+    radii: np.ndarray,
+    samples: np.ndarray,
+    c_ref: np.ndarray,
+    c_samples: np.ndarray,
+    k: int = K,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Density and coverage of `samples` per replicate of counts (R, n_ref), (R, n) -> (R,), (R,)."""
     reference = np.asarray(reference, np.float64)
@@ -92,7 +100,9 @@ def density_coverage(
     ref_blocks = pad_rows(reference, BLOCK_ROWS).reshape(-1, BLOCK_ROWS, reference.shape[1])
     radii_blocks = pad_rows(np.asarray(radii, np.float64), BLOCK_ROWS).reshape(-1, BLOCK_ROWS)
     c_blocks = pad_rows(c_ref.T, BLOCK_ROWS).reshape(-1, BLOCK_ROWS, len(c_ref)).transpose(0, 2, 1)
-    hits, covered = _sums_fn()(ref_blocks, radii_blocks, c_blocks, np.asarray(samples, np.float64), c_samples)
+    hits, covered = _sums_fn()(
+        ref_blocks, radii_blocks, c_blocks, np.asarray(samples, np.float64), c_samples
+    )
     ref_total = c_ref.sum(axis=1)
     # A reference point drawn c times counts c times; scaled so the mean weight is 1.
     density = np.asarray(hits) * (len(reference) / ref_total) / (k * c_samples.sum(axis=1))

@@ -87,7 +87,10 @@ def _extractor(channels: int) -> Callable:
             x = x0
             for kernel in net:
                 x = jax.lax.conv_general_dilated(
-                    x, kernel, window_strides=(2, 2), padding="SAME",
+                    x,
+                    kernel,
+                    window_strides=(2, 2),
+                    padding="SAME",
                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
                 )
                 x = jax.nn.relu(x)

@@ -42,8 +42,14 @@ class ImageSet:
 
     def take(self, index: np.ndarray) -> ImageSet:
         return ImageSet(
-            self.name, self.images[index], [self.names[i] for i in index], self.root,
-            self.skipped, self.source_sizes, self.source_channels, self.bit_depth,
+            self.name,
+            self.images[index],
+            [self.names[i] for i in index],
+            self.root,
+            self.skipped,
+            self.source_sizes,
+            self.source_channels,
+            self.bit_depth,
         )
 
     def class_names(self) -> list[str] | None:
@@ -82,7 +88,9 @@ def common_size(real: Path, size: tuple[int, int] | None) -> tuple[int, int]:
         )
     h, w = sizes.pop()
     if h < MIN_SIZE or w < MIN_SIZE:
-        raise DataError(f"--real {real}: images are {h}x{w}; pass --size H W of at least {MIN_SIZE}")
+        raise DataError(
+            f"--real {real}: images are {h}x{w}; pass --size H W of at least {MIN_SIZE}"
+        )
     return h, w
 
 
@@ -110,13 +118,18 @@ def read_set(
 
 def canonical_order(images: np.ndarray) -> np.ndarray:
     """Indices sorting images by a hash of their pixels: the same for any file order."""
-    keys = [hashlib.blake2b(np.ascontiguousarray(im).tobytes(), digest_size=16).digest() for im in images]
+    keys = [
+        hashlib.blake2b(np.ascontiguousarray(im).tobytes(), digest_size=16).digest()
+        for im in images
+    ]
     return np.array(sorted(range(len(images)), key=keys.__getitem__), dtype=np.int64)
 
 
 def check_count(images: ImageSet, flag: str, minimum: int = MIN_IMAGES) -> None:
     if len(images) < minimum:
-        raise DataError(f"{flag} {images.root}: {len(images)} images; a gap report needs at least {minimum}")
+        raise DataError(
+            f"{flag} {images.root}: {len(images)} images; a gap report needs at least {minimum}"
+        )
 
 
 def subsample(n: int, limit: int | None, seed: int, stream: int) -> np.ndarray | None:
@@ -148,6 +161,7 @@ def pair_by_name(synthetic: ImageSet, refined: ImageSet) -> np.ndarray | None:
 
     None when the names do not match one to one: the sets are then resampled independently.
     """
+
     def stem(name: str) -> str:
         return name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
 

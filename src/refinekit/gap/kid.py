@@ -59,7 +59,9 @@ def _blocks(x: np.ndarray, counts: np.ndarray):
 @x64
 def _pair_sum(x: np.ndarray, y: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
     x_blocks, c_blocks = _blocks(np.asarray(x, np.float64), np.asarray(cx, np.float64))
-    out = _weighted_kernel_sum()(x_blocks, c_blocks, np.asarray(y, np.float64), np.asarray(cy, np.float64))
+    out = _weighted_kernel_sum()(
+        x_blocks, c_blocks, np.asarray(y, np.float64), np.asarray(cy, np.float64)
+    )
     return np.asarray(out)
 
 

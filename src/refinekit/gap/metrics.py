@@ -21,7 +21,10 @@ class MetricSpec:
     distance_text: str  # how the distance used for gap closed is made from the value
     distance: Callable[[np.ndarray], np.ndarray]
     description: str
-    bounds: tuple[float, float] = (-np.inf, np.inf)  # the values it can take; intervals are clipped to them
+    bounds: tuple[float, float] = (
+        -np.inf,
+        np.inf,
+    )  # the values it can take; intervals are clipped to them
 
 
 def _same(v):
@@ -37,55 +40,138 @@ def _from_one(v):
 
 
 SPECS = (
-    MetricSpec("kid", "KID (random features)", "lower", "value", _same,
-               "Unbiased MMD^2 with the cubic polynomial kernel on random-network features; "
-               "the headline number, comparable across set sizes."),
-    MetricSpec("frechet", "Frechet distance (random features)", "lower", "value", _same,
-               "Squared Frechet distance between Gaussians fitted to the random-network features; "
-               "biased upwards for small sets.",
-               bounds=(0.0, np.inf)),
-    MetricSpec("classifier_accuracy", "Domain classifier accuracy", "lower", "value", _same,
-               "Held-out balanced accuracy of a small CNN telling the set from real (0.5 = chance).",
-               bounds=(0.0, 1.0)),
-    MetricSpec("classifier_auc", "Domain classifier AUC", "lower", "value", _same,
-               "Held-out ROC AUC of the domain classifier (0.5 = chance).",
-               bounds=(0.0, 1.0)),
-    MetricSpec("proxy_a_distance", "Proxy A-distance", "lower", "value", _same,
-               "2 (1 - 2 error) of the domain classifier: 0 at chance, 2 when fully separable.",
-               bounds=(-2.0, 2.0)),
-    MetricSpec("spectrum_low", "Power spectrum, low band", "lower", "value", _same,
-               "Mean |log10 power difference| of the radially averaged spectra, frequencies up to "
-               "1/3 of Nyquist.",
-               bounds=(0.0, np.inf)),
-    MetricSpec("spectrum_mid", "Power spectrum, mid band", "lower", "value", _same,
-               "As above, 1/3 to 2/3 of Nyquist.",
-               bounds=(0.0, np.inf)),
-    MetricSpec("spectrum_high", "Power spectrum, high band", "lower", "value", _same,
-               "As above, 2/3 of Nyquist and up: where refiner artifacts (checkerboards, noise) show.",
-               bounds=(0.0, np.inf)),
-    MetricSpec("intensity_w1", "Intensity histogram W1", "lower", "value", _same,
-               "Wasserstein-1 distance between per-channel intensity histograms, mean over channels "
-               "(intensities in [0, 1]).",
-               bounds=(0.0, 1.0)),
-    MetricSpec("mean_shift", "Mean intensity shift", "lower", "value", _same,
-               "|mean(set) - mean(real)| per channel, averaged over channels.",
-               bounds=(0.0, 1.0)),
-    MetricSpec("std_shift", "Intensity std shift", "lower", "value", _same,
-               "|std(set) - std(real)| of pixel intensities per channel, averaged over channels.",
-               bounds=(0.0, 1.0)),
-    MetricSpec("density", "Density (k=5)", "near 1", "|1 - value|", _from_one,
-               "Naeem et al. density on random features: about 1 when the set matches real, "
-               "above 1 when it crowds into dense real regions.",
-               bounds=(0.0, np.inf)),
-    MetricSpec("coverage", "Coverage (k=5)", "higher", "-value", _negated,
-               "Naeem et al. coverage: fraction of real neighbourhoods holding a sample; drops when "
-               "diversity collapses.",
-               bounds=(0.0, 1.0)),
-    MetricSpec("train_on_x_accuracy", "Train on X, test on real: accuracy", "higher", "-value",
-               _negated,
-               "Accuracy on the real reference half of the small CNN trained on the set's class "
-               "subfolders (the real row trains on the other real half: the ceiling).",
-               bounds=(0.0, 1.0)),
+    MetricSpec(
+        "kid",
+        "KID (random features)",
+        "lower",
+        "value",
+        _same,
+        "Unbiased MMD^2 with the cubic polynomial kernel on random-network features; "
+        "the headline number, comparable across set sizes.",
+    ),
+    MetricSpec(
+        "frechet",
+        "Frechet distance (random features)",
+        "lower",
+        "value",
+        _same,
+        "Squared Frechet distance between Gaussians fitted to the random-network features; "
+        "biased upwards for small sets.",
+        bounds=(0.0, np.inf),
+    ),
+    MetricSpec(
+        "classifier_accuracy",
+        "Domain classifier accuracy",
+        "lower",
+        "value",
+        _same,
+        "Held-out balanced accuracy of a small CNN telling the set from real (0.5 = chance).",
+        bounds=(0.0, 1.0),
+    ),
+    MetricSpec(
+        "classifier_auc",
+        "Domain classifier AUC",
+        "lower",
+        "value",
+        _same,
+        "Held-out ROC AUC of the domain classifier (0.5 = chance).",
+        bounds=(0.0, 1.0),
+    ),
+    MetricSpec(
+        "proxy_a_distance",
+        "Proxy A-distance",
+        "lower",
+        "value",
+        _same,
+        "2 (1 - 2 error) of the domain classifier: 0 at chance, 2 when fully separable.",
+        bounds=(-2.0, 2.0),
+    ),
+    MetricSpec(
+        "spectrum_low",
+        "Power spectrum, low band",
+        "lower",
+        "value",
+        _same,
+        "Mean |log10 power difference| of the radially averaged spectra, frequencies up to "
+        "1/3 of Nyquist.",
+        bounds=(0.0, np.inf),
+    ),
+    MetricSpec(
+        "spectrum_mid",
+        "Power spectrum, mid band",
+        "lower",
+        "value",
+        _same,
+        "As above, 1/3 to 2/3 of Nyquist.",
+        bounds=(0.0, np.inf),
+    ),
+    MetricSpec(
+        "spectrum_high",
+        "Power spectrum, high band",
+        "lower",
+        "value",
+        _same,
+        "As above, 2/3 of Nyquist and up: where refiner artifacts (checkerboards, noise) show.",
+        bounds=(0.0, np.inf),
+    ),
+    MetricSpec(
+        "intensity_w1",
+        "Intensity histogram W1",
+        "lower",
+        "value",
+        _same,
+        "Wasserstein-1 distance between per-channel intensity histograms, mean over channels "
+        "(intensities in [0, 1]).",
+        bounds=(0.0, 1.0),
+    ),
+    MetricSpec(
+        "mean_shift",
+        "Mean intensity shift",
+        "lower",
+        "value",
+        _same,
+        "|mean(set) - mean(real)| per channel, averaged over channels.",
+        bounds=(0.0, 1.0),
+    ),
+    MetricSpec(
+        "std_shift",
+        "Intensity std shift",
+        "lower",
+        "value",
+        _same,
+        "|std(set) - std(real)| of pixel intensities per channel, averaged over channels.",
+        bounds=(0.0, 1.0),
+    ),
+    MetricSpec(
+        "density",
+        "Density (k=5)",
+        "near 1",
+        "|1 - value|",
+        _from_one,
+        "Naeem et al. density on random features: about 1 when the set matches real, "
+        "above 1 when it crowds into dense real regions.",
+        bounds=(0.0, np.inf),
+    ),
+    MetricSpec(
+        "coverage",
+        "Coverage (k=5)",
+        "higher",
+        "-value",
+        _negated,
+        "Naeem et al. coverage: fraction of real neighbourhoods holding a sample; drops when "
+        "diversity collapses.",
+        bounds=(0.0, 1.0),
+    ),
+    MetricSpec(
+        "train_on_x_accuracy",
+        "Train on X, test on real: accuracy",
+        "higher",
+        "-value",
+        _negated,
+        "Accuracy on the real reference half of the small CNN trained on the set's class "
+        "subfolders (the real row trains on the other real half: the ceiling).",
+        bounds=(0.0, 1.0),
+    ),
 )
 
 BY_KEY = {spec.key: spec for spec in SPECS}

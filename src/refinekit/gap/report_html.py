@@ -40,19 +40,28 @@ def sample_grid(images: np.ndarray, columns: int = GRID_COLUMNS) -> np.ndarray:
     grid = np.ones((rows * (h + 1) + 1, columns * (w + 1) + 1, c), np.float32)
     for i, image in enumerate(big):
         r, col = divmod(i, columns)
-        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + col * (w + 1) : 1 + col * (w + 1) + w] = image
+        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + col * (w + 1) : 1 + col * (w + 1) + w] = (
+            image
+        )
     return grid
 
 
 def _table(document: dict) -> str:
     has_refined = document["sets"]["refined"] is not None
-    head = ["Metric", "Synthetic vs real", *(["Refined vs real"] if has_refined else []),
-            "Real vs real (floor)", *(["Gap closed"] if has_refined else [])]
+    head = [
+        "Metric",
+        "Synthetic vs real",
+        *(["Refined vs real"] if has_refined else []),
+        "Real vs real (floor)",
+        *(["Gap closed"] if has_refined else []),
+    ]
     rows = ["<tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"]
     for m in document["metrics"]:
-        cells = [f'<td title="{escape(m["description"])}">{escape(m["name"])} '
-                 f'<small>({escape(m["better"])} is better)</small></td>',
-                 f"<td>{escape(formatting.estimate(m['synthetic']))}</td>"]
+        cells = [
+            f'<td title="{escape(m["description"])}">{escape(m["name"])} '
+            f"<small>({escape(m['better'])} is better)</small></td>",
+            f"<td>{escape(formatting.estimate(m['synthetic']))}</td>",
+        ]
         if has_refined:
             cells.append(f"<td>{escape(formatting.estimate(m['refined']))}</td>")
         cells.append(f"<td>{escape(formatting.estimate(m['real_floor']))}</td>")
@@ -61,21 +70,32 @@ def _table(document: dict) -> str:
             cells.append(f'<td class="{css}">{escape(formatting.gap_closed_cell(m))}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
         for flag in m["flags"]:
-            rows.append(f'<tr class="flag"><td colspan="{len(head)}">{escape(m["name"])}: '
-                        f"{escape(flag)}</td></tr>")
+            rows.append(
+                f'<tr class="flag"><td colspan="{len(head)}">{escape(m["name"])}: '
+                f"{escape(flag)}</td></tr>"
+            )
     return "<table>" + "".join(rows) + "</table>"
 
 
 def _charts(document: dict) -> str:
     charts = document["charts"]
     spec = charts["spectrum"]
-    parts = [line_chart(spec["frequency"], spec["log10_power"], "Radially averaged power spectrum",
-                        "frequency (fraction of Nyquist)", "log10 power")]
+    parts = [
+        line_chart(
+            spec["frequency"],
+            spec["log10_power"],
+            "Radially averaged power spectrum",
+            "frequency (fraction of Nyquist)",
+            "log10 power",
+        )
+    ]
     hist = charts["histogram"]
     centres = [(a + b) / 2 for a, b in zip(hist["edges"][:-1], hist["edges"][1:], strict=True)]
     names = ["gray"] if len(hist["channels"]) == 1 else ["red", "green", "blue"]
     for name, channel in zip(names, hist["channels"], strict=True):
-        parts.append(line_chart(centres, channel, f"Intensity histogram, {name}", "intensity", "density"))
+        parts.append(
+            line_chart(centres, channel, f"Intensity histogram, {name}", "intensity", "density")
+        )
     return "".join(f'<div class="chart">{p}</div>' for p in parts)
 
 
@@ -84,7 +104,9 @@ def _grids(samples: dict[str, np.ndarray]) -> str:
     for name in ("synthetic", "refined", "real"):
         if name in samples and len(samples[name]):
             uri = png_data_uri(sample_grid(samples[name]))
-            out.append(f'<figure><img src="{uri}" alt="{name} samples"><figcaption>{name}</figcaption></figure>')
+            out.append(
+                f'<figure><img src="{uri}" alt="{name} samples"><figcaption>{name}</figcaption></figure>'
+            )
     return "".join(out)
 
 
@@ -105,8 +127,11 @@ code { background: #f4f4f4; padding: 0 3px; }
 def render_html(document: dict, samples: dict[str, np.ndarray]) -> str:
     reading, features, sets = document["reading"], document["features"], document["sets"]
     height, width = reading["size"]
-    counts = ", ".join(f"{name} {sets[name]['count']}" for name in ("real", "synthetic", "refined")
-                       if sets.get(name))
+    counts = ", ".join(
+        f"{name} {sets[name]['count']}"
+        for name in ("real", "synthetic", "refined")
+        if sets.get(name)
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>refinekit gap report</title>
 <style>{STYLE}</style></head><body>

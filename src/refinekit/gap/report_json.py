@@ -101,8 +101,16 @@ FEATURE_NOTE = (
 
 
 def build_document(
-    *, verdict: str, seed: int, replicates: int, reading: dict, sets: dict, subsampled: dict,
-    classes: list[str], rows: list[Row], charts: dict,
+    *,
+    verdict: str,
+    seed: int,
+    replicates: int,
+    reading: dict,
+    sets: dict,
+    subsampled: dict,
+    classes: list[str],
+    rows: list[Row],
+    charts: dict,
 ) -> dict:
     """The whole JSON report, in the schema above."""
     return {
@@ -113,7 +121,11 @@ def build_document(
         "reading": reading,
         "sets": sets,
         "subsampled": subsampled,
-        "bootstrap": {"replicates": replicates, "confidence": CONFIDENCE, "method": BOOTSTRAP_METHOD},
+        "bootstrap": {
+            "replicates": replicates,
+            "confidence": CONFIDENCE,
+            "method": BOOTSTRAP_METHOD,
+        },
         "features": {
             "description": features.DESCRIPTION,
             "dim": features.FEATURE_DIM,

@@ -70,10 +70,28 @@ def gap_report(
     Raises UsageError/DataError for bad arguments or inputs, RefinekitError for a failure
     (e.g. a non-finite metric).
     """
-    _check_arguments(refined, run, step, model, json_path, html_path, channels, replicates,
-                     batch_size, max_images, save_refined)
-    sets = _read_sets(Path(real), Path(synthetic), Path(refined) if refined else None, size,
-                      channels, strict, progress)
+    _check_arguments(
+        refined,
+        run,
+        step,
+        model,
+        json_path,
+        html_path,
+        channels,
+        replicates,
+        batch_size,
+        max_images,
+        save_refined,
+    )
+    sets = _read_sets(
+        Path(real),
+        Path(synthetic),
+        Path(refined) if refined else None,
+        size,
+        channels,
+        strict,
+        progress,
+    )
     sets.subsample(max_images, seed)
     if run is not None or model is not None:
         sets.refined, sets.refined_info = _refine_on_the_fly(
@@ -94,7 +112,10 @@ def gap_report(
     reference = prepared.pop("reference")
     computed = compute.compute_metrics(reference, prepared, seed, len(classes), progress)
     rows = summary.summarise(computed)
-    sizes = {"real reference": len(reference), **{k.replace("_", " "): len(v) for k, v in prepared.items()}}
+    sizes = {
+        "real reference": len(reference),
+        **{k.replace("_", " "): len(v) for k, v in prepared.items()},
+    }
     small = frechet.small_set_flag(sizes, features.FEATURE_DIM)
     for row in rows:
         if row.spec.key == "frechet" and small:
@@ -173,7 +194,11 @@ def _read_sets(real, synthetic, refined, size, channels, strict, progress) -> _S
         order = inputs.pair_by_name(syn, ref_set)
         sets.paired = order is not None
         sets.refined = ref_set.take(order) if sets.paired else ref_set
-        sets.refined_info = {"source": "folder", "model": None, "paired_with_synthetic": sets.paired}
+        sets.refined_info = {
+            "source": "folder",
+            "model": None,
+            "paired_with_synthetic": sets.paired,
+        }
         advance(1)
     return sets
 
@@ -184,8 +209,11 @@ def _resamples(real_a, real_b, syn, ref_set, paired, replicates, seed) -> dict:
     counts_s = bootstrap.count_matrix(len(syn), replicates, rng)
     counts_a = bootstrap.count_matrix(len(real_a), replicates, rng)
     counts_b = bootstrap.count_matrix(len(real_b), replicates, rng)
-    named = {"reference": (real_a, counts_a), summary.SYNTHETIC: (syn, counts_s),
-             summary.FLOOR: (real_b, counts_b)}
+    named = {
+        "reference": (real_a, counts_a),
+        summary.SYNTHETIC: (syn, counts_s),
+        summary.FLOOR: (real_b, counts_b),
+    }
     if ref_set is not None:
         counts_f = counts_s if paired else bootstrap.count_matrix(len(ref_set), replicates, rng)
         named[summary.REFINED] = (ref_set, counts_f)
@@ -212,17 +240,32 @@ def _prepare(named, classes, batch_size, progress) -> dict[str, compute.Prepared
     return prepared
 
 
-def _check_arguments(refined, run, step, model, json_path, html_path, channels, replicates,
-                     batch_size, max_images, save_refined) -> None:
+def _check_arguments(
+    refined,
+    run,
+    step,
+    model,
+    json_path,
+    html_path,
+    channels,
+    replicates,
+    batch_size,
+    max_images,
+    save_refined,
+) -> None:
     if refined is not None and (run is not None or model is not None):
-        raise UsageError("--refined and --run/--model cannot be used together: give a folder of "
-                         "refined images, or a refiner to refine the synthetic set with")
+        raise UsageError(
+            "--refined and --run/--model cannot be used together: give a folder of "
+            "refined images, or a refiner to refine the synthetic set with"
+        )
     if run is not None and model is not None:
         raise UsageError("--run and --model cannot be used together: pick one refiner")
     if step is not None and run is None:
         raise UsageError(f"--step {step} needs --run")
     if save_refined is not None and run is None and model is None:
-        raise UsageError(f"--save-refined {save_refined} needs --run or --model (refinement on the fly)")
+        raise UsageError(
+            f"--save-refined {save_refined} needs --run or --model (refinement on the fly)"
+        )
     if channels not in (None, 1, 3):
         raise UsageError(f"--channels {channels}: must be 1 (gray) or 3 (RGB)")
     if replicates < 20:
@@ -244,8 +287,12 @@ def _refine_on_the_fly(syn, run, step, model, batch_size, channels, progress):
     from ..images import convert_channels
     from ..inference import load_refiner
 
-    refiner = load_refiner(run=Path(run) if run else None, step=step,
-                           model=Path(model) if model else None, batch_size=batch_size)
+    refiner = load_refiner(
+        run=Path(run) if run else None,
+        step=step,
+        model=Path(model) if model else None,
+        batch_size=batch_size,
+    )
     source = syn.images
     if refiner.channels != source.shape[-1]:
         source = convert_channels(source, refiner.channels)
@@ -257,14 +304,26 @@ def _refine_on_the_fly(syn, run, step, model, batch_size, channels, progress):
         advance(len(chunk))
     out = np.concatenate(chunks)
     if out.shape != source.shape:
-        raise RefinekitError(f"the refiner returned images of shape {out.shape[1:]} for {source.shape[1:]}")
+        raise RefinekitError(
+            f"the refiner returned images of shape {out.shape[1:]} for {source.shape[1:]}"
+        )
     if not np.isfinite(out).all():
-        raise RefinekitError("the refiner produced non-finite pixels (NaN/inf); the checkpoint may be diverged")
+        raise RefinekitError(
+            "the refiner produced non-finite pixels (NaN/inf); the checkpoint may be diverged"
+        )
     out = np.clip(out, 0.0, 1.0)
     if out.shape[-1] != channels:
         out = convert_channels(out, channels)
-    refined = inputs.ImageSet("refined", out, list(syn.names), None, [], syn.source_sizes,
-                              [refiner.channels], syn.bit_depth)
+    refined = inputs.ImageSet(
+        "refined",
+        out,
+        list(syn.names),
+        None,
+        [],
+        syn.source_sizes,
+        [refiner.channels],
+        syn.bit_depth,
+    )
     info = {
         "source": "run" if run is not None else "model",
         "model": dict(refiner.model_id),
@@ -288,8 +347,11 @@ def _save(images: inputs.ImageSet, folder: Path) -> None:
 
 
 def _reading(size, channels, sets) -> dict:
-    resized = [name for name, s in sets.items()
-               if s is not None and any(tuple(sz) != tuple(size) for sz in s.source_sizes)]
+    resized = [
+        name
+        for name, s in sets.items()
+        if s is not None and any(tuple(sz) != tuple(size) for sz in s.source_sizes)
+    ]
     return {
         "path": "refinekit.images.load_set (the one reading path for every set)",
         "decoder": "Pillow via imageio; first frame; 16-bit kept as 16-bit",
@@ -311,8 +373,11 @@ def _describe_sets(sets, real_a, real_b, refined_info) -> dict:
             out[name] = None
             continue
         out[name] = image_set.describe()
-    out["real"].update(reference_count=len(real_a), holdout_count=len(real_b),
-                       split="seeded halves (stratified by class when labelled)")
+    out["real"].update(
+        reference_count=len(real_a),
+        holdout_count=len(real_b),
+        split="seeded halves (stratified by class when labelled)",
+    )
     if out["refined"] is not None:
         out["refined"].update(refined_info)
     return out
@@ -322,8 +387,10 @@ def _charts(reference, prepared) -> dict:
     """Point-estimate spectra and histograms for the HTML charts."""
     every = {"real": reference, **{k: v for k, v in prepared.items()}}
     rings = reference.spectra.shape[1]
-    log_power = {name: spectrum.set_log_spectrum(p.spectra, p.counts[:1])[0].tolist()
-                 for name, p in every.items()}
+    log_power = {
+        name: spectrum.set_log_spectrum(p.spectra, p.counts[:1])[0].tolist()
+        for name, p in every.items()
+    }
     factor = BINS // CHART_BINS
     hist = {}
     for name, p in every.items():
@@ -331,11 +398,16 @@ def _charts(reference, prepared) -> dict:
         hist[name] = h.reshape(h.shape[0], CHART_BINS, factor).sum(-1) * CHART_BINS
     channels = next(iter(hist.values())).shape[0]
     return {
-        "spectrum": {"frequency": spectrum.ring_frequencies(rings).tolist(), "log10_power": log_power},
+        "spectrum": {
+            "frequency": spectrum.ring_frequencies(rings).tolist(),
+            "log10_power": log_power,
+        },
         "histogram": {
             "bins": CHART_BINS,
             "edges": np.linspace(0, 1, CHART_BINS + 1).tolist(),
-            "channels": [{name: h[c].tolist() for name, h in hist.items()} for c in range(channels)],
+            "channels": [
+                {name: h[c].tolist() for name, h in hist.items()} for c in range(channels)
+            ],
         },
     }
 

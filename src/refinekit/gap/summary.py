@@ -101,7 +101,9 @@ def _details(computed: Computed, key: str) -> dict:
         entry = {}
         for field_name, value in extra.items():
             if isinstance(value, np.ndarray) and value.ndim == 2:  # (replicates, channels)
-                entry[field_name] = [Estimate.from_replicates(value[:, c]).as_dict() for c in range(value.shape[1])]
+                entry[field_name] = [
+                    Estimate.from_replicates(value[:, c]).as_dict() for c in range(value.shape[1])
+                ]
             else:
                 entry[field_name] = value
         out[name] = entry
@@ -125,7 +127,9 @@ def verdict(rows: list[Row]) -> str:
         return text + "."
     improved = sum(row.outcome == "improved" for row in rows)
     worse = sum(row.outcome == "worse" for row in rows)
-    tally = f"{improved} of {len(rows)} metrics improved significantly, {worse} got significantly worse"
+    tally = (
+        f"{improved} of {len(rows)} metrics improved significantly, {worse} got significantly worse"
+    )
     if kid.gap_closed is None:
         return f"No significant synthetic-to-real gap on KID, so nothing to close; {tally}."
     g = kid.gap_closed

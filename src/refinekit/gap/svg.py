@@ -20,8 +20,13 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 
 def line_chart(
-    x: list[float], series: dict[str, list[float]], title: str, x_label: str, y_label: str,
-    width: int = 460, height: int = 260,
+    x: list[float],
+    series: dict[str, list[float]],
+    title: str,
+    x_label: str,
+    y_label: str,
+    width: int = 460,
+    height: int = 260,
 ) -> str:
     """One polyline per series over shared x values; axes with 5 ticks; a legend."""
     left, right, top, bottom = 56, 12, 28, 40
@@ -48,11 +53,17 @@ def line_chart(
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>',
     ]
     for t in _ticks(x_low, x_high):
-        parts.append(f'<text x="{px(t):.1f}" y="{top + plot_h + 14}" text-anchor="middle">{t:.3g}</text>')
+        parts.append(
+            f'<text x="{px(t):.1f}" y="{top + plot_h + 14}" text-anchor="middle">{t:.3g}</text>'
+        )
     for t in _ticks(y_low, y_high):
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#eee"/>')
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#eee"/>'
+        )
         parts.append(f'<text x="{left - 4}" y="{py(t) + 4:.1f}" text-anchor="end">{t:.3g}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>')
+    parts.append(
+        f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>'
+    )
     parts.append(
         f'<text x="14" y="{top + plot_h / 2}" text-anchor="middle" '
         f'transform="rotate(-90 14 {top + plot_h / 2})">{escape(y_label)}</text>'
@@ -60,10 +71,16 @@ def line_chart(
     for i, (name, ys) in enumerate(series.items()):
         colour = COLOURS.get(name, FALLBACK[i % len(FALLBACK)])
         points = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(x, ys, strict=True))
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{points}"/>')
+        parts.append(
+            f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{points}"/>'
+        )
         ly = top + 12 + 14 * i
-        parts.append(f'<line x1="{left + plot_w - 110}" x2="{left + plot_w - 92}" y1="{ly}" y2="{ly}" '
-                     f'stroke="{colour}" stroke-width="2"/>')
-        parts.append(f'<text x="{left + plot_w - 88}" y="{ly + 4}">{escape(name.replace("_", " "))}</text>')
+        parts.append(
+            f'<line x1="{left + plot_w - 110}" x2="{left + plot_w - 92}" y1="{ly}" y2="{ly}" '
+            f'stroke="{colour}" stroke-width="2"/>'
+        )
+        parts.append(
+            f'<text x="{left + plot_w - 88}" y="{ly + 4}">{escape(name.replace("_", " "))}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)

@@ -27,8 +27,11 @@ def report_table(document: dict) -> Table:
         table.add_column("Gap closed", justify="right")
     for metric in document["metrics"]:
         # Text cells: interval brackets must not be read as rich markup.
-        cells = [Text(metric["name"]), Text(metric["better"]),
-                 Text(formatting.estimate(metric["synthetic"]))]
+        cells = [
+            Text(metric["name"]),
+            Text(metric["better"]),
+            Text(formatting.estimate(metric["synthetic"])),
+        ]
         if document["sets"]["refined"] is not None:
             cells.append(Text(formatting.estimate(metric["refined"])))
         cells.append(Text(formatting.estimate(metric["real_floor"])))
