@@ -57,6 +57,14 @@ class BenchResult:
         return asdict(self)
 
 
+def _image_shape(config: TrainConfig) -> tuple[tuple[int, int], int]:
+    """The (H, W) and channel count a bench config must name (the CLI always fills both)."""
+    if config.size is None or config.channels is None:
+        raise ValueError("bench needs a config with size and channels set")
+    height, width = config.size
+    return (int(height), int(width)), int(config.channels)
+
+
 def _random_data(n: int, size: tuple[int, int], channels: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (n, *size, channels), dtype=np.uint8)
@@ -69,16 +77,14 @@ def bench_train(config: TrainConfig, repeats: int = 10, warmup: int = 2) -> Benc
     from . import microbatch
     from .steps import DeviceData, StepFunctions, make_mesh
 
-    size, channels = tuple(config.size), int(config.channels)
+    size, channels = _image_shape(config)
     fns = StepFunctions(config, (*size, channels), make_mesh())
     state = fns.init_state()
-    data = jax.device_put(
-        DeviceData(
-            _random_data(4 * config.batch_size, size, channels, 0),
-            _random_data(4 * config.batch_size, size, channels, 1),
-        ),
-        fns.replicated,
+    synthetic, real = (
+        jax.device_put(_random_data(4 * config.batch_size, size, channels, seed), fns.replicated)
+        for seed in (0, 1)
     )
+    data = DeviceData(synthetic, real)
     step = fns.multi_step("adversarial", config.steps_per_call)
     start = time.perf_counter()
     state, metrics = step(state, data)
@@ -132,7 +138,7 @@ def bench_refine(
     from .inference import Refiner
     from .models import build_models
 
-    size, channels = tuple(config.size), int(config.channels)
+    size, channels = _image_shape(config)
     refiner, _ = build_models(config, channels, config.seed)
     _, params = nnx.split(refiner, nnx.Param)
     model = Refiner(
@@ -216,7 +222,7 @@ def bench_breakdown(config: TrainConfig, repeats: int = 5) -> list[OpTiming]:
     import jax
     import jax.numpy as jnp
 
-    size, channels, b = tuple(config.size), int(config.channels), config.batch_size
+    (size, channels), b = _image_shape(config), config.batch_size
     out: list[OpTiming] = []
     seen: dict[tuple, int] = {}
     for name, h, w, cin, cout, k, s in _conv_layers(config, channels, size):
