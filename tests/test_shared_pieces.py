@@ -1,0 +1,53 @@
+"""The shared pieces every command uses: the stop mechanism and provenance."""
+
+import os
+import signal
+import threading
+
+import pytest
+
+from refinekit import provenance
+from refinekit.stop import Interrupted, StopOnSignals
+
+
+def test_first_signal_is_recorded_second_stops_now():
+    with StopOnSignals() as stop:
+        assert not stop.requested()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested() and stop.signum == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    error = stop.interrupted("stopped after step 4; run the same command again to resume")
+    assert isinstance(error, Interrupted)
+    assert error.exit_code == 128 + signal.SIGTERM == 143
+    assert str(error).startswith("SIGTERM: stopped after step 4")
+
+
+def test_handlers_are_restored_and_worker_threads_install_none():
+    before = signal.getsignal(signal.SIGINT)
+    with StopOnSignals():
+        assert signal.getsignal(signal.SIGINT) is not before
+    assert signal.getsignal(signal.SIGINT) is before
+
+    seen = []
+
+    def worker():
+        with StopOnSignals() as stop:
+            seen.append(stop._old)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [{}]
+
+
+def test_interrupted_needs_a_request():
+    with pytest.raises(RuntimeError):
+        StopOnSignals().interrupted("x")
+
+
+def test_package_versions_name_every_package():
+    versions = provenance.package_versions()
+    assert set(versions) == {"python", *provenance.PACKAGES}
+    assert versions["numpy"] == __import__("numpy").__version__
+    assert provenance.package_version("surely-not-installed-package-xyz") is None
