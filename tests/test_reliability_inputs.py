@@ -30,8 +30,10 @@ from PIL import Image
 from conftest import TINY, write_images
 from refinekit import TrainConfig, checkpoint
 from refinekit.cli import main
-from refinekit.images import load_set, png_header, read_image
-from refinekit.manifest import MANIFEST_NAME, read_records
+from refinekit.io.decode import read_image
+from refinekit.io.png16 import png_header
+from refinekit.io.sets import load_set
+from refinekit.refine.manifest import MANIFEST_NAME, read_records
 from refinekit.steps import StepFunctions, make_mesh
 from refinekit.train import load_training_data
 
@@ -43,7 +45,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def _png16_rgb(pixels: np.ndarray) -> bytes:
-    from refinekit.outputs import encode_png16
+    from refinekit.io.png16 import encode_png16
 
     return encode_png16(pixels)
 

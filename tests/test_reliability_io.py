@@ -2,7 +2,7 @@
 round trips for every format, mode and bit depth refinekit keeps (no JAX here).
 
 The 16-bit colour PNG files are written by a small encoder in this file that can use each of
-the five PNG row filters, so every branch of `images.read_png16` is exercised; Pillow, which
+the five PNG row filters, so every branch of `io.png16.read_png16` is exercised; Pillow, which
 reads these files at 8 bits, checks the high bytes independently.
 """
 
@@ -19,8 +19,10 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from refinekit.errors import ImageReadError
-from refinekit.images import png_header, read_image
-from refinekit.outputs import SourceMeta, encode_image, probe_source
+from refinekit.io.decode import read_image
+from refinekit.io.encode import encode_image
+from refinekit.io.meta import SourceMeta, probe_source
+from refinekit.io.png16 import png_header
 from refinekit.refine import refine_folder
 
 RNG = np.random.default_rng(0)
@@ -275,7 +277,7 @@ def test_refine_keeps_16bit_colour_png_and_tiff(tmp_path):
 
 
 def test_png16_encoder_output_reads_back_at_16_bits(tmp_path):
-    """outputs.encode_png16 (what refine writes) and images.read_png16 agree."""
+    """png16.encode_png16 (what refine writes) and png16.read_png16 agree."""
     pixels = RNG.integers(0, 65536, (5, 9, 3), dtype=np.uint16)
     data = encode_image(pixels, ".png")
     with Image.open(io.BytesIO(data)) as im:

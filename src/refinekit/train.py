@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, images
+from . import checkpoint
 from .config import TrainConfig, incompatible_fields
 from .errors import CheckpointError, ConfigError, DataError, NonFiniteError, RefinekitError
-from .outputs import atomic_write, encode_image, temp_target
+from .io import files, pixels, sets
+from .io.atomic import atomic_write, temp_target
+from .io.encode import encode_image
 
 Event = dict[str, Any]
 SAMPLE_COUNT = 8
@@ -74,11 +76,11 @@ def _quantise(images_f: np.ndarray, bit_depth: int) -> np.ndarray:
 
 def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
     """Decode both folders with one reading path; resolves `size` and `channels` in the config."""
-    syn_paths = images.list_images(Path(config.synthetic), "--synthetic")
-    images.list_images(Path(config.real), "--real")
+    syn_paths = files.list_images(Path(config.synthetic), "--synthetic")
+    files.list_images(Path(config.real), "--real")
     size = config.size
     if size is None:
-        sizes = set(images.probe_sizes(syn_paths).values())
+        sizes = set(sets.probe_sizes(syn_paths).values())
         if len(sizes) > 1:
             listed = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
             raise DataError(
@@ -87,7 +89,7 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
             )
         size = sizes.pop() if sizes else None  # none readable: load_set names the first bad file
     channels = config.channels
-    syn = images.load_set(
+    syn = sets.load_set(
         Path(config.synthetic),
         flag="--synthetic",
         channels=channels,
@@ -101,7 +103,7 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
                 f"--synthetic {config.synthetic}: mixes gray and colour images; pass --channels 1 or 3"
             )
         channels = syn.images.shape[-1]
-    real = images.load_set(
+    real = sets.load_set(
         Path(config.real),
         flag="--real",
         channels=channels,
@@ -116,13 +118,13 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
             "folder": str(Path(config.synthetic).absolute()),
             "images": len(syn.paths),
             "skipped": len(syn.skipped),
-            "fingerprint": images.fingerprint(syn.paths, Path(config.synthetic)),
+            "fingerprint": files.fingerprint(syn.paths, Path(config.synthetic)),
         },
         "real": {
             "folder": str(Path(config.real).absolute()),
             "images": len(real.paths),
             "skipped": len(real.skipped),
-            "fingerprint": images.fingerprint(real.paths, Path(config.real)),
+            "fingerprint": files.fingerprint(real.paths, Path(config.real)),
         },
         "bit_depth": depth,
     }
@@ -468,7 +470,7 @@ def _train(config: TrainConfig, on_event: Callable[[Event], None] | None) -> Tra
 
 def to_float(stored: np.ndarray) -> np.ndarray:
     """Stored uint8/uint16 -> float32 in [-1, 1], as the step sees it."""
-    return images.to_unit_float(stored) * 2.0 - 1.0
+    return pixels.to_unit_float(stored) * 2.0 - 1.0
 
 
 def _next_multiple(step: int, every: int) -> int:

@@ -153,7 +153,7 @@ def write_report(flag: str, path: Path, text: str) -> None:
     """`text` to `path` through a temporary file renamed into place; a failure is one
     RefinekitError naming the file, and leaves neither a partial report nor a temporary file."""
     from ..errors import RefinekitError
-    from ..outputs import atomic_write
+    from ..io.atomic import atomic_write
 
     try:
         atomic_write(path, text.encode("utf-8"))

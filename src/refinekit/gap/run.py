@@ -312,8 +312,8 @@ def _refine_on_the_fly(syn, run, step, model, batch_size, channels, progress):
 
     Returns the refined set (paired with the synthetic one) and what the JSON says about it.
     """
-    from ..images import convert_channels
     from ..inference import load_refiner
+    from ..io.pixels import convert_channels
 
     refiner = load_refiner(
         run=Path(run) if run else None,
@@ -367,7 +367,8 @@ def _save(images: inputs.ImageSet, folder: Path) -> None:
     """Write refined images as 8-bit PNGs under their synthetic relative names, each atomically
     (a full disk leaves no partial file: the error names the file)."""
     from ..errors import RefinekitError
-    from ..outputs import atomic_write, encode_image
+    from ..io.atomic import atomic_write
+    from ..io.encode import encode_image
 
     targets: dict[Path, str] = {}
     for name in images.names:
@@ -396,7 +397,7 @@ def _reading(size, channels, sets) -> dict:
         if s is not None and any(tuple(sz) != tuple(size) for sz in s.source_sizes)
     ]
     return {
-        "path": "refinekit.images.load_set (the one reading path for every set)",
+        "path": "refinekit.io.sets.load_set (the one reading path for every set)",
         "decoder": "Pillow via imageio; first frame; 16-bit kept as 16-bit",
         "alpha": "dropped",
         "mode": inputs.MODES[channels],
