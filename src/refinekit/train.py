@@ -6,6 +6,7 @@ The run folder holds config.json, checkpoints/, metrics.jsonl and samples/.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -28,6 +29,7 @@ from .io.encode import encode_image
 
 Event = dict[str, Any]
 SAMPLE_COUNT = 8
+MIN_TRAIN_SIDE = 4  # TrainConfig's minimum --size
 
 
 class TrainingInterrupted(RefinekitError):
@@ -88,6 +90,12 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
                 "pass --size H W to train at one size"
             )
         size = sizes.pop() if sizes else None  # none readable: load_set names the first bad file
+        if size is not None and min(size) < MIN_TRAIN_SIDE:
+            raise DataError(
+                f"--synthetic {config.synthetic}: the images are {size[0]}x{size[1]} pixels, "
+                f"smaller than the {MIN_TRAIN_SIDE}x{MIN_TRAIN_SIDE} minimum for training; pass "
+                f"--size H W (each >= {MIN_TRAIN_SIDE}) to resize them"
+            )
     channels = config.channels
     syn = sets.load_set(
         Path(config.synthetic),
@@ -189,9 +197,10 @@ def _trim_metrics(path: Path, last_step: int) -> None:
 def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
     """If `out` holds a run, check the config is compatible and return its latest step."""
     run = Path(config.out)
+    _check_run_folder(config)
     saved_path = run / "config.json"
     if not saved_path.exists():
-        if run.exists() and any(run.iterdir()) and not (run / "checkpoints").exists():
+        if run.exists() and _has_files(run) and not (run / "checkpoints").exists():
             raise ConfigError(
                 f"--out {run}: exists and is not a refinekit run folder (no config.json); choose another --out"
             )
@@ -204,16 +213,35 @@ def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
         name: getattr(saved, name) for name in ("size", "channels") if getattr(config, name) is None
     }
     config = config.replace(**fill)
+    last = checkpoint.steps(run)
     changed = incompatible_fields(saved, config)
+    if changed and not last:
+        return config, None  # nothing was trained with the saved settings: start afresh
     if changed:
         raise ConfigError(
             f"--out {run}: this run was trained with other settings ({'; '.join(changed)}); "
             "use a new --out, or the run's own settings"
         )
-    last = checkpoint.steps(run)
     if last:
         _check_checkpoint_config(run, last[-1], config)
     return config, (last[-1] if last else None)
+
+
+def _check_run_folder(config: TrainConfig) -> None:
+    """Before anything is read or written: --out is (or can be) a folder, and it is neither
+    an input folder, inside one, nor holding one (guard.py)."""
+    from . import guard
+
+    run = Path(config.out)
+    guard.check_output_folder("--out", run)
+    inputs = [("--synthetic", Path(config.synthetic)), ("--real", Path(config.real))]
+    guard.check_not_input("--out", run, inputs, output_is_folder=True)
+
+
+def _has_files(run: Path) -> bool:
+    from .lock import is_lock_name
+
+    return any(not is_lock_name(p.name) for p in run.iterdir())
 
 
 def _check_checkpoint_config(run: Path, step: int, config: TrainConfig) -> None:
@@ -264,7 +292,8 @@ def train(config: TrainConfig, on_event: Callable[[Event], None] | None = None) 
     permissions); the last complete checkpoint is kept in every case.
     """
     try:
-        return _train(config, on_event)
+        with contextlib.ExitStack() as held:  # the run folder's lock, while training
+            return _train(config, on_event, held)
     except OSError as exc:
         raise _file_error(config, exc) from exc
 
@@ -283,7 +312,9 @@ def _file_error(config: TrainConfig, exc: OSError) -> RefinekitError:
     )
 
 
-def _train(config: TrainConfig, on_event: Callable[[Event], None] | None) -> TrainResult:
+def _train(
+    config: TrainConfig, on_event: Callable[[Event], None] | None, held: contextlib.ExitStack
+) -> TrainResult:
     import jax
 
     from .models import patch_geometry
@@ -302,6 +333,9 @@ def _train(config: TrainConfig, on_event: Callable[[Event], None] | None) -> Tra
         raise ConfigError(f"--out {run}: cannot create the run folder ({exc.strerror})") from exc
     primary = jax.process_index() == 0  # with several hosts, one writes the run folder files
     if primary:
+        from .lock import FolderLock
+
+        held.enter_context(FolderLock(run, "--out"))  # one writer; its temporaries are safe
         _remove_temporaries(run)
     config = config.replace(
         extra={"data": data.info, "versions": _versions(), "history_size": config.history_size}
