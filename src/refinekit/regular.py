@@ -17,7 +17,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import RefinekitError
+from .errors import ImageReadError
 
 # Whole-file reads into memory: images (the largest image refinekit decodes, 2^27 pixels of
 # 16-bit RGBA, is 1 GiB uncompressed), config and JSON files, exported refiners.
@@ -34,8 +34,18 @@ _KINDS = (
 )
 
 
-class NotRegularFile(RefinekitError):
-    """A path that is not a regular file (FIFO, device, socket, folder), or is over the cap."""
+class NotRegularFile(ImageReadError, OSError):
+    """A path that is not a regular file (FIFO, device, socket, folder), or is over the cap.
+
+    An ImageReadError, so image readers skip or fail the file like an undecodable one, and an
+    OSError, so file copies fail that one file like any unreadable one. Its message names
+    the file."""
+
+    def __init__(self, message: str):
+        Exception.__init__(self, message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def kind_of(mode: int) -> str:

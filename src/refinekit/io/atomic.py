@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ..regular import open_regular
+
 # A temporary output: ".<name>.refinekit-tmp-<pid>" in the destination's folder. Hidden, and
 # with a suffix no image reader or label loader takes for one of its files.
 TEMP_MARK = ".refinekit-tmp-"
@@ -99,10 +101,13 @@ def atomic_copy(source: Path, path: Path) -> Written:
 
 
 def _copier(source: Path, digest) -> Fill:
-    """fill(fd) for a copy of `source` that hashes the bytes as it writes them."""
+    """fill(fd) for a copy of `source` that hashes the bytes as it writes them. Only a regular
+    file is copied: a FIFO would block forever and /dev/zero never ends (regular.py); either
+    raises NotRegularFile, an OSError that fails this one file."""
 
     def fill(fd: int) -> None:
-        with open(source, "rb") as src:
+        source_fd, _ = open_regular(source)
+        with os.fdopen(source_fd, "rb") as src:
             while block := src.read(CHUNK):
                 digest.update(block)
                 _write_all(fd, block)
@@ -261,6 +266,7 @@ def _create(temp: Path) -> int:
         os.O_WRONLY
         | os.O_CREAT
         | os.O_TRUNC
+        | getattr(os, "O_NOFOLLOW", 0)  # a link planted under the temporary name is refused
         | getattr(os, "O_CLOEXEC", 0)
         | getattr(os, "O_BINARY", 0)
     )

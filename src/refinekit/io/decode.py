@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import re
 import sys
 import warnings
 from dataclasses import dataclass
@@ -18,14 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
+from ..regular import IMAGE_BYTES_CAP, NotRegularFile, read_regular
 from .formats import BY_NAME
 from .meta import SourceMeta, meta_of, probe_source
 from .png16 import png_header, read_png16
-from .source import MAX_PIXELS, check_pixels, readable
+from .source import MAX_PIXELS, apng_frames, check_frames, check_pixels, readable
 from .tiff import read_tiff
 
 _TIFF_SUFFIXES = BY_NAME["TIFF"].suffixes
 _ONE_OPEN_MODES = {"L", "LA", "RGB", "RGBA"}
+_IN_MEMORY = re.compile(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,8 @@ def read_image(path: Path, data: bytes | None = None) -> tuple[np.ndarray, Image
 
     Palette and CMYK images become RGB(A); 32-bit integer images become uint16, float images
     are taken as [0, 1] and become uint16 (values outside [0, 65535] or [0, 1], NaN or inf are
-    an error, not silently clipped); only the first frame of a multi-frame file is read.
+    an error, not silently clipped). A multi-frame file (animated PNG or WebP, multi-page
+    TIFF) is refused by name: keeping one frame would silently drop the others.
     16-bit colour PNG is decoded at 16 bits (`read_png16`), and so is 16-bit colour TIFF when
     tifffile is installed.
     Raises ImageReadError naming the file for anything that cannot be decoded.
@@ -71,16 +75,14 @@ def read_image(path: Path, data: bytes | None = None) -> tuple[np.ndarray, Image
     iio = imageio()
     path = Path(path)
     try:
-        if data is None:
-            if path.is_dir():
-                raise ImageReadError(f"{path}: is a directory, not an image")
-            if path.stat().st_size == 0:
-                raise ImageReadError(f"{path}: empty file (0 bytes)")
-        elif not data:
+        if data is None:  # only regular files, without blocking, under a size cap
+            data = _read_input(path)
+        if not data:
             raise ImageReadError(f"{path}: empty file (0 bytes)")
         png = png_header(path, data)
         if png is not None:
             check_pixels(path, png.width, png.height)
+            check_frames(path, apng_frames(data), "PNG")
         if png is not None and png.bits == 16 and png.colour_type in (2, 4, 6):
             array, mode = read_png16(path, data), {2: "RGB", 4: "LA", 6: "RGBA"}[png.colour_type]
         else:
@@ -88,13 +90,27 @@ def read_image(path: Path, data: bytes | None = None) -> tuple[np.ndarray, Image
     except ImageReadError:
         raise
     except Exception as exc:  # Pillow raises many types for corrupt data
-        raise ImageReadError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+        # Pillow names the in-memory file it was given ("<_io.BytesIO object at 0x...>");
+        # the message names the file already.
+        reason = _IN_MEMORY.sub("", str(exc)).strip()
+        raise ImageReadError(
+            f"{path}: cannot decode image ({type(exc).__name__}: {reason})"
+        ) from exc
     array = _normalise_dtype(np.asarray(array), path)
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
         raise ImageReadError(f"{path}: unsupported image layout {array.shape}")
     return np.ascontiguousarray(array), ImageInfo(mode, str(array.dtype), array.shape[2])
+
+
+def _read_input(path: Path) -> bytes:
+    try:
+        return read_regular(path, IMAGE_BYTES_CAP)[0]
+    except NotRegularFile:
+        raise
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
 
 
 def _read_with_pillow(path: Path, data: bytes | None, iio, Image) -> tuple[np.ndarray, str]:
@@ -107,6 +123,7 @@ def _read_with_pillow(path: Path, data: bytes | None, iio, Image) -> tuple[np.nd
                 mode, fmt = probe.mode, probe.format
                 width, height = probe.size
                 bits = probe.tag_v2.get(258) if fmt == "TIFF" else None
+                frames = getattr(probe, "n_frames", 1)
         except Image.DecompressionBombError as exc:  # over twice Pillow's own limit
             raise ImageReadError(
                 f"{path}: declares more pixels than the limit of {MAX_PIXELS} ({exc})"
@@ -118,6 +135,7 @@ def _read_with_pillow(path: Path, data: bytes | None, iio, Image) -> tuple[np.nd
                     return tiff
             raise
         check_pixels(path, width, height)
+        check_frames(path, frames, fmt)
         if (
             fmt == "TIFF"
             and mode in ("RGB", "RGBA", "RGBX")
@@ -195,6 +213,7 @@ def read_source(path: Path, data: bytes) -> tuple[np.ndarray, SourceMeta]:
                     and row.one_open
                     and im.mode in _ONE_OPEN_MODES
                     and width * height <= MAX_PIXELS
+                    and getattr(im, "n_frames", 1) == 1  # else read_image refuses it by name
                 ):
                     meta = meta_of(im, path, data)
                     if im.format != "PNG" or (meta.bits is not None and meta.bits <= 8):

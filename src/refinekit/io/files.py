@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import DataError
+from ..regular import IMAGE_BYTES_CAP, open_regular, read_regular
 from .atomic import CHUNK
 from .formats import IMAGE_EXTENSIONS
 
@@ -64,29 +65,26 @@ def fingerprint(paths: Sequence[Path], root: Path) -> str:
     for path in paths:
         stat = path.stat()
         rel = path.relative_to(root) if path != root else Path(path.name)
-        digest.update(f"{rel.as_posix()}\0{stat.st_size}\0{int(stat.st_mtime)}\n".encode())
+        line = f"{rel.as_posix()}\0{stat.st_size}\0{int(stat.st_mtime)}\n"
+        # surrogateescape: a file name that is not UTF-8 (bytes kept as lone surrogates by
+        # Python) hashes by its bytes instead of failing; UTF-8 names hash as before.
+        digest.update(line.encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:16]
 
 
 def read_file(path: Path) -> tuple[bytes, os.stat_result]:
-    """A file's bytes and its stat, taken from the same open file (plain os calls: refine reads
-    one small file per image, and each avoided system call shows in its throughput)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        stat = os.fstat(fd)
-        chunks, size = [], 0
-        while chunk := os.read(fd, max(stat.st_size - size, 0) + 1):  # +1: notice a file that grew
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks), stat
-    finally:
-        os.close(fd)
+    """A regular file's bytes and its stat, taken from the same open file (plain os calls:
+    refine reads one small file per image, and each avoided system call shows in its
+    throughput). A FIFO, device or socket, or a file over the image size cap, raises
+    NotRegularFile naming it, without blocking or reading (regular.py)."""
+    return read_regular(path, IMAGE_BYTES_CAP)
 
 
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    """SHA-256 of a regular file's bytes, read in 1 MiB blocks (NotRegularFile otherwise)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    fd, _ = open_regular(path)
+    with os.fdopen(fd, "rb") as f:
         while block := f.read(CHUNK):
             digest.update(block)
     return digest.hexdigest()

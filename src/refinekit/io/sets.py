@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, ImageReadError
+from ..regular import open_regular
 from .decode import ImageInfo, read_image
 from .files import list_images
 from .pixels import colour_channels, convert_channels, to_unit_float
@@ -53,15 +54,17 @@ def read_many(
 
 
 def probe_sizes(paths: Sequence[Path]) -> dict[Path, tuple[int, int]]:
-    """(H, W) per readable file from headers only (unreadable files are left out)."""
+    """(H, W) per readable file from headers only (unreadable files are left out; so are
+    FIFOs and devices, opened without blocking and never read: see regular.py)."""
     from PIL import Image
 
     sizes = {}
     for path in paths:
         try:
-            with warnings.catch_warnings():
+            fd, _ = open_regular(path)
+            with warnings.catch_warnings(), os.fdopen(fd, "rb") as file:
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(path) as probe:
+                with Image.open(file) as probe:
                     width, height = probe.size
         except Exception:  # noqa: BLE001 - reported when the file is decoded
             continue

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError, OutputError
-from .source import check_pixels, readable
+from .source import check_frames, check_pixels, readable
 
 
 def read_tiff(path: Path, data: bytes | None = None) -> tuple[np.ndarray, str] | None:
@@ -21,6 +21,7 @@ def read_tiff(path: Path, data: bytes | None = None) -> tuple[np.ndarray, str] |
         return None
     try:
         with tifffile.TiffFile(readable(path, data)) as tif:
+            check_frames(path, len(tif.pages), "TIFF")
             page = tif.pages[0]
             axes, shape = page.axes, page.shape
             height = shape[axes.index("Y")] if "Y" in axes else 0

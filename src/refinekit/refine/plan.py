@@ -6,10 +6,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import guard
 from ..errors import DataError, UsageError
 from ..io.atomic import temp_target
 from ..io.files import is_image_path, scan_folder
 from ..io.formats import IMAGE_EXTENSIONS
+from ..lock import is_lock_name
 from .manifest import is_manifest_name, manifest_name
 from .shard import shard_of
 
@@ -26,6 +28,9 @@ class RefinePlan:
     ignored: tuple[str, ...]  # files of IN never copied: an earlier run's manifests, temporaries
     shard: tuple[int, int] | None = None
     all_images: int = 0  # images in IN, over all shards
+    # Files of this run that are symbolic links to files outside IN: followed (their targets'
+    # bytes are read and refined or copied), and said so in the summary.
+    linked_outside: tuple[str, ...] = ()
 
     @property
     def manifest_path(self) -> Path:
@@ -76,12 +81,14 @@ def check_paths(input: Path, output: Path) -> None:
             f"IN {input} is inside OUT {output}: outputs could overwrite inputs; "
             "choose an OUT folder that does not contain IN"
         )
+    guard.check_not_input("OUT", output, [("IN", input)], output_is_folder=True)
 
 
 def _ours(relative: str) -> bool:
     """Files an earlier refine run left in a folder: never inputs."""
     name = relative.rsplit("/", 1)[-1]
-    return temp_target(name) is not None or ("/" not in relative and is_manifest_name(name))
+    top = "/" not in relative
+    return temp_target(name) is not None or (top and (is_manifest_name(name) or is_lock_name(name)))
 
 
 def plan_refine(input: Path, output: Path, *, shard: tuple[int, int] | None = None) -> RefinePlan:
@@ -112,4 +119,49 @@ def plan_refine(input: Path, output: Path, *, shard: tuple[int, int] | None = No
         images = [p for p in images if shard_of(p, n) == k]
         others = [p for p in others if shard_of(p, n) == k]
         ignored = tuple(p for p in ignored if shard_of(p, n) == k)
-    return RefinePlan(input, root, output, tuple(images), tuple(others), ignored, shard, all_images)
+    # A subfolder of OUT that is a link into IN would put outputs onto inputs (guard.py).
+    folders = {p.rsplit("/", 1)[0] for p in images + others if "/" in p}
+    guard.check_folder_links(output, folders, [("IN", input)])
+    outside = _linked_outside(root, input, images + others)
+    return RefinePlan(
+        input, root, output, tuple(images), tuple(others), ignored, shard, all_images, outside
+    )
+
+
+def _linked_outside(root: Path, input: Path, relatives: list[str]) -> tuple[str, ...]:
+    """The files that are symbolic links to files outside IN (see RefinePlan.linked_outside)."""
+    inside = guard.real_path(input if input.is_dir() else input.parent)
+    linked = []
+    for relative in relatives:
+        path = root / relative
+        if os.path.islink(path):
+            target = guard.real_path(path)
+            if not target.is_relative_to(inside):
+                linked.append(relative)
+    return tuple(linked)
+
+
+# Image formats refinekit does not refine: such files are copied byte for byte like any other
+# file, and the summary says so (an animated GIF is never refined, nor silently reduced).
+UNREFINED_IMAGE_SUFFIXES = (".gif", ".apng", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ico")
+
+
+def plan_notes(plan: RefinePlan, copy_other: bool) -> set[str]:
+    """What the summary says about files that were not refined, or read through a link."""
+    notes = set()
+    unrefined = [p for p in plan.others if p.lower().endswith(UNREFINED_IMAGE_SUFFIXES)]
+    if unrefined:
+        suffixes = sorted({"." + p.rsplit(".", 1)[-1].lower() for p in unrefined})
+        what = "copied unrefined, byte for byte" if copy_other else "left out (--no-copy-other)"
+        notes.add(
+            f"{len(unrefined)} image file(s) in formats refinekit does not refine "
+            f"({', '.join(suffixes)}) were {what}, e.g. {unrefined[0]}; it refines "
+            f"{', '.join(IMAGE_EXTENSIONS)} (convert them to refine them)"
+        )
+    if plan.linked_outside:
+        notes.add(
+            f"{len(plan.linked_outside)} file(s) are symbolic links to files outside IN, "
+            f"e.g. {plan.linked_outside[0]}: links to files are followed (their targets are "
+            "read), links to folders are not"
+        )
+    return notes

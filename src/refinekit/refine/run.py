@@ -9,9 +9,10 @@ from contextlib import closing
 from pathlib import Path
 
 from ..errors import UsageError
+from ..lock import FolderLock
 from .manifest import ManifestWriter
 from .pipeline import chunks, default_workers, file_pool, prefetch
-from .plan import RefinePlan, plan_refine
+from .plan import RefinePlan, plan_notes, plan_refine
 from .results import RefineProgress, RefineSummary
 from .resume import remaining_work, remove_temp_files
 from .runner import Decoded, RefinerLike, Runner
@@ -57,6 +58,35 @@ def run_refine(
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"OUT {output}: cannot create this folder ({exc.strerror})") from exc
+    # One writer per OUT (per shard of it): a second refine is refused here, before it could
+    # remove the first one's live temporary files.
+    with FolderLock(output, "OUT", plan.shard):
+        return _run_locked(
+            plan,
+            refiner,
+            jpeg_quality=jpeg_quality,
+            copy_other=copy_other,
+            overwrite=overwrite,
+            fail_fast=fail_fast,
+            workers=workers,
+            on_progress=on_progress,
+            should_stop=should_stop,
+        )
+
+
+def _run_locked(
+    plan: RefinePlan,
+    refiner: RefinerLike,
+    *,
+    jpeg_quality: int,
+    copy_other: bool,
+    overwrite: bool,
+    fail_fast: bool,
+    workers: int | None,
+    on_progress: Callable[[RefineProgress], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> RefineSummary:
+    output = plan.output
     cleaned = remove_temp_files(plan)
     model = dict(refiner.model_id)
     work = remaining_work(plan, model, overwrite=overwrite, copy_other=copy_other)
@@ -113,7 +143,7 @@ def run_refine(
         stopped=runner.stop,
         interrupted=runner.interrupted,
         failures=tuple(runner.failures),
-        notes=tuple(sorted(runner.notes)),
+        notes=tuple(sorted(runner.notes | plan_notes(plan, copy_other))),
         model=model,
     )
 
