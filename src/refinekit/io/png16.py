@@ -170,20 +170,31 @@ def _unfilter_diagonals(
     columns = np.arange(width)[None, :] + rows  # d = x + i
     filtered = np.zeros((n, n + width - 1, bpp), np.int16)
     filtered[rows, columns] = lines.reshape(n, width, bpp)
-    kind = kinds.astype(np.int16)[:, None]  # broadcast over a row's bytes
-    mixed = bool((kinds < 3).any())
+    # Per-row masks, broadcast over a row's bytes; each step computes only what the block uses.
+    is_paeth, is_average = (kinds == 4)[:, None], (kinds == 3)[:, None]
+    is_sub, is_up = (kinds == 1)[:, None], (kinds == 2)[:, None]
+    paeth_rows, average_rows = bool(is_paeth.any()), bool(is_average.any())
+    simple_rows = bool((kinds < 3).any())  # None (0), Sub (left), Up (above)
     for d in range(n + width - 1):
         lo, hi = max(0, d - width + 1), min(n, d + 1)  # rows i with 0 <= d - i < width
         a = skew[lo + 1 : hi + 1, d + 1]
         b = skew[lo:hi, d + 1]
         c = skew[lo:hi, d]
-        pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
-        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-        k = kind[lo:hi]
-        predicted = np.where(k == 4, paeth, (a + b) >> 1)
-        if mixed:  # None (0), Sub (left), Up (above)
-            predicted = np.where(k == 2, b, np.where(k == 1, a, np.where(k == 0, 0, predicted)))
-        skew[lo + 1 : hi + 1, d + 2] = (filtered[lo:hi, d] + predicted) & 0xFF
+        if paeth_rows:
+            from_b, from_a = b - c, a - c  # a + b - c minus a, and minus b
+            pa, pb, pc = np.abs(from_b), np.abs(from_a), np.abs(from_a + from_b)
+            predicted = np.where(pa <= np.minimum(pb, pc), a, np.where(pb <= pc, b, c))
+            if average_rows:
+                predicted = np.where(is_paeth[lo:hi], predicted, (a + b) >> 1)
+        else:
+            predicted = (a + b) >> 1
+        if simple_rows:
+            predicted = np.where(
+                is_up[lo:hi],
+                b,
+                np.where(is_sub[lo:hi], a, predicted * (is_paeth[lo:hi] | is_average[lo:hi])),
+            )
+        np.bitwise_and(filtered[lo:hi, d] + predicted, 0xFF, out=skew[lo + 1 : hi + 1, d + 2])
     return skew[rows + 1, columns + 2].astype(np.uint8).reshape(n, stride)
 
 
