@@ -236,7 +236,7 @@ _HOLD = textwrap.dedent(
     import sys, time
     from refinekit.lock import FolderLock
     shard = tuple(map(int, sys.argv[2].split("/"))) if len(sys.argv) > 2 else None
-    with FolderLock(sys.argv[1], "OUT", shard):
+    with FolderLock(sys.argv[1], "OUT", shard, "refinekit-manifest.lock"):
         print("locked", flush=True)
         time.sleep(60)
     """
@@ -279,7 +279,7 @@ def test_a_second_refine_into_one_out_is_refused_and_leaves_the_first_alone(tmp_
     # Once the holder is gone (even killed), the lock is free and the run resumes normally.
     assert main(["refine", str(source), str(out), "--run", "/runs/fake"]) == 0
     assert not live.exists()  # a dead writer's leftover, removed by the next run
-    assert not (out / ".refinekit-lock").read_text()  # no stale pid left behind
+    assert (out / "refinekit-manifest.lock").read_bytes() == b""  # a lock file holds nothing
 
 
 def test_shards_share_out_but_not_with_an_unsharded_run(tmp_path, fake, capsys):

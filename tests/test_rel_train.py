@@ -200,3 +200,20 @@ def test_a_second_trainer_on_one_run_folder_is_refused(gray16, tmp_path, capsys)
     # The kernel dropped the killed holder's lock: the run starts now.
     assert main(_train(syn, real, run, *SHORT)) == 0
     assert np.isfinite(json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"])
+
+
+def test_config_that_is_a_fifo_is_refused_without_hanging(gray16, tmp_path):
+    import os
+
+    syn, real = gray16
+    fifo = tmp_path / "c.json"
+    os.mkfifo(fifo)
+    args = ["--synthetic", str(syn), "--real", str(real), "--out", str(tmp_path / "run")]
+    result = subprocess.run(
+        [sys.executable, "-m", "refinekit", "train", *args, "--config", str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=120,  # before: blocked forever opening the FIFO
+    )
+    assert result.returncode == 2
+    _one_line_error(result.stderr, "--config", str(fifo), "FIFO")

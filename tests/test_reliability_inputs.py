@@ -470,7 +470,7 @@ def test_output_below_a_regular_file_is_a_usage_error(trained, gray16, tmp_path,
             *TINY,
         ]
     )
-    _one_line_error(capsys.readouterr().err, "cannot create the run folder", "Not a directory")
+    _one_line_error(capsys.readouterr().err, "--out", "is a file, not a folder")
     assert code == 2
 
 

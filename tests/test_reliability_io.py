@@ -300,7 +300,7 @@ def test_without_tifffile_16bit_colour_tiff_is_read_at_8_bits_and_refine_says_so
     assert summary.refined == 1 and any("tifffile" in note for note in summary.notes)
 
 
-def test_exif_orientation_is_not_applied_and_only_the_first_gif_frame_would_be_read(tmp_path):
+def test_exif_orientation_is_not_applied_and_a_multi_frame_gif_is_refused(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees to display"
     Image.fromarray(RNG.integers(0, 256, (16, 24, 3), dtype=np.uint8)).save(
@@ -309,5 +309,7 @@ def test_exif_orientation_is_not_applied_and_only_the_first_gif_frame_would_be_r
     assert read_image(tmp_path / "r.jpg")[0].shape == (16, 24, 3)  # as stored
     frames = [Image.fromarray(np.full((4, 5, 3), 80 * i, np.uint8)) for i in range(3)]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
-    first, _ = read_image(tmp_path / "a.gif")  # .gif is not scanned as an image; read directly:
-    assert first.shape[:2] == (4, 5) and first[..., :3].max() == 0
+    # .gif is not scanned as an image; read directly, a multi-frame file is refused by name
+    # (issue 17 D4: keeping the first frame would silently drop the others).
+    with pytest.raises(ImageReadError, match="a.gif: a multi-frame GIF file .3 frames"):
+        read_image(tmp_path / "a.gif")

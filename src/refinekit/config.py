@@ -254,9 +254,13 @@ class TrainConfig:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """The keys of a JSON or TOML config file (same names as TrainConfig fields / flags)."""
+    from .regular import NotRegularFile, read_text
+
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_text(path)  # a regular file only: a FIFO or device never hangs the command
+    except NotRegularFile as exc:
+        raise ConfigError(f"--config {exc}") from None
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read ({exc.strerror})") from exc
     except UnicodeDecodeError as exc:

@@ -114,9 +114,9 @@ def check_output_file(flag: str, path: Path, *, create_parents: bool = False) ->
         raise UsageError(f"{flag} {path}: folder {folder} is not writable")
 
 
-def check_output_folder(flag: str, path: Path) -> None:
-    """Refuse, before any work, a folder output that is a file or lies below one, or whose
-    nearest existing folder cannot be written."""
+def check_output_folder(flag: str, path: Path, *, writable: bool = True) -> None:
+    """Refuse, before any work, a folder output that is a file or lies below one, or (with
+    `writable`) whose nearest existing folder cannot be written."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UsageError(f"{flag} {path}: exists and is not a folder")
@@ -125,7 +125,7 @@ def check_output_folder(flag: str, path: Path) -> None:
         raise UsageError(
             f"{flag} {path}: {folder} is a file, not a folder, so nothing can be written below it"
         )
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if writable and not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {path}: folder {folder} is not writable")
 
 

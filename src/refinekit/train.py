@@ -233,7 +233,8 @@ def _check_run_folder(config: TrainConfig) -> None:
     from . import guard
 
     run = Path(config.out)
-    guard.check_output_folder("--out", run)
+    # A read-only run folder is reported by its first write (exit 1, "make it writable").
+    guard.check_output_folder("--out", run, writable=False)
     inputs = [("--synthetic", Path(config.synthetic)), ("--real", Path(config.real))]
     guard.check_not_input("--out", run, inputs, output_is_folder=True)
 

@@ -9,7 +9,7 @@ from contextlib import closing
 from pathlib import Path
 
 from ..errors import UsageError
-from ..lock import FolderLock
+from ..lock import OUT_LOCK_NAME, FolderLock
 from .manifest import ManifestWriter
 from .pipeline import chunks, default_workers, file_pool, prefetch
 from .plan import RefinePlan, plan_notes, plan_refine
@@ -60,7 +60,7 @@ def run_refine(
         raise UsageError(f"OUT {output}: cannot create this folder ({exc.strerror})") from exc
     # One writer per OUT (per shard of it): a second refine is refused here, before it could
     # remove the first one's live temporary files.
-    with FolderLock(output, "OUT", plan.shard):
+    with FolderLock(output, "OUT", plan.shard, OUT_LOCK_NAME):
         return _run_locked(
             plan,
             refiner,
