@@ -36,7 +36,8 @@ def encode_export(header: dict, flat: dict[str, np.ndarray]) -> bytes:
     """The bytes of an export file (an uncompressed .npz)."""
     buffer = io.BytesIO()
     payload = np.frombuffer(json.dumps(header).encode(), np.uint8)
-    np.savez(buffer, **{HEADER: payload}, **flat)
+    arrays: dict[str, Any] = {HEADER: payload, **flat}
+    np.savez(buffer, **arrays)
     return buffer.getvalue()
 
 
