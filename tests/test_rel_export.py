@@ -200,3 +200,14 @@ def test_exported_model_still_round_trips(exported, trained, tmp_path, capsys):
     code, err = _refine_with(exported, tmp_path, capsys)
     assert code == 0, err
     assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_non_finite_parameters_in_an_export_are_refused(exported, tmp_path, capsys):
+    with np.load(exported) as npz:
+        name = next(k for k in npz.files if k.endswith("bias"))
+        value = npz[name].copy()
+    value[0] = np.nan
+    bad = _rewrite(exported, tmp_path / "nan.npz", **{name: value})
+    code, err = _refine_with(bad, tmp_path, capsys)
+    assert code == 1
+    _one_line_error(err, str(bad), f"parameter {name} holds NaN or infinite values")

@@ -339,3 +339,20 @@ def test_links_to_files_outside_in_are_followed_and_said(tmp_path, fake, capsys)
     assert not (out / "linked_folder").exists()
     assert "1 file(s) are symbolic links to files outside IN, e.g. linked.png" in err
     assert (elsewhere / "img_000.png").read_bytes() != (out / "linked.png").read_bytes()
+
+
+def test_a_file_over_the_size_cap_is_refused_before_reading(tmp_path, monkeypatch):
+    from refinekit import regular
+    from refinekit.io.sets import load_set
+
+    source = write_images(tmp_path / "in", 2, (16, 16, 3), 0, smooth=True)
+    with open(source / "huge.png", "wb") as f:  # sparse: no disk space is used
+        f.truncate(regular.IMAGE_BYTES_CAP + 1)
+    reads = []
+    real_read = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
+    loaded = load_set(source, flag="--synthetic", channels=3, size=None)
+    assert len(loaded.images) == 2
+    (reason,) = loaded.skipped
+    assert "huge.png" in reason and "more than the limit of 1073741824 bytes" in reason
+    assert max(reads) < regular.IMAGE_BYTES_CAP  # never asked for the huge file's bytes
