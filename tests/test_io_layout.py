@@ -52,3 +52,10 @@ def test_atomic_writer_publishes_only_a_complete_file(tmp_path):
         raise RuntimeError("killed mid-write")
     np.testing.assert_array_equal(np.load(target)["a"], np.arange(5))  # the old file is intact
     assert sorted(p.name for p in target.parent.iterdir()) == ["arrays.npz"]  # no temporary
+
+
+def test_docs_refine_lists_every_format_of_the_table():
+    docs = (Path(__file__).parents[1] / "docs" / "refine.md").read_text(encoding="utf-8")
+    rows = [line for line in docs.splitlines() if line.startswith("| `.")]
+    listed = {suffix.strip("` ") for line in rows for suffix in line.split("|")[1].split(",")}
+    assert listed == set(formats.IMAGE_EXTENSIONS)
