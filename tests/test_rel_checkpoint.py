@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 from refinekit import checkpoint
-from test_reliability_inputs import _copy_run, _one_line_error
+from test_reliability_inputs import _copy_run
 
 # Several attempts in one process: the tracebacks came from threads and garbage collection,
 # so each attempt had a chance to print them (before the fix, 1 in 3 runs did).
