@@ -22,10 +22,10 @@ import pytest
 from PIL import Image
 
 import refinekit.cli.refine as cli_refine
-import refinekit.refine as refine_module
+import refinekit.refine.runner as runner_module
 from refinekit.cli import main
-from refinekit.images import read_image
-from refinekit.manifest import MANIFEST_NAME
+from refinekit.io.decode import read_image
+from refinekit.refine.manifest import MANIFEST_NAME
 
 MODEL_ID = {"run": "/runs/fake", "step": 1}
 
@@ -595,7 +595,7 @@ def test_odd_file_names_round_trip_through_the_manifest(tmp_path, fake, capsys):
 def test_file_work_threads_run_at_a_lower_priority_than_the_refiner(monkeypatch):
     import threading
 
-    from refinekit.refine import _yield_to_compute
+    from refinekit.refine.pipeline import yield_to_compute
 
     def niceness_after(setting):
         if setting is not None:
@@ -605,7 +605,7 @@ def test_file_work_threads_run_at_a_lower_priority_than_the_refiner(monkeypatch)
         def worker():
             tid = threading.get_native_id()
             before = os.getpriority(os.PRIO_PROCESS, tid)
-            _yield_to_compute()
+            yield_to_compute()
             seen.append(os.getpriority(os.PRIO_PROCESS, tid) - before)
 
         thread = threading.Thread(target=worker)
@@ -709,26 +709,26 @@ def test_workers_0_does_the_file_work_in_the_calling_thread(tmp_path, fake, monk
     fake()
     assert refine(inp, tmp_path / "threads", "--workers", "2") == 0
     threads = set()
-    real_read_source = refine_module.read_source
+    real_read_source = runner_module.read_source
 
     def read_source(path, data):
         threads.add(threading.current_thread().name)
         return real_read_source(path, data)
 
-    monkeypatch.setattr(refine_module, "read_source", read_source)
+    monkeypatch.setattr(runner_module, "read_source", read_source)
     assert refine(inp, tmp_path / "inline", "--workers", "0") == 0
     assert threads == {threading.current_thread().name}
     assert outputs(tmp_path / "inline") == outputs(tmp_path / "threads")
 
 
 def test_refine_syncs_each_writing_task_once_not_each_file(tmp_path, monkeypatch):
-    import refinekit.outputs as outputs_module
+    import refinekit.io.atomic as atomic_module
 
     inp = _flat_tree(tmp_path / "syn", 6)
     monkeypatch.setattr(cli_refine, "_load_refiner", lambda *args: FakeRefiner(batch_size=2))
     syncfs_calls, file_syncs = [], []
-    monkeypatch.setattr(outputs_module, "_syncfs", lambda: lambda fd: syncfs_calls.append(fd) or 0)
-    monkeypatch.setattr(outputs_module, "sync_file", file_syncs.append)
+    monkeypatch.setattr(atomic_module, "_syncfs", lambda: lambda fd: syncfs_calls.append(fd) or 0)
+    monkeypatch.setattr(atomic_module, "sync_file", file_syncs.append)
     # one worker: each writing task is one batch of 2 files
     assert refine(inp, tmp_path / "out", "--workers", "1") == 0
     assert len(syncfs_calls) == 3 and file_syncs == []

@@ -20,7 +20,7 @@ from PIL import Image
 
 from conftest import write_images
 from refinekit.cli import main
-from refinekit.manifest import MANIFEST_NAME
+from refinekit.refine.manifest import MANIFEST_NAME
 
 pytest.importorskip(
     "refinekit.inference", reason="refinekit.inference (load_refiner, export_refiner) not built yet"

@@ -14,25 +14,23 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, JpegImagePlugin
 
-import refinekit.outputs as outputs_module
+import refinekit.io.atomic as atomic_module
 from refinekit.errors import ImageReadError
-from refinekit.images import read_image
-from refinekit.manifest import ManifestWriter, Record, read_manifests, read_records
-from refinekit.outputs import (
-    SourceMeta,
+from refinekit.io.atomic import (
     Written,
     atomic_copy,
     atomic_copy_many,
     atomic_write,
     atomic_write_many,
-    encode_image,
-    encode_png16,
-    probe_source,
-    read_source,
     temp_path,
     temp_target,
 )
+from refinekit.io.decode import read_image, read_source
+from refinekit.io.encode import encode_image
+from refinekit.io.meta import SourceMeta, probe_source
+from refinekit.io.png16 import encode_png16
 from refinekit.refine import parse_shard, refine_folder, restore_pixels, shard_of
+from refinekit.refine.manifest import ManifestWriter, Record, read_manifests, read_records
 
 
 class Identity:
@@ -342,7 +340,7 @@ def test_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path, mon
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("refinekit.outputs.os.replace", broken_replace)
+    monkeypatch.setattr("refinekit.io.atomic.os.replace", broken_replace)
     with pytest.raises(OSError):
         atomic_write(target, b"new")
     with pytest.raises(OSError):
@@ -364,10 +362,8 @@ def _sync_counters(monkeypatch, syncfs_result=0, fail_fd_sync=None):
         if fail_fd_sync is not None and len(calls["file"]) == fail_fd_sync:
             raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(
-        outputs_module, "_syncfs", lambda: None if syncfs_result is None else syncfs
-    )
-    monkeypatch.setattr(outputs_module, "sync_file", sync_file)
+    monkeypatch.setattr(atomic_module, "_syncfs", lambda: None if syncfs_result is None else syncfs)
+    monkeypatch.setattr(atomic_module, "sync_file", sync_file)
     return calls
 
 
@@ -433,7 +429,7 @@ def test_an_interrupt_while_writing_a_group_leaves_no_temporary_files(tmp_path, 
     def interrupted(files):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(outputs_module, "sync_all", interrupted)
+    monkeypatch.setattr(atomic_module, "sync_all", interrupted)
     with pytest.raises(KeyboardInterrupt):
         atomic_write_many([(tmp_path / "a.png", b"a"), (tmp_path / "b.png", b"b")])
     assert list(tmp_path.iterdir()) == []

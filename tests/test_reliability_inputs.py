@@ -30,8 +30,10 @@ from PIL import Image
 from conftest import TINY, write_images
 from refinekit import TrainConfig, checkpoint
 from refinekit.cli import main
-from refinekit.images import load_set, png_header, read_image
-from refinekit.manifest import MANIFEST_NAME, read_records
+from refinekit.io.decode import read_image
+from refinekit.io.png16 import png_header
+from refinekit.io.sets import load_set
+from refinekit.refine.manifest import MANIFEST_NAME, read_records
 from refinekit.steps import StepFunctions, make_mesh
 from refinekit.train import load_training_data
 
@@ -43,7 +45,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def _png16_rgb(pixels: np.ndarray) -> bytes:
-    from refinekit.outputs import encode_png16
+    from refinekit.io.png16 import encode_png16
 
     return encode_png16(pixels)
 
@@ -468,7 +470,7 @@ def test_output_below_a_regular_file_is_a_usage_error(trained, gray16, tmp_path,
             *TINY,
         ]
     )
-    _one_line_error(capsys.readouterr().err, "cannot create the run folder", "Not a directory")
+    _one_line_error(capsys.readouterr().err, "--out", "is a file, not a folder")
     assert code == 2
 
 

@@ -2,7 +2,7 @@
 round trips for every format, mode and bit depth refinekit keeps (no JAX here).
 
 The 16-bit colour PNG files are written by a small encoder in this file that can use each of
-the five PNG row filters, so every branch of `images.read_png16` is exercised; Pillow, which
+the five PNG row filters, so every branch of `io.png16.read_png16` is exercised; Pillow, which
 reads these files at 8 bits, checks the high bytes independently.
 """
 
@@ -19,8 +19,10 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from refinekit.errors import ImageReadError
-from refinekit.images import png_header, read_image
-from refinekit.outputs import SourceMeta, encode_image, probe_source
+from refinekit.io.decode import read_image
+from refinekit.io.encode import encode_image
+from refinekit.io.meta import SourceMeta, probe_source
+from refinekit.io.png16 import png_header
 from refinekit.refine import refine_folder
 
 RNG = np.random.default_rng(0)
@@ -275,7 +277,7 @@ def test_refine_keeps_16bit_colour_png_and_tiff(tmp_path):
 
 
 def test_png16_encoder_output_reads_back_at_16_bits(tmp_path):
-    """outputs.encode_png16 (what refine writes) and images.read_png16 agree."""
+    """png16.encode_png16 (what refine writes) and png16.read_png16 agree."""
     pixels = RNG.integers(0, 65536, (5, 9, 3), dtype=np.uint16)
     data = encode_image(pixels, ".png")
     with Image.open(io.BytesIO(data)) as im:
@@ -298,7 +300,7 @@ def test_without_tifffile_16bit_colour_tiff_is_read_at_8_bits_and_refine_says_so
     assert summary.refined == 1 and any("tifffile" in note for note in summary.notes)
 
 
-def test_exif_orientation_is_not_applied_and_only_the_first_gif_frame_would_be_read(tmp_path):
+def test_exif_orientation_is_not_applied_and_a_multi_frame_gif_is_refused(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees to display"
     Image.fromarray(RNG.integers(0, 256, (16, 24, 3), dtype=np.uint8)).save(
@@ -307,5 +309,7 @@ def test_exif_orientation_is_not_applied_and_only_the_first_gif_frame_would_be_r
     assert read_image(tmp_path / "r.jpg")[0].shape == (16, 24, 3)  # as stored
     frames = [Image.fromarray(np.full((4, 5, 3), 80 * i, np.uint8)) for i in range(3)]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
-    first, _ = read_image(tmp_path / "a.gif")  # .gif is not scanned as an image; read directly:
-    assert first.shape[:2] == (4, 5) and first[..., :3].max() == 0
+    # .gif is not scanned as an image; read directly, a multi-frame file is refused by name
+    # (issue 17 D4: keeping the first frame would silently drop the others).
+    with pytest.raises(ImageReadError, match="a.gif: a multi-frame GIF file .3 frames"):
+        read_image(tmp_path / "a.gif")

@@ -29,9 +29,9 @@ from PIL import Image
 from conftest import TINY
 from refinekit import TrainConfig, checkpoint
 from refinekit.cli import main
-from refinekit.images import is_image_path
-from refinekit.manifest import MANIFEST_NAME
-from refinekit.outputs import temp_target
+from refinekit.io.atomic import temp_target
+from refinekit.io.files import is_image_path
+from refinekit.refine.manifest import MANIFEST_NAME
 from refinekit.runtime import user_environment
 from refinekit.steps import StepFunctions, make_mesh
 

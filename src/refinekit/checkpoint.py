@@ -18,6 +18,8 @@ import hashlib
 import json
 import logging
 import os
+import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,23 @@ class _AbandonedOrbaxWrites(logging.Filter):
 
 
 logging.getLogger("asyncio").addFilter(_AbandonedOrbaxWrites())
+
+
+def _quiet_orbax_unraisable(previous):
+    """A sys.unraisablehook that drops the reports of orbax's abandoned coroutines (a failed
+    restore's reads, collected later) and passes everything else on."""
+
+    def hook(unraisable) -> None:
+        target = getattr(unraisable, "object", None)
+        code = getattr(target, "cr_code", None)
+        if code is not None and "orbax" in (code.co_filename or ""):
+            return
+        previous(unraisable)
+
+    return hook
+
+
+sys.unraisablehook = _quiet_orbax_unraisable(sys.unraisablehook)
 
 DIGEST_NAME = "refinekit-sha256.json"
 
@@ -212,13 +231,47 @@ def verify(run: Path, step: int) -> None:
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         problem = f"its checksum file {DIGEST_NAME} is unreadable ({type(exc).__name__})"
     if problem:
+        raise CheckpointError(f"checkpoint {folder} is damaged: {problem}; {_way_out(run, step)}")
+
+
+def _way_out(run: Path, step: int) -> str:
+    """What to do about a damaged checkpoint `step`: the earlier ones, if any remain."""
+    try:
         others = [s for s in steps(run) if s != step]
-        earlier = (
-            f"delete that folder to use the checkpoint before it ({', '.join(map(str, others))} remain)"
-            if others
-            else "no other checkpoint remains; start a new run"
-        )
-        raise CheckpointError(f"checkpoint {folder} is damaged: {problem}; {earlier}")
+    except Exception:  # noqa: BLE001 - listing is best effort in an error message
+        others = []
+    if not others:
+        return "no other checkpoint remains; start a new run"
+    return (
+        f"the earlier checkpoints remain ({', '.join(map(str, others))}): pass --step "
+        f"{others[-1]} to refine or export with one, or delete that folder to resume training "
+        "from the one before it"
+    )
+
+
+@contextlib.contextmanager
+def _restoring(manager):
+    """Around an orbax restore: a failure is one CheckpointError from the caller, without the
+    "Event loop is closed" tracebacks tensorstore's threads print while orbax unwinds (they
+    land in the held stderr, and the manager is shut down before stderr is given back)."""
+    with _stderr_held(), _orbax_quiet():
+        try:
+            yield
+        except BaseException as exc:
+            # The failed read coroutines live on in the traceback's frames; freed and collected
+            # now, their "Exception ignored in <coroutine ...>" reports land in the held stderr
+            # instead of after our one-line error.
+            _release_frames(exc)
+            _shut_down(manager)
+            raise
+
+
+def _release_frames(exc: BaseException) -> None:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
 
 
 def steps(run: Path) -> list[int]:
@@ -257,13 +310,15 @@ def load_config(run: Path, step: int) -> dict:
         pass
     manager = open_manager(run, read_only=True)
     try:
-        with _orbax_quiet():
+        with _restoring(manager):
             return manager.restore(
                 step, args=_ocp().args.Composite(config=_ocp().args.JsonRestore())
             )["config"]
     except Exception as exc:  # noqa: BLE001 - orbax raises many types for a damaged folder
+        first = (str(exc).splitlines() or [""])[0][:200]
         raise CheckpointError(
-            f"{checkpoint_dir(run) / str(step)}: cannot read its config ({exc})"
+            f"{checkpoint_dir(run) / str(step)}: cannot read its config ({first}); "
+            f"{_way_out(run, step)}"
         ) from exc
     finally:
         manager.close()
@@ -278,14 +333,15 @@ def restore(run: Path, step: int, target: Any) -> Any:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     manager = open_manager(run, read_only=True)
     try:
-        with _orbax_quiet():
+        with _restoring(manager):
             restored = manager.restore(
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
             )
     except Exception as exc:  # noqa: BLE001
+        first = (str(exc).splitlines() or [""])[0][:200]
         raise CheckpointError(
-            f"{checkpoint_dir(run) / str(step)}: cannot restore it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-            "it is damaged or from another configuration"
+            f"{checkpoint_dir(run) / str(step)}: cannot restore it ({type(exc).__name__}: "
+            f"{first}); it is damaged or from another configuration; {_way_out(run, step)}"
         ) from exc
     finally:
         manager.close()

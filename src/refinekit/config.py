@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .limits import check_layers, check_limits
 
 # Discriminator layer specs: ("conv", kernel, stride, features) or ("pool", kernel, stride).
 # The last conv has 2 features: one real/refined logit pair per patch.
@@ -150,6 +151,7 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # provenance: data counts, fingerprints, versions
 
     def __post_init__(self) -> None:
+        check_limits(self)
         if self.preset not in PRESETS:
             raise ConfigError(f"--preset {self.preset!r}: expected one of {', '.join(PRESETS)}")
         for name in ("steps", "pretrain_refiner_steps", "pretrain_disc_steps"):
@@ -252,9 +254,13 @@ class TrainConfig:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """The keys of a JSON or TOML config file (same names as TrainConfig fields / flags)."""
+    from .regular import NotRegularFile, read_text
+
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_text(path)  # a regular file only: a FIFO or device never hangs the command
+    except NotRegularFile as exc:
+        raise ConfigError(f"--config {exc}") from None
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read ({exc.strerror})") from exc
     except UnicodeDecodeError as exc:
@@ -326,6 +332,7 @@ def _parse_layers(layers: Any) -> DiscLayers:
         raise ConfigError(
             f"disc_layers: expected entries ['conv', kernel, stride, features] or ['pool', kernel, stride], got {layers!r}"
         ) from exc
+    check_layers(parsed)
     if not parsed or parsed[-1][0] != "conv" or parsed[-1][3] != 2:
         raise ConfigError(
             "disc_layers: the last layer must be a conv with 2 features (real/refined logits)"

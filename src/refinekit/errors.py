@@ -33,5 +33,9 @@ class ImageReadError(RefinekitError):
     """One image file could not be decoded."""
 
 
+class OutputError(RefinekitError):
+    """An output file could not be encoded or written."""
+
+
 class NonFiniteError(RefinekitError):
     """Training produced a NaN or infinite loss."""

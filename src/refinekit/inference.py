@@ -6,9 +6,7 @@ discriminator, optimizer state or buffer), so it is small and loads with no run 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,9 +15,8 @@ import numpy as np
 
 from . import checkpoint
 from .config import TrainConfig
-from .errors import CheckpointError, UsageError
-
-EXPORT_FORMAT = "refinekit-refiner-v1"
+from .errors import CheckpointError, RefinekitError, UsageError
+from .export_file import EXPORT_FORMAT
 
 
 class Refiner:
@@ -181,12 +178,21 @@ def load_refiner(
 
 
 def export_refiner(run: Path, file: Path, step: int | None = None) -> Path:
-    """Write the refiner of `run` (latest checkpoint unless `step`) to one self-contained file."""
+    """Write the refiner of `run` (latest checkpoint unless `step`) to one self-contained file.
+
+    FILE is checked before anything is read: not a folder, not below a regular file, not the
+    run folder or anything in it, nor in the data the run was trained on (guard.py). It is
+    written atomically: a full disk leaves no partial file and no temporary one.
+    """
     from flax import nnx
+
+    from .export_file import encode_export
+    from .io.atomic import atomic_write
 
     run, file = Path(run), Path(file)
     if not run.is_dir():
         raise UsageError(f"RUN {run}: no such run folder")
+    _check_export_target(run, file)
     chosen = checkpoint.pick_step(run, step)
     config, params = _refiner_params_from_run(run, chosen)
     flat = _flatten(nnx.to_pure_dict(params))
@@ -195,14 +201,28 @@ def export_refiner(run: Path, file: Path, step: int | None = None) -> Path:
         "config": config.to_dict(),
         "source": {"run": str(run.absolute()), "step": chosen},
     }
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **flat)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, file)
+    try:
+        atomic_write(file, encode_export(header, flat))
+    except OSError as exc:
+        raise RefinekitError(
+            f"FILE {file}: cannot write the export ({exc.strerror or exc}); nothing was left "
+            "in its place"
+        ) from exc
     return file
+
+
+def _check_export_target(run: Path, file: Path) -> None:
+    from . import guard
+
+    guard.check_output_file("FILE", file, create_parents=True)
+    inputs: list[tuple[str, Path | None]] = [("RUN", run)]
+    try:  # the data the run was trained on is an input too
+        saved = json.loads((run / "config.json").read_text())
+        inputs += [("--synthetic of RUN", Path(saved["synthetic"]))]
+        inputs += [("--real of RUN", Path(saved["real"]))]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    guard.check_not_input("FILE", file, inputs)
 
 
 def _load_export(
@@ -210,32 +230,19 @@ def _load_export(
 ) -> Refiner:
     from flax import nnx
 
+    from .export_file import read_export
     from .models import build_models
 
-    if not file.is_file():
+    if not file.exists():
         raise UsageError(f"--model {file}: no such file")
-    digest = hashlib.sha256(file.read_bytes()).hexdigest()
-    try:
-        with np.load(file, allow_pickle=False) as npz:
-            header = json.loads(npz["__header__"].tobytes().decode())
-            arrays = {k: npz[k] for k in npz.files if k != "__header__"}
-    except Exception as exc:  # noqa: BLE001 - zip, JSON and key errors all mean "not an export"
-        raise CheckpointError(
-            f"--model {file}: not a refinekit refiner export ({type(exc).__name__})"
-        ) from exc
-    if header.get("format") != EXPORT_FORMAT:
-        raise CheckpointError(
-            f"--model {file}: unknown format {header.get('format')!r} (expected {EXPORT_FORMAT})"
-        )
-    config = TrainConfig.from_dict(header["config"], source=str(file))
+    if file.is_dir():
+        raise UsageError(f"--model {file}: is a folder, expected an exported refiner file")
+    # Every check (header, config, shapes against the stored arrays, a size cap) comes before
+    # a model is built: a hostile header cannot make this allocate.
+    config, arrays, _, digest = read_export(file)
     refiner, _ = build_models(config, int(config.channels), seed=0)
     _, params = nnx.split(refiner, nnx.Param)
     pure = nnx.to_pure_dict(params)
-    expected = _flatten(pure)
-    if set(expected) != set(arrays) or any(expected[k].shape != arrays[k].shape for k in expected):
-        raise CheckpointError(
-            f"--model {file}: its parameters do not match its config (damaged file?)"
-        )
     nnx.replace_by_pure_dict(params, _unflatten(arrays, pure))
     return Refiner(
         config,

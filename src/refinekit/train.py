@@ -6,6 +6,7 @@ The run folder holds config.json, checkpoints/, metrics.jsonl and samples/.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -19,13 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, images
+from . import checkpoint
 from .config import TrainConfig, incompatible_fields
 from .errors import CheckpointError, ConfigError, DataError, NonFiniteError, RefinekitError
-from .outputs import atomic_write, encode_image, temp_target
+from .io import files, pixels, sets
+from .io.atomic import atomic_write, temp_target
+from .io.encode import encode_image
 
 Event = dict[str, Any]
 SAMPLE_COUNT = 8
+MIN_TRAIN_SIDE = 4  # TrainConfig's minimum --size
 
 
 class TrainingInterrupted(RefinekitError):
@@ -74,11 +78,11 @@ def _quantise(images_f: np.ndarray, bit_depth: int) -> np.ndarray:
 
 def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
     """Decode both folders with one reading path; resolves `size` and `channels` in the config."""
-    syn_paths = images.list_images(Path(config.synthetic), "--synthetic")
-    images.list_images(Path(config.real), "--real")
+    syn_paths = files.list_images(Path(config.synthetic), "--synthetic")
+    files.list_images(Path(config.real), "--real")
     size = config.size
     if size is None:
-        sizes = set(images.probe_sizes(syn_paths).values())
+        sizes = set(sets.probe_sizes(syn_paths).values())
         if len(sizes) > 1:
             listed = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
             raise DataError(
@@ -86,8 +90,14 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
                 "pass --size H W to train at one size"
             )
         size = sizes.pop() if sizes else None  # none readable: load_set names the first bad file
+        if size is not None and min(size) < MIN_TRAIN_SIDE:
+            raise DataError(
+                f"--synthetic {config.synthetic}: the images are {size[0]}x{size[1]} pixels, "
+                f"smaller than the {MIN_TRAIN_SIDE}x{MIN_TRAIN_SIDE} minimum for training; pass "
+                f"--size H W (each >= {MIN_TRAIN_SIDE}) to resize them"
+            )
     channels = config.channels
-    syn = images.load_set(
+    syn = sets.load_set(
         Path(config.synthetic),
         flag="--synthetic",
         channels=channels,
@@ -101,7 +111,7 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
                 f"--synthetic {config.synthetic}: mixes gray and colour images; pass --channels 1 or 3"
             )
         channels = syn.images.shape[-1]
-    real = images.load_set(
+    real = sets.load_set(
         Path(config.real),
         flag="--real",
         channels=channels,
@@ -116,13 +126,13 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
             "folder": str(Path(config.synthetic).absolute()),
             "images": len(syn.paths),
             "skipped": len(syn.skipped),
-            "fingerprint": images.fingerprint(syn.paths, Path(config.synthetic)),
+            "fingerprint": files.fingerprint(syn.paths, Path(config.synthetic)),
         },
         "real": {
             "folder": str(Path(config.real).absolute()),
             "images": len(real.paths),
             "skipped": len(real.skipped),
-            "fingerprint": images.fingerprint(real.paths, Path(config.real)),
+            "fingerprint": files.fingerprint(real.paths, Path(config.real)),
         },
         "bit_depth": depth,
     }
@@ -187,9 +197,10 @@ def _trim_metrics(path: Path, last_step: int) -> None:
 def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
     """If `out` holds a run, check the config is compatible and return its latest step."""
     run = Path(config.out)
+    _check_run_folder(config)
     saved_path = run / "config.json"
     if not saved_path.exists():
-        if run.exists() and any(run.iterdir()) and not (run / "checkpoints").exists():
+        if run.exists() and _has_files(run) and not (run / "checkpoints").exists():
             raise ConfigError(
                 f"--out {run}: exists and is not a refinekit run folder (no config.json); choose another --out"
             )
@@ -202,16 +213,36 @@ def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
         name: getattr(saved, name) for name in ("size", "channels") if getattr(config, name) is None
     }
     config = config.replace(**fill)
+    last = checkpoint.steps(run)
     changed = incompatible_fields(saved, config)
+    if changed and not last:
+        return config, None  # nothing was trained with the saved settings: start afresh
     if changed:
         raise ConfigError(
             f"--out {run}: this run was trained with other settings ({'; '.join(changed)}); "
             "use a new --out, or the run's own settings"
         )
-    last = checkpoint.steps(run)
     if last:
         _check_checkpoint_config(run, last[-1], config)
     return config, (last[-1] if last else None)
+
+
+def _check_run_folder(config: TrainConfig) -> None:
+    """Before anything is read or written: --out is (or can be) a folder, and it is neither
+    an input folder, inside one, nor holding one (guard.py)."""
+    from . import guard
+
+    run = Path(config.out)
+    # A read-only run folder is reported by its first write (exit 1, "make it writable").
+    guard.check_output_folder("--out", run, writable=False)
+    inputs = [("--synthetic", Path(config.synthetic)), ("--real", Path(config.real))]
+    guard.check_not_input("--out", run, inputs, output_is_folder=True)
+
+
+def _has_files(run: Path) -> bool:
+    from .lock import is_lock_name
+
+    return any(not is_lock_name(p.name) for p in run.iterdir())
 
 
 def _check_checkpoint_config(run: Path, step: int, config: TrainConfig) -> None:
@@ -262,7 +293,8 @@ def train(config: TrainConfig, on_event: Callable[[Event], None] | None = None) 
     permissions); the last complete checkpoint is kept in every case.
     """
     try:
-        return _train(config, on_event)
+        with contextlib.ExitStack() as held:  # the run folder's lock, while training
+            return _train(config, on_event, held)
     except OSError as exc:
         raise _file_error(config, exc) from exc
 
@@ -281,7 +313,9 @@ def _file_error(config: TrainConfig, exc: OSError) -> RefinekitError:
     )
 
 
-def _train(config: TrainConfig, on_event: Callable[[Event], None] | None) -> TrainResult:
+def _train(
+    config: TrainConfig, on_event: Callable[[Event], None] | None, held: contextlib.ExitStack
+) -> TrainResult:
     import jax
 
     from .models import patch_geometry
@@ -300,6 +334,9 @@ def _train(config: TrainConfig, on_event: Callable[[Event], None] | None) -> Tra
         raise ConfigError(f"--out {run}: cannot create the run folder ({exc.strerror})") from exc
     primary = jax.process_index() == 0  # with several hosts, one writes the run folder files
     if primary:
+        from .lock import FolderLock
+
+        held.enter_context(FolderLock(run, "--out"))  # one writer; its temporaries are safe
         _remove_temporaries(run)
     config = config.replace(
         extra={"data": data.info, "versions": _versions(), "history_size": config.history_size}
@@ -468,7 +505,7 @@ def _train(config: TrainConfig, on_event: Callable[[Event], None] | None) -> Tra
 
 def to_float(stored: np.ndarray) -> np.ndarray:
     """Stored uint8/uint16 -> float32 in [-1, 1], as the step sees it."""
-    return images.to_unit_float(stored) * 2.0 - 1.0
+    return pixels.to_unit_float(stored) * 2.0 - 1.0
 
 
 def _next_multiple(step: int, every: int) -> int:

@@ -58,10 +58,23 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (2 usage error, 1 failure, 130/143 interrupted)."""
     from ..errors import RefinekitError
 
+    click = _click()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, prog_name="refinekit")
-    except SystemExit as exc:  # click/typer exit after printing (usage errors give 2)
+        # Not standalone: click's own errors come back here and get the one-line form too,
+        # instead of Typer's boxed panel.
+        code = app(args=argv, prog_name="refinekit", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `refinekit` or `refinekit train`
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.UsageError as exc:  # a bad flag or value, from click's parsing
+        return fail(_usage_message(exc), 2)
+    except click.exceptions.ClickException as exc:
+        return fail(exc.format_message(), exc.exit_code)
+    except typer.Abort:
+        return fail("interrupted", 130)
+    except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except RefinekitError as exc:
@@ -77,6 +90,22 @@ def main(argv: list[str] | None = None) -> int:
             f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1
         )
     return 0
+
+
+def _click():
+    """click, which Typer >= 0.24 vendors as typer._click (older Typer depends on click)."""
+    try:
+        from typer import _click as click  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - Typer with click as a dependency
+        import click
+    return click
+
+
+def _usage_message(exc) -> str:
+    """Click's message on one line, with the command it concerns and where help is."""
+    message = " ".join(exc.format_message().split())
+    path = exc.ctx.command_path if exc.ctx is not None else "refinekit"
+    return f"{path}: {message} (see '{path} --help')"
 
 
 def entry() -> None:

@@ -1,7 +1,7 @@
 """Reading the sets for a gap report: one reading path, one common size and mode, a canonical
 order, the real split, class labels and the synthetic/refined pairing.
 
-Every set is read by refinekit.images.load_set (decode, drop alpha, one channel conversion,
+Every set is read by refinekit.io.sets.load_set (decode, drop alpha, one channel conversion,
 one antialiased resize), so the sets differ only in their content. The order of the files on
 disk never matters: each set is sorted by a hash of its decoded pixels before any seeded
 choice (subsampling, the real split, bootstrap draws, classifier folds) is made.
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, UsageError
-from ..images import list_images, load_set, probe_sizes
+from ..io.files import list_images
+from ..io.sets import load_set, probe_sizes
 
 MIN_SIZE = 8  # pixels per side: the spectrum needs a few frequency rings
 MIN_IMAGES = 10  # per compared set; the real set needs twice this (it is split in two)

@@ -158,4 +158,6 @@ Note: {escape(features["note"])}. Seed {document["seed"]}.</p>
 
 
 def write_html(path: Path, report) -> None:
-    Path(path).write_text(render_html(report.document, report.samples), encoding="utf-8")
+    from .report_json import write_report
+
+    write_report("--html", Path(path), render_html(report.document, report.samples))

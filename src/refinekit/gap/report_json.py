@@ -145,4 +145,20 @@ def build_document(
 
 
 def write_json(path: Path, document: dict) -> None:
-    Path(path).write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    """Write the document atomically (never a truncated JSON, even on a full disk)."""
+    write_report("--json", Path(path), json.dumps(document, indent=2, allow_nan=False) + "\n")
+
+
+def write_report(flag: str, path: Path, text: str) -> None:
+    """`text` to `path` through a temporary file renamed into place; a failure is one
+    RefinekitError naming the file, and leaves neither a partial report nor a temporary file."""
+    from ..errors import RefinekitError
+    from ..io.atomic import atomic_write
+
+    try:
+        atomic_write(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise RefinekitError(
+            f"{flag} {path}: cannot write the report ({exc.strerror or exc}); nothing was left "
+            "in its place"
+        ) from exc

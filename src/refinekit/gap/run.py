@@ -71,6 +71,8 @@ def gap_report(
     (e.g. a non-finite metric).
     """
     _check_arguments(
+        real,
+        synthetic,
         refined,
         run,
         step,
@@ -241,6 +243,8 @@ def _prepare(named, classes, batch_size, progress) -> dict[str, compute.Prepared
 
 
 def _check_arguments(
+    real,
+    synthetic,
     refined,
     run,
     step,
@@ -274,9 +278,33 @@ def _check_arguments(
         raise UsageError(f"--batch-size {batch_size}: must be at least 1")
     if max_images is not None and max_images < 2 * inputs.MIN_IMAGES:
         raise UsageError(f"--max-images {max_images}: must be at least {2 * inputs.MIN_IMAGES}")
+    _check_outputs(real, synthetic, refined, run, model, json_path, html_path, save_refined)
+
+
+def _check_outputs(real, synthetic, refined, run, model, json_path, html_path, save_refined):
+    """Before any work: every output is writable and none lands on an input (guard.py)."""
+    from .. import guard
+
+    inputs = [
+        ("--real", real),
+        ("--synthetic", synthetic),
+        ("--refined", refined),
+        ("--run", run),
+        ("--model", model),
+    ]
     for flag, path in (("--json", json_path), ("--html", html_path)):
-        if path is not None and not Path(path).parent.is_dir():
-            raise UsageError(f"{flag} {path}: folder {Path(path).parent} does not exist")
+        if path is not None:
+            guard.check_output_file(flag, Path(path))
+            guard.check_not_input(flag, Path(path), inputs)
+    if json_path is not None and html_path is not None:
+        if guard.real_path(Path(json_path)) == guard.real_path(Path(html_path)):
+            raise UsageError(f"--json {json_path} and --html {html_path} are the same file")
+    if save_refined is not None:
+        guard.check_output_folder("--save-refined", Path(save_refined))
+        guard.check_not_input("--save-refined", Path(save_refined), inputs, output_is_folder=True)
+        for flag, path in (("--json", json_path), ("--html", html_path)):
+            if path is not None:
+                guard.check_not_input(flag, Path(path), [("--save-refined", save_refined)])
 
 
 def _refine_on_the_fly(syn, run, step, model, batch_size, channels, progress):
@@ -284,8 +312,8 @@ def _refine_on_the_fly(syn, run, step, model, batch_size, channels, progress):
 
     Returns the refined set (paired with the synthetic one) and what the JSON says about it.
     """
-    from ..images import convert_channels
     from ..inference import load_refiner
+    from ..io.pixels import convert_channels
 
     refiner = load_refiner(
         run=Path(run) if run else None,
@@ -336,14 +364,30 @@ def _refine_on_the_fly(syn, run, step, model, batch_size, channels, progress):
 
 
 def _save(images: inputs.ImageSet, folder: Path) -> None:
-    """Write refined images as 8-bit PNGs under their synthetic relative names."""
-    import imageio.v3 as iio
+    """Write refined images as 8-bit PNGs under their synthetic relative names, each atomically
+    (a full disk leaves no partial file: the error names the file)."""
+    from ..errors import RefinekitError
+    from ..io.atomic import atomic_write
+    from ..io.encode import encode_image
 
-    for name, image in zip(images.names, images.images, strict=True):
+    targets: dict[Path, str] = {}
+    for name in images.names:
         target = folder / (name.rsplit(".", 1)[0] + ".png")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target in targets:
+            raise UsageError(
+                f"--save-refined {folder}: {targets[target]} and {name} would both be saved as "
+                f"{target.name}; rename one of them"
+            )
+        targets[target] = name
+    for target, image in zip(targets, images.images, strict=True):
         pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
-        iio.imwrite(target, pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+        try:
+            atomic_write(target, encode_image(pixels, ".png"))
+        except OSError as exc:
+            raise RefinekitError(
+                f"--save-refined {target}: cannot write it ({exc.strerror or exc}); "
+                "no partial file is left"
+            ) from exc
 
 
 def _reading(size, channels, sets) -> dict:
@@ -353,7 +397,7 @@ def _reading(size, channels, sets) -> dict:
         if s is not None and any(tuple(sz) != tuple(size) for sz in s.source_sizes)
     ]
     return {
-        "path": "refinekit.images.load_set (the one reading path for every set)",
+        "path": "refinekit.io.sets.load_set (the one reading path for every set)",
         "decoder": "Pillow via imageio; first frame; 16-bit kept as 16-bit",
         "alpha": "dropped",
         "mode": inputs.MODES[channels],

@@ -23,8 +23,8 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import RefinekitError
-from .outputs import sync_file
+from ..errors import RefinekitError
+from ..io.atomic import sync_file
 
 MANIFEST_NAME = "refinekit-manifest.jsonl"
 ACTIONS = ("refined", "copied", "failed")

@@ -1,0 +1,86 @@
+"""The ranges every training setting must fall in, checked when a TrainConfig is created,
+so that nothing is written for settings that cannot be trained. No JAX here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .errors import ConfigError
+
+# Upper limits, checked before anything is written: a value past them cannot be trained
+# (it overflows a 32-bit counter or seed, or asks for more memory than any machine has) and
+# would otherwise fail late, deep inside JAX, after the run folder was started.
+INT32_MAX = 2**31 - 1
+LIMITS: dict[str, tuple[int, int]] = {
+    "seed": (0, 2**32 - 1),
+    "batch_size": (1, 1 << 16),
+    "buffer_size": (1, 1 << 22),
+    "width": (1, 4096),
+    "blocks": (1, 256),
+    "kernel": (1, 63),
+    "steps_per_call": (1, 4096),
+}
+_COUNTS = (
+    "steps",
+    "pretrain_refiner_steps",
+    "pretrain_disc_steps",
+    "kg",
+    "kd",
+    "checkpoint_every",
+    "keep",
+    "sample_every",
+    "log_every",
+    "ada_interval",
+)
+_FLOATS = ("lambda_reg", "lr_refiner", "lr_disc", "ada_target", "ada_speed")
+MAX_SIDE = 16384  # pixels per side of the training size
+
+
+def check_limits(config: Any) -> None:
+    """Types and ranges first, so the checks below (and JAX) only ever see sane numbers."""
+    for name, (low, high) in LIMITS.items():
+        value = getattr(config, name)
+        if value is not None:
+            _check_int(name, value, low, high)
+    for name in _COUNTS:
+        _check_int(name, getattr(config, name), 0, INT32_MAX)
+    if config.total_steps > INT32_MAX:
+        raise ConfigError(
+            f"--steps: the three phases add up to {config.total_steps} steps, more than "
+            f"{INT32_MAX} (the step counter is a 32-bit integer)"
+        )
+    for name in _FLOATS:
+        value = getattr(config, name)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        check(name, ok and math.isfinite(value), "a finite number")
+    if config.size is not None and isinstance(config.size, list | tuple):
+        for side in config.size:
+            if isinstance(side, int) and not isinstance(side, bool) and side > MAX_SIDE:
+                raise ConfigError(f"--size: {side} pixels per side, more than {MAX_SIDE}")
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    check(name, ok, f"an integer in {low}..{high}")
+
+
+def check_layers(parsed: list[tuple]) -> None:
+    """Discriminator layer specs ("conv", k, s, f) / ("pool", k, s) within sane ranges."""
+    for layer in parsed:
+        sane = (
+            1 <= layer[1] <= 63
+            and 1 <= layer[2] <= 64
+            and (len(layer) == 3 or 1 <= layer[3] <= 4096)
+        )
+        if not sane or len(parsed) > 64:
+            raise ConfigError(
+                f"disc_layers: {list(layer)} is out of range (kernel 1..63, stride 1..64, "
+                "features 1..4096, at most 64 layers)"
+            )
+
+
+def check(name: str, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"--{name.replace('_', '-')}: expected {expected}")

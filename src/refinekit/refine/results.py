@@ -1,0 +1,53 @@
+"""What a refine run reports: a progress snapshot per file, and a summary at the end."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .manifest import Record
+
+
+@dataclass(frozen=True)
+class RefineProgress:
+    """A snapshot after each finished file (and once before the first, with record None)."""
+
+    images_total: int  # images this run refines (after resume skips)
+    others_total: int  # other files this run copies
+    refined: int
+    copied: int
+    skipped: int
+    failed: int
+    elapsed_s: float
+    record: Record | None = None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.refined / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class RefineSummary:
+    """What a run did. `failures` holds "relative/path: reason" per failed file."""
+
+    output: Path
+    manifest: Path
+    refined: int
+    copied: int
+    skipped: int  # complete from an earlier run (resumed)
+    failed: int
+    not_copied: int  # other files left out (--no-copy-other) and an earlier run's own files
+    cleaned: int  # temporary files of a killed run removed
+    elapsed_s: float
+    images_per_s: float
+    stopped: bool = False  # fail_fast stopped the run at its first failure
+    interrupted: bool = False  # `should_stop` stopped the run (files in flight were finished)
+    failures: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    model: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["output"], data["manifest"] = str(self.output), str(self.manifest)
+        data["failures"], data["notes"] = list(self.failures), list(self.notes)
+        return data

@@ -1,0 +1,135 @@
+"""Resuming: which files an earlier run into OUT already completed, and what it left behind.
+
+A file is complete when its manifest record still matches both the input and the output on
+disk (sizes, and modification times or, for a touched file, content hashes); it is skipped
+unless it was refined with another model, which is refused unless `overwrite`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+from ..io.atomic import temp_target
+from ..io.files import file_sha256
+from .manifest import Record, read_manifests
+from .plan import RefinePlan
+from .shard import shard_of
+
+
+@dataclass(frozen=True)
+class Work:
+    """What is left to do: images to refine and files to copy (relative paths), and how many
+    files an earlier run completed."""
+
+    images: list[str]
+    others: list[str]
+    skipped: int
+
+
+def same_model(a: dict | None, b: dict | None) -> bool:
+    """Two model ids name the same weights (an export by its hash, a run by path and step)."""
+    if not a or not b:
+        return False
+    if a.get("sha256") and b.get("sha256"):
+        return a["sha256"] == b["sha256"]
+    return a == b
+
+
+def describe_model(model: dict | None) -> str:
+    if not model:
+        return "an unknown model"
+    if "run" in model:
+        return f"run {model['run']} step {model.get('step')}"
+    if "export" in model:
+        return f"export {model['export']} (sha256 {str(model.get('sha256', ''))[:12]})"
+    return str(model)
+
+
+def complete_record(records: list[Record] | None, source: Path, target: Path) -> Record | None:
+    """The earlier record that still describes `target` made from `source` as they are now."""
+    if not records:
+        return None
+    try:
+        src, dst = source.stat(), target.stat()
+    except OSError:
+        return None
+    hashes: dict[Path, str] = {}
+
+    def matches(path: Path, mtime_ns: int, recorded_mtime: int | None, sha: str | None) -> bool:
+        if recorded_mtime == mtime_ns:
+            return True
+        if not sha:  # a touched file: trust its content hash, not its timestamp
+            return False
+        if path not in hashes:
+            hashes[path] = file_sha256(path)
+        return hashes[path] == sha
+
+    for record in reversed(records):
+        if record.action not in ("refined", "copied"):
+            continue
+        if record.input_size != src.st_size or record.output_size != dst.st_size:
+            continue
+        if matches(source, src.st_mtime_ns, record.input_mtime_ns, record.input_sha256) and matches(
+            target, dst.st_mtime_ns, record.output_mtime_ns, record.output_sha256
+        ):
+            return record
+    return None
+
+
+def remaining_work(plan: RefinePlan, model: dict, *, overwrite: bool, copy_other: bool) -> Work:
+    """The files of `plan` not yet complete in OUT; raises UsageError when OUT holds images
+    refined with another model (unless `overwrite`, which redoes everything)."""
+    output = plan.output
+    previous = {} if overwrite else read_manifests(output)
+    images, others, conflicts = [], [], []
+    skipped = 0
+    for relative in plan.images:
+        done = complete_record(previous.get(relative), plan.root / relative, output / relative)
+        if done is None or done.action != "refined":
+            images.append(relative)
+        elif not same_model(done.model, model):
+            conflicts.append((relative, done.model))
+        else:
+            skipped += 1
+    for relative in plan.others if copy_other else ():
+        done = complete_record(previous.get(relative), plan.root / relative, output / relative)
+        if done is None or done.action != "copied":
+            others.append(relative)
+        else:
+            skipped += 1
+    if conflicts:
+        relative, old = conflicts[0]
+        step = f", --step {old['step']} to resume with it" if old and "step" in old else ""
+        raise UsageError(
+            f"OUT {output}: {len(conflicts)} image(s) there were refined with "
+            f"{describe_model(old)} (e.g. {relative}), not with {describe_model(model)}; "
+            f"pass --overwrite to refine them again with this model{step}, "
+            "or choose another OUT folder"
+        )
+    return Work(images, others, skipped)
+
+
+def remove_temp_files(plan: RefinePlan) -> int:
+    """Delete temporary outputs a killed run left in OUT (only this shard's, when sharded)."""
+    removed = 0
+    if not plan.output.is_dir():
+        return 0
+    for dirpath, dirnames, filenames in os.walk(plan.output):
+        dirnames.sort()
+        for name in filenames:
+            target = temp_target(name)
+            if target is None:
+                continue
+            folder = Path(dirpath).relative_to(plan.output)
+            relative = (folder / target).as_posix()
+            if plan.shard is not None and shard_of(relative, plan.shard[1]) != plan.shard[0]:
+                continue  # another shard's, maybe being written right now
+            try:
+                Path(dirpath, name).unlink(missing_ok=True)
+            except OSError:
+                continue  # a read-only OUT: the manifest cannot be opened either, and says so
+            removed += 1
+    return removed

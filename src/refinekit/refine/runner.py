@@ -1,0 +1,320 @@
+"""The refine worker: decode files, refine batches on the device, encode, write and record.
+
+`Runner` holds a run's state (counts, failures, the manifest); its `decode_files`,
+`write_batch` and `copy_files` run on file threads, one task per chunk of files, and
+everything else in the calling thread (see `run.py`, and `pipeline.py` for the machinery).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import OutputError, RefinekitError
+from ..io.atomic import Written, atomic_copy_many, atomic_write_many
+from ..io.decode import read_source
+from ..io.encode import encode_image
+from ..io.files import read_file
+from ..io.meta import SourceMeta
+from .convert import model_input, restore_pixels
+from .manifest import ManifestWriter, Record, now
+from .pipeline import OneInFlight, Window
+from .plan import RefinePlan
+from .results import RefineProgress
+
+
+class RefinerLike(Protocol):
+    """What refine needs of a refiner (`inference.Refiner` has it)."""
+
+    channels: int
+    batch_size: int
+    model_id: dict
+
+    def __call__(self, images: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class Decoded:
+    """One input file after decoding (pixels None and `error` set when it failed)."""
+
+    relative: str
+    input_sha256: str | None = None
+    input_size: int | None = None
+    input_mtime_ns: int | None = None
+    pixels: np.ndarray | None = None
+    meta: SourceMeta | None = None
+    model_in: np.ndarray | None = None
+    error: str | None = None
+
+
+# A batch on the device: its files, its NxHxWxC shape, and a call that waits for its result.
+Started = tuple[list[Decoded], tuple[int, ...], Callable[[], np.ndarray]]
+
+
+def short_error(exc: BaseException, path: Path) -> str:
+    """The message without a leading "<path>: " (the manifest and the report name the file)."""
+    message = str(exc)
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        resolved = path
+    for prefix in (f"{path}: ", f"{resolved}: "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return message
+
+
+class Runner:
+    """One refine run's worker. `writers` runs the encode/write and copy tasks, at most
+    `window` of them queued; `chunk` files per task."""
+
+    def __init__(
+        self,
+        plan: RefinePlan,
+        refiner: RefinerLike,
+        manifest: ManifestWriter,
+        writers: Executor,
+        *,
+        window: int,
+        jpeg_quality: int,
+        fail_fast: bool,
+        on_progress: Callable[[RefineProgress], None] | None,
+        totals: tuple[int, int],
+        skipped: int,
+        should_stop: Callable[[], bool] | None = None,
+        chunk: int = 1,
+    ):
+        self.plan, self.refiner, self.manifest = plan, refiner, manifest
+        self.chunk = chunk  # files per reading, writing or copying task
+        self.model = dict(refiner.model_id)
+        self.channels = int(refiner.channels)
+        self.jpeg_quality, self.fail_fast, self.on_progress = jpeg_quality, fail_fast, on_progress
+        self.totals, self.skipped = totals, skipped
+        self.counts = {"refined": 0, "copied": 0, "failed": 0}
+        self.failures: list[str] = []
+        self.notes: set[str] = set()
+        self.stop = False  # fail_fast: stopped at a failure
+        self.interrupted = False  # should_stop() said so
+        self.should_stop = should_stop
+        self.window: Window[Record] = Window(writers, window, self.finish)
+        self.device: OneInFlight[Started] = OneInFlight(self._hand_to_writers)
+        self.start = time.perf_counter()
+
+    def halted(self) -> bool:
+        """True once no new file should be started (in-flight ones are still finished)."""
+        if not self.interrupted and self.should_stop is not None and self.should_stop():
+            self.interrupted = True
+        return self.stop or self.interrupted
+
+    # -- bookkeeping (caller's thread) --
+
+    def finish(self, record: Record) -> None:
+        self.counts[record.action] += 1
+        if record.action == "failed":
+            self.failures.append(f"{record.input}: {record.error}")
+            if self.fail_fast:
+                self.stop = True
+        self.report(record)
+
+    def report(self, record: Record | None) -> None:
+        if self.on_progress is not None:
+            self.on_progress(
+                RefineProgress(
+                    self.totals[0],
+                    self.totals[1],
+                    self.counts["refined"],
+                    self.counts["copied"],
+                    self.skipped,
+                    self.counts["failed"],
+                    time.perf_counter() - self.start,
+                    record,
+                )
+            )
+
+    def fail(self, relative: str, error: str, item: Decoded | None = None) -> Record:
+        """Record a failure now (the main thread's decode failures and refiner errors)."""
+        record = self._failure(relative, error, item)
+        self.manifest.append(record)
+        return record
+
+    def _failure(self, relative: str, error: str, item: Decoded | None = None) -> Record:
+        return Record(
+            input=relative,
+            output=None,
+            action="failed",
+            input_sha256=item.input_sha256 if item else None,
+            input_size=item.input_size if item else None,
+            input_mtime_ns=item.input_mtime_ns if item else None,
+            error=error,
+            time=now(),
+        )
+
+    def note(self, item: Decoded) -> None:
+        meta = item.meta
+        if meta and meta.bits == 16 and item.pixels is not None and item.pixels.dtype == np.uint8:
+            self.notes.add(
+                "16-bit colour TIFF images were decoded as 8-bit (install tifffile, and "
+                "imagecodecs for LZW/PackBits, to keep 16 bits), so their outputs are 8-bit"
+            )
+
+    # -- workers: one task per chunk of files, so that thread hand-offs are per chunk --
+
+    def copy_files(self, relatives: list[str]) -> list[Record]:
+        records: list[Record | None] = [None] * len(relatives)
+        jobs, stats = [], []  # files that exist: copied together, with one sync
+        for position, relative in enumerate(relatives):
+            source = self.plan.root / relative
+            try:
+                stats.append((position, relative, source.stat()))
+            except OSError as exc:
+                records[position] = self._failure(relative, short_error(exc, source))
+                continue
+            jobs.append((source, self.plan.output / relative))
+        for (position, relative, stat), (source, _), written in zip(
+            stats, jobs, atomic_copy_many(jobs), strict=True
+        ):
+            if isinstance(written, OSError):
+                records[position] = self._failure(relative, short_error(written, source))
+            else:
+                records[position] = self._record(
+                    relative, "copied", written, written.sha256, stat.st_size, stat.st_mtime_ns
+                )
+        return self._append(records)
+
+    def decode_files(self, relatives: list[str]) -> list[Decoded]:
+        return [self.decode(relative) for relative in relatives]
+
+    def decode(self, relative: str) -> Decoded:
+        path = self.plan.root / relative
+        item = Decoded(relative)
+        try:
+            # One read per file: the bytes that are hashed are the bytes that are decoded.
+            data, stat = read_file(path)
+            item.input_size, item.input_mtime_ns = stat.st_size, stat.st_mtime_ns
+            item.input_sha256 = hashlib.sha256(data).hexdigest()
+            item.pixels, item.meta = read_source(path, data)
+            item.model_in = model_input(item.pixels, self.channels)
+        except (RefinekitError, OSError) as exc:
+            item.error = short_error(exc, path)
+            item.pixels = item.model_in = None
+        return item
+
+    def write_batch(self, items: list[Decoded], refined: np.ndarray) -> list[Record]:
+        """Encode a chunk, write its files with one sync for all (`atomic_write_many`), then
+        append their manifest lines."""
+        records: list[Record | None] = [None] * len(items)
+        encoded = []  # (position, item, target, bytes)
+        for position, (item, out) in enumerate(zip(items, refined, strict=True)):
+            target = self.plan.output / item.relative
+            try:
+                encoded.append((position, item, target, self._encode(item, out, target)))
+            except (RefinekitError, OSError, ValueError) as exc:
+                records[position] = self._failure(item.relative, short_error(exc, target), item)
+        results = atomic_write_many([(target, data) for _, _, target, data in encoded])
+        for (position, item, target, _), written in zip(encoded, results, strict=True):
+            if isinstance(written, OSError):
+                records[position] = self._failure(item.relative, short_error(written, target), item)
+            else:
+                records[position] = self._record(
+                    item.relative,
+                    "refined",
+                    written,
+                    item.input_sha256,
+                    item.input_size,
+                    item.input_mtime_ns,
+                    self.model,
+                )
+        return self._append(records)
+
+    def _append(self, records: list[Record | None]) -> list[Record]:
+        done = [record for record in records if record is not None]  # every slot is filled
+        self.manifest.append_many(done)  # after the files are in place, never before
+        return done
+
+    def _encode(self, item: Decoded, refined: np.ndarray, target: Path) -> bytes:
+        if not np.all(np.isfinite(refined)):
+            raise OutputError("the refiner returned NaN or infinite values")
+        assert item.pixels is not None  # decoded items only reach the device
+        pixels = restore_pixels(refined, item.pixels)
+        return encode_image(pixels, target.suffix, item.meta, jpeg_quality=self.jpeg_quality)
+
+    def _record(
+        self,
+        relative: str,
+        action: str,
+        written: Written,
+        input_sha256: str | None,
+        input_size: int | None,
+        input_mtime_ns: int | None,
+        model: dict | None = None,
+    ) -> Record:
+        """The manifest line of an output now in place (its task appends it after the chunk)."""
+        return Record(
+            input=relative,
+            output=relative,
+            action=action,
+            input_sha256=input_sha256,
+            output_sha256=written.sha256,
+            input_size=input_size,
+            input_mtime_ns=input_mtime_ns,
+            output_size=written.size,
+            output_mtime_ns=written.mtime_ns,
+            model=model,
+            time=now(),
+        )
+
+    # -- the device step (caller's thread) --
+
+    def refine_batch(self, items: list[Decoded]) -> None:
+        """Start refining `items`, then finish the batch started before them (`OneInFlight`:
+        a refiner without `dispatch` simply runs here, one batch at a time)."""
+        self.device.push(self._start(items))
+
+    def finish_refining(self) -> None:
+        """Wait for the batch in flight (if any) and give its results to the writers."""
+        self.device.flush()
+
+    def _start(self, items: list[Decoded]) -> Started | None:
+        batch = np.stack([item.model_in for item in items if item.model_in is not None])
+        try:
+            dispatch = getattr(self.refiner, "dispatch", None)
+            if dispatch is None:
+                result = self.refiner(batch)
+                wait = lambda: result  # noqa: E731
+            else:
+                wait = dispatch(batch)
+        except Exception as exc:  # noqa: BLE001 - e.g. a shape the refiner refuses
+            self._refiner_failed(items, batch.shape, exc)
+            return None
+        for item in items:
+            item.model_in = None  # free the float copy; the writer needs the original only
+        return items, batch.shape, wait
+
+    def _hand_to_writers(self, started: Started) -> None:
+        items, shape, wait = started
+        try:
+            refined = np.asarray(wait())
+            if refined.shape != shape:
+                raise OutputError(
+                    f"the refiner returned shape {refined.shape} for a batch of shape {shape}"
+                )
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory for one large shape
+            self._refiner_failed(items, shape, exc)
+            return
+        for start in range(0, len(items), self.chunk):  # every writer gets a share of the batch
+            end = start + self.chunk
+            self.window.submit(self.write_batch, items[start:end], refined[start:end])
+
+    def _refiner_failed(self, items: list[Decoded], shape: tuple[int, ...], exc: Exception) -> None:
+        error = f"refiner failed on {shape[1]}x{shape[2]} images: {type(exc).__name__}: {exc}"
+        for item in items:
+            self.finish(self.fail(item.relative, error, item))
