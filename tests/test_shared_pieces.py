@@ -51,3 +51,20 @@ def test_package_versions_name_every_package():
     assert set(versions) == {"python", *provenance.PACKAGES}
     assert versions["numpy"] == __import__("numpy").__version__
     assert provenance.package_version("surely-not-installed-package-xyz") is None
+
+
+def test_public_api_is_reexported_from_the_package():
+    import refinekit
+    import refinekit.train  # noqa: F401  (the submodule must not hide the function)
+    from refinekit.gap.run import gap_report
+    from refinekit.inference import load_refiner
+    from refinekit.refine import refine_folder
+    from refinekit.train import train
+
+    assert refinekit.train is train
+    assert refinekit.load_refiner is load_refiner
+    assert refinekit.refine_folder is refine_folder
+    assert refinekit.gap_report is gap_report
+    assert set(refinekit.__all__) <= set(dir(refinekit))
+    with pytest.raises(AttributeError):
+        refinekit.no_such_name  # noqa: B018

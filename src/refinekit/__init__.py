@@ -1,16 +1,71 @@
 """refinekit: SimGAN refinement of synthetic images, in JAX.
 
-Library use (no CLI needed)::
+The public API::
 
-    from refinekit import TrainConfig, train
-    train(TrainConfig(synthetic="syn/", real="real/", out="runs/demo", steps=500))
+    import refinekit
+    refinekit.train({"synthetic": "syn/", "real": "real/", "out": "runs/demo", "steps": 500})
+    refiner = refinekit.load_refiner(run="runs/demo")
+    refinekit.refine_folder("syn/", "refined/", refiner)
+    report = refinekit.gap_report(real="real/", synthetic="syn/", refined="refined/")
+
+See docs/api.md.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Imported now, not on first use: importing the submodule refinekit.train later would rebind
+# the package attribute `train` to the module and hide the function.
+from .config import TrainConfig
+from .train import TrainResult, train
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+# The rest is imported on first use (JAX and Flax load only when needed):
+# public name -> the module that defines it.
+_LAZY = {
+    "Refiner": "refinekit.inference",
+    "load_refiner": "refinekit.inference",
+    "export_refiner": "refinekit.inference",
+    "refine_folder": "refinekit.refine",
+    "RefineSummary": "refinekit.refine",
+    "gap_report": "refinekit.gap.run",
+    "GapReport": "refinekit.gap.run",
+    "RefinekitError": "refinekit.errors",
+}
 
-from .config import TrainConfig  # noqa: E402
-from .train import TrainResult, train  # noqa: E402
+__all__ = [
+    "__version__",
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "Refiner",
+    "load_refiner",
+    "export_refiner",
+    "refine_folder",
+    "RefineSummary",
+    "gap_report",
+    "GapReport",
+    "RefinekitError",
+]
 
-__all__ += ["TrainConfig", "TrainResult", "train"]
+if TYPE_CHECKING:
+    from .errors import RefinekitError
+    from .gap.run import GapReport, gap_report
+    from .inference import Refiner, export_refiner, load_refiner
+    from .refine import RefineSummary, refine_folder
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'refinekit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
