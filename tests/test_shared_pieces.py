@@ -68,3 +68,18 @@ def test_public_api_is_reexported_from_the_package():
     assert set(refinekit.__all__) <= set(dir(refinekit))
     with pytest.raises(AttributeError):
         refinekit.no_such_name  # noqa: B018
+
+
+def test_import_changes_no_logging_of_the_host_program():
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, sys; hook = sys.unraisablehook; "
+        "logging.getLogger('absl').setLevel(logging.DEBUG); "
+        "import refinekit, refinekit.checkpoint, refinekit.train; "
+        "assert logging.getLogger('absl').level == logging.DEBUG; "
+        "assert not logging.getLogger('asyncio').filters; "
+        "assert sys.unraisablehook is hook"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -25,10 +25,6 @@ from typing import Any
 
 from .errors import CheckpointError
 
-# orbax logs every save at INFO through absl; keep the user's terminal for our own messages.
-logging.getLogger("absl").setLevel(logging.ERROR)
-
-
 class _AbandonedOrbaxWrites(logging.Filter):
     """Drop asyncio's "Task exception was never retrieved" for orbax's write coroutines.
 
@@ -41,9 +37,6 @@ class _AbandonedOrbaxWrites(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return not (message.startswith("Task exception was never retrieved") and "orbax" in message)
-
-
-logging.getLogger("asyncio").addFilter(_AbandonedOrbaxWrites())
 
 
 def _quiet_orbax_unraisable(previous):
@@ -60,7 +53,23 @@ def _quiet_orbax_unraisable(previous):
     return hook
 
 
-sys.unraisablehook = _quiet_orbax_unraisable(sys.unraisablehook)
+_quieted = False
+
+
+def _quiet_orbax_once() -> None:
+    """Keep the user's terminal for our own messages once orbax is in use (not at import:
+    `import refinekit` must not change the host program's logging).
+
+    orbax logs every save at INFO through absl; its abandoned coroutines are dropped from
+    asyncio's log and from sys.unraisablehook (everything else passes through)."""
+    global _quieted
+    if _quieted:
+        return
+    _quieted = True
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("asyncio").addFilter(_AbandonedOrbaxWrites())
+    sys.unraisablehook = _quiet_orbax_unraisable(sys.unraisablehook)
+
 
 DIGEST_NAME = "refinekit-sha256.json"
 
@@ -117,6 +126,7 @@ def _stderr_held():
 def _ocp():
     import orbax.checkpoint as ocp
 
+    _quiet_orbax_once()
     return ocp
 
 
