@@ -28,28 +28,32 @@ FOLDS = 3
 # Early stopping (domain classifier): a fifth of each training fold is held out for validation.
 VALIDATION_FRACTION = 0.2
 MAX_EPOCHS = 60
-MIN_EARLY_STEPS = 300
+MIN_EARLY_STEPS = 200
 MAX_EARLY_STEPS = 900
+EVALUATE_EVERY = 25  # steps at least (else once per epoch)
 PATIENCE = 4  # evaluations without a lower validation loss
 DESCRIPTION = (
     f"CNN of three stride-2 3x3 convolutions ({', '.join(map(str, WIDTHS))} channels, ReLU), "
-    f"spatial mean, linear head; inputs above {INPUT_SIZE}x{INPUT_SIZE} rearranged by "
-    "space-to-depth (lossless); "
+    "spatial mean, linear head; input: the image and 1/2 + 2 (image - 3x3 box blur); inputs "
+    f"above {INPUT_SIZE}x{INPUT_SIZE} rearranged by space-to-depth (lossless); "
     f"Adam (lr {LEARNING_RATE}), batch {BATCH}; domain classifier: {FOLDS} held-out folds, "
     f"each trained up to min({MAX_EPOCHS} epochs, {MAX_EARLY_STEPS} steps) with early stopping "
     f"on a {VALIDATION_FRACTION:.0%} validation split of its training part (best validation "
-    f"loss kept, patience {PATIENCE} epochs); train-on-X: max({MIN_STEPS} steps, {EPOCHS} epochs)"
+    f"loss kept, evaluated every max({EVALUATE_EVERY} steps, 1 epoch), patience {PATIENCE}); "
+    f"train-on-X: max({MIN_STEPS} steps, {EPOCHS} epochs)"
 )
 
 
 def classifier_inputs(images: np.ndarray) -> np.ndarray:
-    """NxHxWxC -> N x H/f x W/f x C*f*f by space-to-depth, f the smallest factor reaching INPUT_SIZE.
+    """NxHxWxC -> N x H/f x W/f x 2C*f*f: each image with its high-pass copy (see
+    _with_high_pass: it makes grain, blur and sharpness easy to learn from few images), then
+    space-to-depth by f, the smallest factor reaching INPUT_SIZE.
 
     Unlike downsampling this loses nothing (fine grain and refiner artifacts stay visible to
     the classifier) while its convolutions run at INPUT_SIZE. Sides that are not multiples of
     f are padded by repeating the edge pixels.
     """
-    images = _with_normalised(images)
+    images = _with_high_pass(images)
     n, height, width, channels = images.shape
     f = -(-max(height, width) // INPUT_SIZE)
     if f == 1:
@@ -64,13 +68,12 @@ def classifier_inputs(images: np.ndarray) -> np.ndarray:
     )
 
 
-def _with_normalised(images: np.ndarray) -> np.ndarray:
-    """Append each image with its mean removed and its contrast scaled to a std of 1/4 (mapped
-    into [0, 1] around 1/2), so sharpness relative to contrast is one linear filter away."""
-    mean = images.mean(axis=(1, 2, 3), keepdims=True)
-    std = images.std(axis=(1, 2, 3), keepdims=True)
-    normalised = 0.5 + 0.25 * (images - mean) / (std + 0.02)
-    return np.concatenate([images, normalised.astype(np.float32)], axis=-1)
+def _with_high_pass(images: np.ndarray) -> np.ndarray:
+    """Append 1/2 + 2 (x - 3x3 box blur of x): grain, sharpness and edges, centred in [0, 1]."""
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    h, w = images.shape[1:3]
+    blur = sum(padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9.0
+    return np.concatenate([images, (0.5 + 2.0 * (images - blur)).astype(np.float32)], axis=-1)
 
 
 @lru_cache(maxsize=8)
@@ -142,7 +145,7 @@ def train_early_stopping(
     n_val = max(2, int(round(VALIDATION_FRACTION * len(images))))
     val, fit = order[:n_val], order[n_val:]
     labels = labels.astype(np.int32)
-    epoch = max(1, math.ceil(len(fit) / BATCH))
+    epoch = max(EVALUATE_EVERY, math.ceil(len(fit) / BATCH))
     budget = early_steps(len(images))
     batches = _index_stream(len(fit), rng)
     best, best_loss, waited, done = params, np.inf, 0, 0
@@ -155,7 +158,9 @@ def train_early_stopping(
         done += min(epoch, budget - done)
         out = logits(Trained(params, channels, classes), images[val])
         loss = _cross_entropy(out, labels[val])
-        if loss < best_loss - 1e-4:
+        if done < MIN_EARLY_STEPS:  # too early to judge: a small validation split is noisy
+            best = params
+        elif loss < best_loss - 1e-4:
             best, best_loss, waited = params, loss, 0
         else:
             waited += 1

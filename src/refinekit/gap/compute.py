@@ -13,7 +13,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import classifier, colour, density, domain, frechet, headline, histogram, kid, spectrum, swd
+from . import (
+    classifier,
+    colour,
+    density,
+    domain,
+    frechet,
+    headline,
+    histogram,
+    kid,
+    retention,
+    spectrum,
+    swd,
+)
 from .features import extract_features
 
 
@@ -230,3 +242,26 @@ def _train_on_x(
             trained_on=int(keep.sum()),
             tested_on=int(test.sum()),
         )
+
+
+def label_retention(
+    synthetic: Prepared,
+    refined: Prepared,
+    labels: np.ndarray,
+    class_names: list[str],
+    seed: int,
+    out: Computed,
+    stage: Stage = _no_progress,
+) -> retention.Scores:
+    """Retention row: "refined" = fraction keeping its synthetic label, "synthetic" = ceiling.
+
+    refined[i] must be the refinement of synthetic[i] (paired counts); labels (n,) ints.
+    """
+    advance = stage("label retention", retention.steps(len(labels)))
+    scores = retention.cross_fit(
+        synthetic.small, refined.small, labels, len(class_names), seed, advance
+    )
+    result = retention.summarise(scores, labels, class_names, synthetic.counts)
+    out.put(retention.KEY, "synthetic", result["ceiling"])
+    out.put(retention.KEY, "refined", result["retention"], **result["details"])
+    return scores

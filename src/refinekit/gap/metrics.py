@@ -203,6 +203,17 @@ SPECS = (
         bounds=(0.0, 1.0),
     ),
     MetricSpec(
+        "label_retention",
+        "Label retention",
+        "higher",
+        "-value",
+        _negated,
+        "Fraction of refined images that a classifier cross-fitted on the synthetic class "
+        "subfolders assigns their synthetic original's class (the synthetic column: its "
+        "accuracy on held-out synthetic images, the ceiling).",
+        bounds=(0.0, 1.0),
+    ),
+    MetricSpec(
         "train_on_x_accuracy",
         "Train on X, test on real: accuracy",
         "higher",

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RefinekitError, UsageError
-from . import bootstrap, compute, features, frechet, inputs, spectrum, summary
+from . import bootstrap, compute, features, frechet, inputs, retention, spectrum, summary, swd
 from .histogram import BINS, set_histograms
 from .report_json import build_document, write_json
+from .verdict import decide
 
 # start(label, total) -> advance(n): the CLI draws progress bars with it.
 Progress = compute.Stage
@@ -108,9 +109,13 @@ def gap_report(
     classes = inputs.shared_classes(real_set.class_names(), [syn.class_names()])
 
     named = _resamples(real_a, real_b, syn, ref_set, sets.paired, replicates, seed)
-    prepared = _prepare(named, classes, batch_size, progress)
+    basis = swd.fit_basis(real_a.images)
+    prepared = _prepare(named, classes, batch_size, progress, basis)
     reference = prepared.pop("reference")
-    computed = compute.compute_metrics(reference, prepared, seed, len(classes), progress)
+    computed = compute.compute_metrics(
+        reference, prepared, seed, len(classes), progress, basis=basis
+    )
+    changed = _label_retention(syn, ref_set, sets.paired, prepared, seed, computed, progress)
     rows = summary.summarise(computed)
     sizes = {
         "real reference": len(reference),
@@ -120,7 +125,7 @@ def gap_report(
     for row in rows:
         if row.spec.key == "frechet" and small:
             row.flags.append(small)
-    verdict = summary.verdict(rows)
+    verdict = decide(rows)
 
     all_sets = {"real": real_set, "synthetic": syn, "refined": ref_set}
     document = build_document(
@@ -134,7 +139,11 @@ def gap_report(
         rows=rows,
         charts=_charts(reference, prepared),
     )
-    report = GapReport(document, rows, verdict, _samples(real_a, syn, ref_set))
+    samples = _samples(real_a, syn, ref_set)
+    if changed is not None and len(changed):
+        samples["changed_synthetic"] = syn.images[changed]
+        samples["changed_refined"] = ref_set.images[changed]
+    report = GapReport(document, rows, verdict.text, samples)
     if json_path is not None:
         write_json(Path(json_path), document)
     if html_path is not None:
@@ -220,7 +229,35 @@ def _resamples(real_a, real_b, syn, ref_set, paired, replicates, seed) -> dict:
     return named
 
 
-def _prepare(named, classes, batch_size, progress) -> dict[str, compute.Prepared]:
+def _label_retention(syn, ref_set, paired, prepared, seed, computed, progress):
+    """Label retention when the synthetic set has class subfolders and a paired refined set.
+
+    Returns the indices of the refined images that changed class most confidently, or None.
+    """
+    names = syn.class_names()
+    if ref_set is None or not paired or names is None or len(set(names)) < 2:
+        return None
+    class_names = sorted(set(names))
+    labels = inputs.label_ids(names, class_names)
+    if np.bincount(labels).min() < retention.FOLDS:
+        return None  # a class too small to appear in every fold
+    compute.label_retention(
+        prepared[summary.SYNTHETIC],
+        prepared[summary.REFINED],
+        labels,
+        class_names,
+        seed,
+        computed,
+        progress,
+    )
+    changed = computed.details[retention.KEY]["refined"]["changed"]
+    for entry in changed:
+        entry["synthetic"] = syn.names[entry["index"]]
+        entry["refined"] = ref_set.names[entry["index"]]
+    return np.array([entry["index"] for entry in changed], dtype=np.int64)
+
+
+def _prepare(named, classes, batch_size, progress, basis) -> dict[str, compute.Prepared]:
     """Features (standardised with the real set's statistics) and image statistics per set."""
     advance = progress("features and image statistics", sum(len(s) for s, _ in named.values()))
     prepared = {}
@@ -232,7 +269,9 @@ def _prepare(named, classes, batch_size, progress) -> dict[str, compute.Prepared
             done[0] = n
 
         labels = inputs.label_ids(image_set.class_names(), classes)
-        prepared[name] = compute.prepare(image_set.images, counts, labels, batch_size, on_batch)
+        prepared[name] = compute.prepare(
+            image_set.images, counts, labels, batch_size, on_batch, basis=basis
+        )
     mean, std = features.standardiser(
         np.concatenate([prepared["reference"].features, prepared[summary.FLOOR].features])
     )
