@@ -70,8 +70,9 @@ def test_gap_report_measures_retention_per_class_and_the_verdict_says_labels_cha
     details = row["details"]["refined"]
     assert set(details["per_class"]) == set(GAZES) and not details["kept"]
     confusion = np.array(details["confusion"])
-    assert confusion.sum() == len(labels) and confusion.trace() / confusion.sum() == (
-        row["refined"]["value"]
+    assert (
+        confusion.sum() == len(labels)
+        and confusion.trace() / confusion.sum() == (row["refined"]["value"])
     )
     assert details["changed"] and all(c["label"] != c["predicted"] for c in details["changed"])
     assert "changed class" in document["verdict"]["headline"]

@@ -107,7 +107,7 @@ def compute_metrics(
     stage: Stage = _no_progress,
     floor: str | None = "real_holdout",
     basis: swd.Basis | None = None,
-    domain: bool = True,
+    headline_only: bool = False,
 ) -> Computed:
     """Compare every candidate with the reference.
 
@@ -115,10 +115,10 @@ def compute_metrics(
     stage(label, total) starts a progress stage and returns its advance(n) callback.
     floor: the candidate that is the held-out real half; the headline is standardised by it.
     basis: the swd bins the sets were prepared with (their patch histograms need it).
-    domain: False skips the domain classifier (the fast scoring API).
+    headline_only: only the headline and its components (the fast scoring API, tests).
     """
     out = Computed()
-    _distribution_metrics(reference, candidates, out, stage)
+    _distribution_metrics(reference, candidates, out, stage, headline_only)
     _image_statistics(reference, candidates, out)
     if basis is not None and reference.patches is not None:
         ref_cdf = swd.set_cdfs(reference.patches, reference.counts)
@@ -128,7 +128,7 @@ def compute_metrics(
         values, details = headline.combine(out.values, floor)
         for name, v in values.items():
             out.put(headline.KEY, name, v, **details[name])
-    if not domain:
+    if headline_only:
         return out
     _domain_classifier(reference, candidates, seed, out, stage)
     if classes >= 2:
@@ -137,10 +137,16 @@ def compute_metrics(
 
 
 def _distribution_metrics(
-    ref: Prepared, candidates: dict[str, Prepared], out: Computed, stage
+    ref: Prepared, candidates: dict[str, Prepared], out: Computed, stage, kid_only: bool = False
 ) -> None:
     advance = stage("KID, Frechet, density/coverage", 3 * len(candidates) + 2)
     ref_within = kid.within_term(ref.features, ref.counts)
+    if kid_only:
+        for name, x in candidates.items():
+            out.put(
+                "kid", name, kid.kid(x.features, ref.features, x.counts, ref.counts, ref_within)
+            )
+        return
     ref_mean, ref_cov = frechet.weighted_moments(ref.features, ref.counts)
     radii = density.neighbour_radii(ref.features)
     advance(2)

@@ -33,7 +33,7 @@ def headline_distance(real: np.ndarray, images: np.ndarray, *, seed: int = 0) ->
     rng = np.random.default_rng([seed, 17])
     counts_ref = bootstrap.count_matrix(len(reference), REPLICATES, rng)
     counts_floor = bootstrap.count_matrix(len(floor), REPLICATES, rng)
-    counts_x = np.ones((1, len(images)), np.int32)  # the point estimate is all that is returned
+    counts_x = bootstrap.count_matrix(len(images), REPLICATES, rng)  # one shape for all sets
     basis = swd.fit_basis(reference)
     ref = compute.prepare(reference, counts_ref, basis=basis)
     sets = {
@@ -42,8 +42,9 @@ def headline_distance(real: np.ndarray, images: np.ndarray, *, seed: int = 0) ->
     }
     mean, std = features.standardiser(np.concatenate([ref.features, sets["real_holdout"].features]))
     compute.standardise([ref, *sets.values()], mean, std)
-    # Every comparison needs the reference's replicates; only the floor's spread uses them.
-    out = compute.compute_metrics(ref, sets, seed, floor="real_holdout", basis=basis, domain=False)
+    out = compute.compute_metrics(
+        ref, sets, seed, floor="real_holdout", basis=basis, headline_only=True
+    )
     return float(out.values[headline.KEY]["images"][0])
 
 
