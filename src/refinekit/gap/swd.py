@@ -43,8 +43,7 @@ def _blur(x: np.ndarray) -> np.ndarray:
     taps = np.array([1.0, 4.0, 6.0, 4.0, 1.0], np.float32) / 16.0
     for axis in (1, 2):
         pad = [(2, 2) if a == axis else (0, 0) for a in range(4)]
-        mode = "reflect" if x.shape[axis] > 2 else "edge"
-        p = np.pad(x, pad, mode=mode)
+        p = np.pad(x, pad, mode="reflect") if x.shape[axis] > 2 else np.pad(x, pad, mode="edge")
         size = x.shape[axis]
         x = sum(w * np.take(p, np.arange(i, i + size), axis=axis) for i, w in enumerate(taps))
     return x

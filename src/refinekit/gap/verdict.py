@@ -45,6 +45,12 @@ def _interval(row_estimate) -> str:
     return f"{e.value:.3g} [{e.low:.3g}, {e.high:.3g}]"
 
 
+def _versus(row: Row | None) -> str:
+    """'78% vs 100%': train-on-refined vs train-on-synthetic accuracy."""
+    assert row is not None and row.refined is not None
+    return f"{row.refined.value:.0%} vs {row.synthetic.value:.0%}"
+
+
 def _problems(retention: Row | None, tor: Row | None) -> tuple[list[str], bool, bool]:
     """Plain-word problems (labels lost, train-on-refined worse) and whether each happened."""
     problems = []
@@ -59,7 +65,7 @@ def _problems(retention: Row | None, tor: Row | None) -> tuple[list[str], bool, 
     if tor_worse:
         problems.append(
             "a classifier trained on refined images does significantly worse on real ones "
-            f"({tor.refined.value:.0%} vs {tor.synthetic.value:.0%} trained on synthetic)"
+            f"({_versus(tor)} trained on synthetic)"
         )
     return problems, lost, tor_worse
 
@@ -74,6 +80,7 @@ def decide(rows: list[Row]) -> Verdict:
         return Verdict(None, _no_refined_lines(head, by_key, gap_sig))
     problems, lost, tor_worse = _problems(retention, tor)
     tor_better = tor is not None and tor.outcome == "improved"
+    assert head.change is not None
     direction = 0
     if head.significant:
         direction = 1 if head.change.value > 0 else -1
@@ -97,7 +104,7 @@ def decide(rows: list[Row]) -> Verdict:
             outcome = "mixed"
             first = (
                 "Looks less real, but a classifier trained on refined images does significantly "
-                f"better on real ones ({tor.refined.value:.0%} vs {tor.synthetic.value:.0%})"
+                f"better on real ones ({_versus(tor)})"
             )
         else:
             outcome = "worse"
@@ -111,8 +118,7 @@ def decide(rows: list[Row]) -> Verdict:
         outcome = "mixed"
         first = (
             "No significant change in how real the images look, but a classifier trained on "
-            f"refined images does significantly better on real ones ({tor.refined.value:.0%} vs "
-            f"{tor.synthetic.value:.0%})"
+            f"refined images does significantly better on real ones ({_versus(tor)})"
         )
     else:
         outcome = "no significant change"
@@ -121,6 +127,7 @@ def decide(rows: list[Row]) -> Verdict:
 
 
 def _detail_lines(head: Row, retention: Row | None, tor: Row | None, rows: list[Row]) -> list:
+    assert head.refined is not None
     lines = []
     text = (
         f"Headline distance (0 = real floor): synthetic {_interval(head.synthetic)}, "
@@ -144,8 +151,9 @@ def _detail_lines(head: Row, retention: Row | None, tor: Row | None, rows: list[
         lines.append(text + ".")
     if tor is not None and tor.refined is not None:
         c = tor.change
+        assert c is not None
         lines.append(
-            f"Train on refined, test on real: {tor.refined.value:.0%} vs {tor.synthetic.value:.0%}"
+            f"Train on refined, test on real: {_versus(tor)}"
             f" trained on synthetic (change {c.value:+.0%} [{c.low:+.0%}, {c.high:+.0%}], "
             f"{'significant' if tor.significant else 'not significant'})."
         )
