@@ -29,8 +29,9 @@ FOLDS = 3
 VALIDATION_FRACTION = 0.2
 MAX_EPOCHS = 60
 MIN_EARLY_STEPS = 200
-MAX_EARLY_STEPS = 900
-EVALUATE_EVERY = 25  # steps at least (else once per epoch)
+MAX_EARLY_STEPS = 600
+EVALUATE_EVERY = 50  # steps between validation checks
+SEPARATED = 0.01  # validation loss below which the sets count as told apart: stop
 PATIENCE = 4  # evaluations without a lower validation loss
 DESCRIPTION = (
     f"CNN of three stride-2 3x3 convolutions ({', '.join(map(str, WIDTHS))} channels, ReLU), "
@@ -39,7 +40,8 @@ DESCRIPTION = (
     f"Adam (lr {LEARNING_RATE}), batch {BATCH}; domain classifier: {FOLDS} held-out folds, "
     f"each trained up to min({MAX_EPOCHS} epochs, {MAX_EARLY_STEPS} steps) with early stopping "
     f"on a {VALIDATION_FRACTION:.0%} validation split of its training part (best validation "
-    f"loss kept, evaluated every max({EVALUATE_EVERY} steps, 1 epoch), patience {PATIENCE}); "
+    f"loss kept, evaluated every {EVALUATE_EVERY} steps, patience {PATIENCE}, stop below "
+    f"{SEPARATED}); "
     f"train-on-X: max({MIN_STEPS} steps, {EPOCHS} epochs)"
 )
 
@@ -135,8 +137,8 @@ def train_early_stopping(
     on_step: Callable[[], None] | None = None,
 ) -> Trained:
     """Train with a held-out validation split; keep the parameters of the lowest validation
-    loss, stop after PATIENCE epochs without improvement (or at zero validation error with a
-    tiny loss). Deterministic for (seed, stream)."""
+    loss, checked every EVALUATE_EVERY steps; stop after PATIENCE checks without improvement,
+    or once the validation loss is below SEPARATED. Deterministic for (seed, stream)."""
     channels = images.shape[-1]
     init, step, predict = _functions(channels, classes)
     params, opt_state = init(seed, stream)
@@ -145,17 +147,17 @@ def train_early_stopping(
     n_val = max(2, int(round(VALIDATION_FRACTION * len(images))))
     val, fit = order[:n_val], order[n_val:]
     labels = labels.astype(np.int32)
-    epoch = max(EVALUATE_EVERY, math.ceil(len(fit) / BATCH))
+    check = EVALUATE_EVERY
     budget = early_steps(len(images))
     batches = _index_stream(len(fit), rng)
     best, best_loss, waited, done = params, np.inf, 0, 0
     while done < budget:
-        for _ in range(min(epoch, budget - done)):
+        for _ in range(min(check, budget - done)):
             idx = fit[next(batches)]
             params, opt_state, _ = step(params, opt_state, images[idx], labels[idx])
             if on_step is not None:
                 on_step()
-        done += min(epoch, budget - done)
+        done += min(check, budget - done)
         out = logits(Trained(params, channels, classes), images[val])
         loss = _cross_entropy(out, labels[val])
         if done < MIN_EARLY_STEPS:  # too early to judge: a small validation split is noisy
@@ -164,7 +166,7 @@ def train_early_stopping(
             best, best_loss, waited = params, loss, 0
         else:
             waited += 1
-        if done >= MIN_EARLY_STEPS and (waited >= PATIENCE or best_loss < 1e-3):
+        if done >= MIN_EARLY_STEPS and (waited >= PATIENCE or best_loss < SEPARATED):
             break
     if on_step is not None:
         for _ in range(budget - done):

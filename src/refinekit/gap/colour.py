@@ -30,7 +30,7 @@ def colour_stats(images: np.ndarray, chunk: int = 512) -> ColourStats:
             images[start : start + chunk].astype(np.float64).reshape(-1, height * width, channels)
         )
         sums[start : start + len(part)] = part.sum(axis=1)
-        outer[start : start + len(part)] = np.einsum("npc,npd->ncd", part, part)
+        outer[start : start + len(part)] = np.matmul(part.transpose(0, 2, 1), part)
     return ColourStats(sums, outer, height * width)
 
 
