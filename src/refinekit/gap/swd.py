@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 PATCH = 7
-PATCHES = 64  # per image and level
+PATCHES = 32  # per image and level
 PROJECTIONS = 32  # per level
 BINS = 24
 MIN_SIDE = 8
