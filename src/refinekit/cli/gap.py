@@ -54,7 +54,7 @@ def gap_report(
         Path | None,
         typer.Option(
             "--json",
-            help="Write every number, interval and setting to this JSON file (schema refinekit.gap-report/1).",
+            help="Write every number, interval and setting to this JSON file (schema refinekit.gap-report/2, see docs/gap-report.md).",
         ),
     ] = None,
     html_path: Annotated[
