@@ -77,6 +77,13 @@ def test_no_change_in_realism_but_labels_lost_is_worse():
     assert verdict.outcome == "worse" and "30% of refined images changed class" in verdict.lines[0]
 
 
+def test_no_gap_but_labels_lost_is_worse_and_says_both():
+    verdict = decide(summary.summarise(computed((0.0, 0.0), 0.8)))
+    assert verdict.outcome == "worse"
+    assert verdict.lines[0].startswith("No significant synthetic-to-real gap")
+    assert "20% of refined images changed class" in verdict.lines[0]
+
+
 def test_without_a_refined_set_there_is_no_outcome():
     out = Computed()
     out.put("headline", "synthetic", draws(2.0, 0.1, 1))

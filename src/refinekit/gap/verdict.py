@@ -3,14 +3,15 @@
 Outcome (with a refined set; None without one):
 
 - "no gap": the synthetic set is not significantly further from real than the real floor on
-  the headline distance, so there is nothing to close;
+  the headline distance, so there is nothing to close (and labels and train-on-refined are
+  not hurt, else "worse");
 - "improved": the headline moved significantly towards real, the labels were kept (label
   retention relative to its ceiling has its interval above 0.95, where measurable) and
   train-on-refined, test-on-real accuracy is not significantly worse than train-on-synthetic;
 - "mixed": the headline and the label/usefulness checks disagree (more real but labels lost
   or train-on-refined worse; less real but train-on-refined significantly better);
-- "worse": the headline moved significantly away from real, or it did not move and labels
-  were lost or train-on-refined got significantly worse;
+- "worse": the headline moved significantly away from real, or it did not move (or there was
+  no gap) and labels were lost or train-on-refined got significantly worse;
 - "no significant change": none of the above.
 """
 
@@ -85,7 +86,8 @@ def decide(rows: list[Row]) -> Verdict:
     if head.significant:
         direction = 1 if head.change.value > 0 else -1
     if not gap_sig:
-        outcome = "no gap"
+        # Nothing to close; lost labels or a worse train-on-refined still make it worse.
+        outcome = "worse" if problems else "no gap"
         first = "No significant synthetic-to-real gap on the headline distance: nothing to close"
         if problems:
             first += ", but " + " and ".join(problems)
