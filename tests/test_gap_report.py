@@ -91,7 +91,7 @@ def by_key(document: dict) -> dict:
 
 def test_json_has_every_number_and_setting(cli_report):
     document, _, _ = cli_report
-    assert document["schema"] == "refinekit.gap-report/1"
+    assert document["schema"] == "refinekit.gap-report/2"
     reading = document["reading"]
     assert reading["size"] == [SIZE, SIZE] and reading["mode"] == "RGB" and reading["channels"] == 3
     assert reading["resize_filter"] == "antialiased triangle"
@@ -106,7 +106,9 @@ def test_json_has_every_number_and_setting(cli_report):
     assert {"refinekit", "jax", "flax", "numpy", "python"} <= set(document["versions"])
     keys = [m["key"] for m in document["metrics"]]
     assert keys == [
+        "headline",
         "kid",
+        "swd",
         "frechet",
         "classifier_accuracy",
         "classifier_auc",
@@ -114,9 +116,11 @@ def test_json_has_every_number_and_setting(cli_report):
         "spectrum_low",
         "spectrum_mid",
         "spectrum_high",
+        "spectrum_orientation",
         "intensity_w1",
         "mean_shift",
         "std_shift",
+        "colour",
         "density",
         "coverage",
     ]  # no train-on-X row: the folders have no classes
@@ -125,7 +129,12 @@ def test_json_has_every_number_and_setting(cli_report):
             e = m[side]
             assert e["low"] <= e["value"] <= e["high"], (m["key"], side, e)
     p = by_key(document)["classifier_accuracy"]["details"]["synthetic"]["p_value"]
-    assert 0 <= p < 1e-6  # renders are easy to tell from camera images
+    assert 0 <= p < 1e-3  # renders are easy to tell from camera images
+    assert document["headline"]["metric"] == "headline" in keys
+    for side in ("synthetic", "refined", "real_floor"):
+        e = document["headline"][side]
+        assert e["low"] <= e["value"] <= e["high"]
+    assert document["verdict"]["outcome"] == "improved"
     assert "Frechet" in by_key(document)["frechet"]["name"]
     assert any("smaller than" in f for f in by_key(document)["frechet"]["flags"])  # 100 < 2 x 96
 
@@ -161,6 +170,7 @@ def test_real_vs_disjoint_real_is_near_zero_and_classifier_near_chance(cli_repor
 def test_refined_equal_to_held_out_real_closes_the_whole_gap(cli_report):
     metrics = by_key(cli_report[0])
     for key in (
+        "headline",
         "kid",
         "frechet",
         "classifier_accuracy",
@@ -172,13 +182,14 @@ def test_refined_equal_to_held_out_real_closes_the_whole_gap(cli_report):
         assert closed is not None and closed["low"] <= 1.0 <= closed["high"], (key, closed)
         assert closed["value"] > 0.5, (key, closed)
         assert metrics[key]["significant"] and metrics[key]["outcome"] == "improved"
-    assert cli_report[0]["verdict"].startswith("Refinement closed")
+    assert cli_report[0]["verdict"]["headline"].startswith("Refinement made the synthetic images")
 
 
 def test_refined_equal_to_synthetic_closes_nothing(folders, tmp_path):
     copy = shutil.copytree(folders["synthetic"], tmp_path / "copy")
     report = gap_report(folders["real"], folders["synthetic"], refined=copy, replicates=REPLICATES)
     assert report.document["sets"]["refined"]["paired_with_synthetic"]
+    assert report.document["verdict"]["outcome"] == "no significant change"
     for m in report.document["metrics"]:
         assert m["change"] == {"value": 0.0, "low": 0.0, "high": 0.0}, m["key"]
         assert not m["significant"] and m["outcome"] == "no significant change"
@@ -337,7 +348,7 @@ def test_run_refines_the_synthetic_set_on_the_fly(folders, tmp_path, capsys):
     assert out.startswith("metric\tbetter\tsynthetic vs real\trefined vs real")
     assert "KID (random features)" in out
     document = json.loads((tmp_path / "g.json").read_text())
-    assert document["verdict"] in out
+    assert all(line in out for line in document["verdict"]["lines"])
     refined = document["sets"]["refined"]
     assert refined["source"] == "run" and refined["paired_with_synthetic"] and refined["count"] == N
     assert refined["model"]["step"] > 0 and Path(refined["model"]["run"]).name == "run"

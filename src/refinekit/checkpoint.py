@@ -25,6 +25,7 @@ from typing import Any
 
 from .errors import CheckpointError
 
+
 class _AbandonedOrbaxWrites(logging.Filter):
     """Drop asyncio's "Task exception was never retrieved" for orbax's write coroutines.
 

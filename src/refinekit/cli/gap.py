@@ -54,7 +54,7 @@ def gap_report(
         Path | None,
         typer.Option(
             "--json",
-            help="Write every number, interval and setting to this JSON file (schema refinekit.gap-report/1).",
+            help="Write every number, interval and setting to this JSON file (schema refinekit.gap-report/2, see docs/gap-report.md).",
         ),
     ] = None,
     html_path: Annotated[
@@ -118,7 +118,7 @@ def gap_report(
 ) -> None:
     """Measure the synthetic-to-real gap, and how much of it refinement closed.
 
-    Synthetic (and refined) images are compared with one half of the real set; the other half gives the real-vs-real floor. Metrics: KID and Frechet distance on random-network features, a domain classifier, power spectra, intensity histograms, density/coverage, and train-on-X, test-on-real accuracy when the sets have matching class subfolders; each with a bootstrap 95% interval, and "gap closed" per metric.
+    Synthetic (and refined) images are compared with one half of the real set; the other half gives the real-vs-real floor. The headline distance combines KID on random-network features, a sliced Wasserstein distance on Laplacian-pyramid patches, power spectra, intensity histograms and colour statistics, each standardised by its real-vs-real floor; also a domain classifier, density/coverage, train-on-X, test-on-real accuracy when the sets have matching class subfolders, and label retention when the synthetic set has class subfolders and a paired refined set is given; each with a bootstrap 95% interval, "gap closed" per metric, and a verdict (improved, mixed, no significant change, worse, no gap).
     """
     from ..gap.run import gap_report as run_gap_report
     from ..runtime import setup
@@ -189,7 +189,7 @@ def _plain_table(document: dict) -> str:
         if has_refined:
             cells.append(formatting.gap_closed_cell(m))
         lines.append("\t".join(cells))
-    lines.append(document["verdict"])
+    lines.extend(document["verdict"]["lines"])
     return "\n".join(lines) + "\n"
 
 

@@ -24,22 +24,39 @@ PREDICT_BATCH = 256
 LEARNING_RATE = 3e-3
 EPOCHS = 8
 MIN_STEPS = 100
-FOLDS = 2
+FOLDS = 3
+# Early stopping (domain classifier): a fifth of each training fold is held out for validation.
+VALIDATION_FRACTION = 0.2
+MAX_EPOCHS = 60
+MIN_EARLY_STEPS = 200
+MAX_EARLY_STEPS = 600
+EVALUATE_EVERY = 50  # steps between validation checks
+MAX_VALIDATION = 512  # images scored per check
+SEPARATED = 0.01  # validation loss below which the sets count as told apart: stop
+PATIENCE = 4  # evaluations without a lower validation loss
 DESCRIPTION = (
     f"CNN of three stride-2 3x3 convolutions ({', '.join(map(str, WIDTHS))} channels, ReLU), "
-    f"spatial mean, linear head; inputs above {INPUT_SIZE}x{INPUT_SIZE} rearranged by "
-    "space-to-depth (lossless); "
-    f"Adam (lr {LEARNING_RATE}), batch {BATCH}, max({MIN_STEPS} steps, {EPOCHS} epochs)"
+    "spatial mean, linear head; input: the image and 1/2 + 2 (image - 3x3 box blur); inputs "
+    f"above {INPUT_SIZE}x{INPUT_SIZE} rearranged by space-to-depth (lossless); "
+    f"Adam (lr {LEARNING_RATE}), batch {BATCH}; domain classifier: {FOLDS} held-out folds, "
+    f"each trained up to min({MAX_EPOCHS} epochs, {MAX_EARLY_STEPS} steps) with early stopping "
+    f"on a {VALIDATION_FRACTION:.0%} validation split of its training part (best validation "
+    f"loss kept, evaluated every {EVALUATE_EVERY} steps, patience {PATIENCE}, stop below "
+    f"{SEPARATED}); "
+    f"train-on-X: max({MIN_STEPS} steps, {EPOCHS} epochs)"
 )
 
 
 def classifier_inputs(images: np.ndarray) -> np.ndarray:
-    """NxHxWxC -> N x H/f x W/f x C*f*f by space-to-depth, f the smallest factor reaching INPUT_SIZE.
+    """NxHxWxC -> N x H/f x W/f x 2C*f*f: each image with its high-pass copy (see
+    _with_high_pass: it makes grain, blur and sharpness easy to learn from few images), then
+    space-to-depth by f, the smallest factor reaching INPUT_SIZE.
 
     Unlike downsampling this loses nothing (fine grain and refiner artifacts stay visible to
     the classifier) while its convolutions run at INPUT_SIZE. Sides that are not multiples of
     f are padded by repeating the edge pixels.
     """
+    images = _with_high_pass(images)
     n, height, width, channels = images.shape
     f = -(-max(height, width) // INPUT_SIZE)
     if f == 1:
@@ -52,6 +69,15 @@ def classifier_inputs(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(blocks.transpose(0, 1, 3, 2, 4, 5)).reshape(
         n, height // f, width // f, f * f * channels
     )
+
+
+def _with_high_pass(images: np.ndarray) -> np.ndarray:
+    """Append 1/2 + 2 (x - 3x3 box blur of x): grain, sharpness and edges, centred in [0, 1]."""
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    h, w = images.shape[1:3]
+    blur = sum(padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9.0
+    # float16 halves the memory and the per-step batch copies; the network computes in float32.
+    return np.concatenate([images, 0.5 + 2.0 * (images - blur)], axis=-1).astype(np.float16)
 
 
 @lru_cache(maxsize=8)
@@ -74,7 +100,7 @@ def _functions(channels: int, classes: int) -> tuple[Callable, Callable, Callabl
             self.head = nnx.Linear(features, classes, rngs=rngs)
 
         def __call__(self, x):
-            x = x * 2.0 - 1.0
+            x = x.astype(jnp.float32) * 2.0 - 1.0
             for conv in self.convs:
                 x = jax.nn.relu(conv(x))
             return self.head(jnp.mean(x, axis=(1, 2)))
@@ -102,6 +128,66 @@ def _functions(channels: int, classes: int) -> tuple[Callable, Callable, Callabl
         return nnx.merge(graphdef, params)(x)
 
     return init, step, predict
+
+
+def train_early_stopping(
+    images: np.ndarray,
+    labels: np.ndarray,
+    classes: int,
+    seed: int,
+    stream: int = 0,
+    on_step: Callable[[], None] | None = None,
+) -> Trained:
+    """Train with a held-out validation split; keep the parameters of the lowest validation
+    loss, checked every EVALUATE_EVERY steps; stop after PATIENCE checks without improvement,
+    or once the validation loss is below SEPARATED. Deterministic for (seed, stream)."""
+    channels = images.shape[-1]
+    init, step, predict = _functions(channels, classes)
+    params, opt_state = init(seed, stream)
+    rng = np.random.default_rng([seed, 8, stream])
+    order = rng.permutation(len(images))
+    n_val = max(2, int(round(VALIDATION_FRACTION * len(images))))
+    val, fit = order[:n_val], order[n_val:]
+    val = val[:MAX_VALIDATION]  # the checks' cost; the rest of the split still stays unseen
+    labels = labels.astype(np.int32)
+    check = EVALUATE_EVERY
+    budget = early_steps(len(images))
+    batches = _index_stream(len(fit), rng)
+    best, best_loss, waited, done = params, np.inf, 0, 0
+    while done < budget:
+        for _ in range(min(check, budget - done)):
+            idx = fit[next(batches)]
+            params, opt_state, _ = step(params, opt_state, images[idx], labels[idx])
+            if on_step is not None:
+                on_step()
+        done += min(check, budget - done)
+        out = logits(Trained(params, channels, classes), images[val])
+        loss = _cross_entropy(out, labels[val])
+        if done < MIN_EARLY_STEPS:  # too early to judge: a small validation split is noisy
+            best = params
+        elif loss < best_loss - 2e-3:  # smaller gains are noise on a real-vs-real split
+            best, best_loss, waited = params, loss, 0
+        else:
+            waited += 1
+        if done >= MIN_EARLY_STEPS and (waited >= PATIENCE or best_loss < SEPARATED):
+            break
+    if on_step is not None:
+        for _ in range(budget - done):
+            on_step()
+    return Trained(best, channels, classes)
+
+
+def _cross_entropy(logit: np.ndarray, labels: np.ndarray) -> float:
+    top = logit.max(axis=1, keepdims=True)
+    log_norm = top[:, 0] + np.log(np.exp(logit - top).sum(axis=1))
+    return float(np.mean(log_norm - logit[np.arange(len(labels)), labels]))
+
+
+def early_steps(n_train: int) -> int:
+    """The step budget of train_early_stopping for n_train images (validation included)."""
+    fit = n_train - max(2, int(round(VALIDATION_FRACTION * n_train)))
+    epoch = max(1, math.ceil(fit / BATCH))
+    return max(MIN_EARLY_STEPS, min(MAX_EPOCHS * epoch, MAX_EARLY_STEPS))
 
 
 @dataclass(frozen=True)
@@ -158,7 +244,7 @@ def logits(model: Trained, images: np.ndarray) -> np.ndarray:
         real = len(batch)
         if real < PREDICT_BATCH:
             batch = np.concatenate(
-                [batch, np.zeros((PREDICT_BATCH - real, *batch.shape[1:]), np.float32)]
+                [batch, np.zeros((PREDICT_BATCH - real, *batch.shape[1:]), batch.dtype)]
             )
         out[start : start + real] = np.asarray(predict(model.params, batch))[:real]
     return out
@@ -202,7 +288,7 @@ def domain_scores(
         train_mask, test_mask = fold_of != fold, fold_of == fold
         images = np.concatenate([x[index_x[train_mask]], ref[index_ref[train_mask]]])
         labels = np.concatenate([np.ones(train_mask.sum()), np.zeros(train_mask.sum())])
-        model = train(images, labels, 2, seed, fold, on_step)
+        model = train_early_stopping(images, labels, 2, seed, fold, on_step)
         for index, scores, source in ((index_x, scores_x, x), (index_ref, scores_ref, ref)):
             out = logits(model, source[index[test_mask]])
             scores[test_mask] = out[:, 1] - out[:, 0]
@@ -211,4 +297,4 @@ def domain_scores(
 
 def domain_steps(n_x: int, n_ref: int, folds: int = FOLDS) -> int:
     m = min(n_x, n_ref)
-    return sum(steps_for(2 * int(((np.arange(m) % folds) != f).sum())) for f in range(folds))
+    return sum(early_steps(2 * int(((np.arange(m) % folds) != f).sum())) for f in range(folds))

@@ -13,7 +13,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import classifier, density, domain, frechet, histogram, kid, spectrum
+from . import (
+    classifier,
+    colour,
+    density,
+    domain,
+    frechet,
+    headline,
+    histogram,
+    kid,
+    retention,
+    spectrum,
+    swd,
+)
 from .features import extract_features
 
 
@@ -23,10 +35,13 @@ class Prepared:
 
     features: np.ndarray  # (n, d) standardised random-net features
     spectra: np.ndarray  # (n, rings) radially averaged power
+    oriented: np.ndarray  # (n, 3 * sectors) power per band and orientation
     pixels: histogram.PixelStats
     small: np.ndarray  # (n, h, w, C) classifier inputs
     counts: np.ndarray  # (1 + replicates, n)
     labels: np.ndarray | None = None  # class id per image, -1 outside the shared classes
+    patches: np.ndarray | None = None  # (n, levels * projections, bins) uint8, swd.py
+    colours: colour.ColourStats | None = None
 
     def __len__(self) -> int:
         return len(self.features)
@@ -38,15 +53,24 @@ def prepare(
     labels: np.ndarray | None = None,
     batch_size: int = 64,
     on_batch: Callable[[int], None] | None = None,
+    basis: swd.Basis | None = None,
 ) -> Prepared:
-    """Raw features (standardise them afterwards with `standardise`) and image statistics."""
+    """Raw features (standardise them afterwards with `standardise`) and image statistics.
+
+    basis: the sliced-Wasserstein bins, fitted on the reference (`swd.fit_basis`); without it
+    the set has no patch histograms and the swd metric (and the headline) is skipped.
+    """
+    rings, oriented = spectrum.image_power(images)
     return Prepared(
         features=extract_features(images, batch_size, on_batch),
-        spectra=spectrum.image_spectra(images),
+        spectra=rings,
+        oriented=oriented,
         pixels=histogram.pixel_stats(images),
         small=classifier.classifier_inputs(images),
         counts=counts,
         labels=labels,
+        patches=None if basis is None else swd.image_histograms(images, basis),
+        colours=colour.colour_stats(images),
     )
 
 
@@ -81,15 +105,31 @@ def compute_metrics(
     seed: int,
     classes: int = 0,
     stage: Stage = _no_progress,
+    floor: str | None = "real_holdout",
+    basis: swd.Basis | None = None,
+    headline_only: bool = False,
 ) -> Computed:
     """Compare every candidate with the reference.
 
     classes: number of shared class labels (0: skip train-on-X, test-on-real).
     stage(label, total) starts a progress stage and returns its advance(n) callback.
+    floor: the candidate that is the held-out real half; the headline is standardised by it.
+    basis: the swd bins the sets were prepared with (their patch histograms need it).
+    headline_only: only the headline and its components (the fast scoring API, tests).
     """
     out = Computed()
-    _distribution_metrics(reference, candidates, out, stage)
+    _distribution_metrics(reference, candidates, out, stage, headline_only)
     _image_statistics(reference, candidates, out)
+    if basis is not None and reference.patches is not None:
+        ref_cdf = swd.set_cdfs(reference.patches, reference.counts)
+        for name, x in candidates.items():
+            out.put("swd", name, swd.swd(swd.set_cdfs(x.patches, x.counts), ref_cdf, basis))
+    if floor is not None and floor in candidates:
+        values, details = headline.combine(out.values, floor)
+        for name, v in values.items():
+            out.put(headline.KEY, name, v, **details[name])
+    if headline_only:
+        return out
     _domain_classifier(reference, candidates, seed, out, stage)
     if classes >= 2:
         _train_on_x(reference, candidates, seed, classes, out, stage)
@@ -97,10 +137,16 @@ def compute_metrics(
 
 
 def _distribution_metrics(
-    ref: Prepared, candidates: dict[str, Prepared], out: Computed, stage
+    ref: Prepared, candidates: dict[str, Prepared], out: Computed, stage, kid_only: bool = False
 ) -> None:
     advance = stage("KID, Frechet, density/coverage", 3 * len(candidates) + 2)
     ref_within = kid.within_term(ref.features, ref.counts)
+    if kid_only:
+        for name, x in candidates.items():
+            out.put(
+                "kid", name, kid.kid(x.features, ref.features, x.counts, ref.counts, ref_within)
+            )
+        return
     ref_mean, ref_cov = frechet.weighted_moments(ref.features, ref.counts)
     radii = density.neighbour_radii(ref.features)
     advance(2)
@@ -120,12 +166,16 @@ def _distribution_metrics(
 
 def _image_statistics(ref: Prepared, candidates: dict[str, Prepared], out: Computed) -> None:
     ref_log = spectrum.set_log_spectrum(ref.spectra, ref.counts)
+    ref_cells = spectrum.set_log_spectrum(ref.oriented, ref.counts)
     ref_hist = histogram.set_histograms(ref.pixels, ref.counts)
     ref_mean, ref_std = histogram.set_moments(ref.pixels, ref.counts)
+    ref_colour = None if ref.colours is None else colour.set_moments(ref.colours, ref.counts)
     for name, x in candidates.items():
         bands = spectrum.band_distances(spectrum.set_log_spectrum(x.spectra, x.counts), ref_log)
         for band, values in bands.items():
             out.put(f"spectrum_{band}", name, values)
+        cells = spectrum.set_log_spectrum(x.oriented, x.counts)
+        out.put("spectrum_orientation", name, spectrum.oriented_distance(cells, ref_cells))
         w1 = histogram.wasserstein1(
             histogram.set_histograms(x.pixels, x.counts), ref_hist
         )  # (R, C)
@@ -135,6 +185,12 @@ def _image_statistics(ref: Prepared, candidates: dict[str, Prepared], out: Compu
             "mean_shift", name, np.abs(mean - ref_mean).mean(axis=1), per_channel=mean - ref_mean
         )
         out.put("std_shift", name, np.abs(std - ref_std).mean(axis=1), per_channel=std - ref_std)
+        if x.colours is not None and ref_colour is not None:
+            out.put(
+                "colour",
+                name,
+                colour.colour_distance(*colour.set_moments(x.colours, x.counts), *ref_colour),
+            )
 
 
 def _domain_classifier(
@@ -192,3 +248,26 @@ def _train_on_x(
             trained_on=int(keep.sum()),
             tested_on=int(test.sum()),
         )
+
+
+def label_retention(
+    synthetic: Prepared,
+    refined: Prepared,
+    labels: np.ndarray,
+    class_names: list[str],
+    seed: int,
+    out: Computed,
+    stage: Stage = _no_progress,
+) -> retention.Scores:
+    """Retention row: "refined" = fraction keeping its synthetic label, "synthetic" = ceiling.
+
+    refined[i] must be the refinement of synthetic[i] (paired counts); labels (n,) ints.
+    """
+    advance = stage("label retention", retention.steps(len(labels)))
+    scores = retention.cross_fit(
+        synthetic.small, refined.small, labels, len(class_names), seed, advance
+    )
+    result = retention.summarise(scores, labels, class_names, synthetic.counts)
+    out.put(retention.KEY, "synthetic", result["ceiling"])
+    out.put(retention.KEY, "refined", result["retention"], **result["details"])
+    return scores

@@ -7,7 +7,11 @@ FID/KID): they measure low-level statistics (texture, noise, edges, colour) well
 semantics hardly at all.
 
 Each net: three stride-2 k x k convolutions (16, 32, 32 channels) with ReLUs, then the spatial
-mean of the last layer. The ensemble uses kernel sizes 3, 5 and 7, so the three nets see
+mean of the last layer. Each image's per-channel mean is removed and every first-layer filter
+has zero mean over its window (per input channel), so the features respond to structure (edges,
+texture, grain, blur) rather than to the overall brightness and colour, which otherwise swamp
+them (with plain He-normal filters a strong blur moved them by less than the real-vs-real
+spread); brightness and colour have their own metrics (histograms, colour moments). The ensemble uses kernel sizes 3, 5 and 7, so the three nets see
 patches of 15, 29 and 43 pixels. The output is the concatenation: 3 x 32 = 96 features (few
 enough that the Frechet covariance is usable from a few hundred images).
 """
@@ -29,7 +33,8 @@ FEATURE_DIM = len(NET_SEEDS) * WIDTHS[-1]
 DESCRIPTION = (
     f"{len(NET_SEEDS)} frozen random conv nets (NumPy seeds {list(NET_SEEDS)}, kernels "
     f"{list(KERNEL_SIZES)}, stride-2 layers of {list(WIDTHS)} channels with ReLU, He-normal "
-    f"weights, no biases), spatial mean of the last layer: {FEATURE_DIM} features, "
+    "weights, zero-mean first-layer filters, no biases) on images with their per-channel mean "
+    f"removed, spatial mean of the last layer: {FEATURE_DIM} features, "
     "standardised with the real set's mean and standard deviation"
 )
 
@@ -51,7 +56,8 @@ class FeatureNets:
 
 @lru_cache(maxsize=1)
 def feature_nets() -> FeatureNets:
-    """The ensemble's weights, drawn once from fixed seeds (He-normal: std sqrt(2 / fan_in))."""
+    """The ensemble's weights, drawn once from fixed seeds (He-normal: std sqrt(2 / fan_in));
+    first-layer filters have their spatial mean removed per input channel (zero DC response)."""
     nets = []
     for seed, k in zip(NET_SEEDS, KERNEL_SIZES, strict=True):
         rng = np.random.default_rng(seed)
@@ -59,6 +65,8 @@ def feature_nets() -> FeatureNets:
         for width in WIDTHS:
             std = np.sqrt(2.0 / (k * k * fan_in_channels))
             kernel = rng.standard_normal((k, k, fan_in_channels, width)) * std
+            if not layers:
+                kernel = kernel - kernel.mean(axis=(0, 1), keepdims=True)
             layers.append(kernel.astype(np.float32))
             fan_in_channels = width
         nets.append(tuple(layers))
@@ -81,7 +89,7 @@ def _extractor(channels: int) -> Callable:
     import jax.numpy as jnp
 
     def features(kernels, images):
-        x0 = images * 2.0 - 1.0
+        x0 = (images - jnp.mean(images, axis=(1, 2), keepdims=True)) * 2.0
         outputs = []
         for net in kernels:
             x = x0

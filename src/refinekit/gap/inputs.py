@@ -158,7 +158,9 @@ def split_real(n: int, labels: list[str] | None, seed: int) -> tuple[np.ndarray,
 
 
 def pair_by_name(synthetic: ImageSet, refined: ImageSet) -> np.ndarray | None:
-    """Order of refined images matching the synthetic ones by file name (extension ignored).
+    """Order of refined images matching the synthetic ones by relative path (extension
+    ignored), or else by file name alone when those are unique in both sets (a refined folder
+    written flat, without the class subfolders).
 
     None when the names do not match one to one: the sets are then resampled independently.
     """
@@ -168,13 +170,14 @@ def pair_by_name(synthetic: ImageSet, refined: ImageSet) -> np.ndarray | None:
 
     if len(synthetic) != len(refined):
         return None
-    where = {stem(n): i for i, n in enumerate(refined.names)}
-    if len(where) != len(refined):
-        return None
-    order = [where.get(stem(n)) for n in synthetic.names]
-    if any(i is None for i in order):
-        return None
-    return np.array(order, dtype=np.int64)
+    for key in (stem, lambda name: stem(name).rsplit("/", 1)[-1]):
+        where = {key(n): i for i, n in enumerate(refined.names)}
+        if len(where) != len(refined) or len({key(n) for n in synthetic.names}) != len(synthetic):
+            continue
+        order = [where.get(key(n)) for n in synthetic.names]
+        if all(i is not None for i in order):
+            return np.array(order, dtype=np.int64)
+    return None
 
 
 def shared_classes(real: list[str] | None, others: list[list[str] | None]) -> list[str]:

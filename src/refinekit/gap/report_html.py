@@ -110,6 +110,70 @@ def _grids(samples: dict[str, np.ndarray]) -> str:
     return "".join(out)
 
 
+def _verdict(verdict: dict) -> str:
+    css = {"improved": "good", "worse": "bad", "mixed": "warn"}.get(verdict["outcome"] or "", "")
+    outcome = f" <small>({escape(verdict['outcome'])})</small>" if verdict["outcome"] else ""
+    first, *rest = verdict["lines"]
+    more = "".join(f"<li>{escape(line)}</li>" for line in rest)
+    return f'<p class="verdict {css}"><strong>{escape(first)}</strong>{outcome}</p>' + (
+        f"<ul>{more}</ul>" if more else ""
+    )
+
+
+def _retention(document: dict, samples: dict[str, np.ndarray]) -> str:
+    """Per-class retention, the confusion matrix and the most confident class changes."""
+    row = next((m for m in document["metrics"] if m["key"] == "label_retention"), None)
+    if row is None or "refined" not in row["details"]:
+        return ""
+    d = row["details"]["refined"]
+    classes = d["classes"]
+    per_class = "".join(
+        f"<tr><td>{escape(c)}</td><td>{e['count']}</td>"
+        f"<td>{escape(formatting.estimate(e))}</td></tr>"
+        for c, e in d["per_class"].items()
+    )
+    head = "".join(f"<th>{escape(c)}</th>" for c in classes)
+    body = "".join(
+        f"<tr><th>{escape(c)}</th>"
+        + "".join(
+            f'<td class="{"diag" if i == j else ("off" if v else "")}">{v}</td>'
+            for j, v in enumerate(line)
+        )
+        + "</tr>"
+        for i, (c, line) in enumerate(zip(classes, d["confusion"], strict=True))
+    )
+    parts = [
+        "<h2>Label retention</h2>",
+        f"<p>A classifier cross-fitted on the synthetic class folders ({d['folds']} folds) "
+        f"recognises {d['ceiling']['value']:.0%} of held-out synthetic images (the ceiling) and "
+        f"assigns {row['refined']['value']:.0%} of refined images their original's class.</p>",
+        "<table><tr><th>Class</th><th>Images</th><th>Retention</th></tr>" + per_class + "</table>",
+        "<p>Confusion matrix: rows are the synthetic label, columns the class predicted for the "
+        "refined image.</p>",
+        f"<table><tr><th>label \\ predicted</th>{head}</tr>{body}</table>",
+    ]
+    if "changed_synthetic" in samples and d["changed"]:
+        cells = []
+        for k, entry in enumerate(d["changed"]):
+            pair = np.concatenate(
+                [samples["changed_synthetic"][k : k + 1], samples["changed_refined"][k : k + 1]]
+            )
+            uri = png_data_uri(sample_grid(pair, columns=2))
+            caption = (
+                f"{entry['label']} -> {entry['predicted']} (p {entry['probability']:.2f})<br>"
+                f"<small>{escape(entry.get('synthetic', ''))}</small>"
+            )
+            cells.append(
+                f'<figure><img src="{uri}" alt="changed class"><figcaption>'
+                f"{caption}</figcaption></figure>"
+            )
+        parts.append(
+            "<p>Refined images that changed class most confidently (left: synthetic original, "
+            "right: refined):</p>" + "".join(cells)
+        )
+    return "".join(parts)
+
+
 STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1100px; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
@@ -117,6 +181,9 @@ th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
 td.good { color: #1b7e57; font-weight: bold; } td.bad { color: #b00; font-weight: bold; }
 tr.flag td { text-align: left; color: #8a6d00; font-size: 12px; }
+p.verdict { font-size: 17px; } p.good { color: #1b7e57; } p.bad { color: #b00; }
+p.warn { color: #a15c00; } td.diag { background: #e4f3ea; } td.off { background: #fbe3e3; }
+figcaption { font-size: 12px; max-width: 180px; }
 figure { display: inline-block; margin: 0 1em 1em 0; }
 img { image-rendering: pixelated; }
 .chart { display: inline-block; margin: 0 1em 1em 0; }
@@ -136,7 +203,7 @@ def render_html(document: dict, samples: dict[str, np.ndarray]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>refinekit gap report</title>
 <style>{STYLE}</style></head><body>
 <h1>Synthetic-to-real gap report</h1>
-<p><strong>{escape(document["verdict"])}</strong></p>
+{_verdict(document["verdict"])}
 <p>Every set was read the same way: {escape(reading["path"])}; mode {escape(reading["mode"])},
 resized to {height}x{width} with an {escape(reading["resize_filter"])} filter where needed;
 {escape(reading["value_range"])}. Images: {escape(counts)}; the real set is split into a
@@ -151,6 +218,7 @@ Note: {escape(features["note"])}. Seed {document["seed"]}.</p>
 {_table(document)}
 <h2>Samples</h2>
 {_grids(samples)}
+{_retention(document, samples)}
 <h2>Spectra and histograms</h2>
 {_charts(document)}
 </body></html>

@@ -1,10 +1,16 @@
 """The JSON report: its schema, and writing it.
 
-Schema "refinekit.gap-report/1" (all numbers plain JSON numbers; no timestamps, so the same
+Schema "refinekit.gap-report/2" (all numbers plain JSON numbers; no timestamps, so the same
 inputs and seed give a byte-identical file):
 
-    schema        "refinekit.gap-report/1"
-    verdict       one line
+    schema        "refinekit.gap-report/2"
+    verdict       {outcome: "improved" | "mixed" | "no significant change" | "worse" |
+                   "no gap" | null (no refined set), headline: the first line (plain words),
+                   lines: [first line, headline numbers, retention, train-on-X, tally]}
+    headline      {metric: "headline" (the key of its row in metrics), name, description,
+                   components: [metric keys], synthetic, refined | null, real_floor:
+                   {value, low, high}, change, gap_closed: {...} | null, significant,
+                   z: {comparison: {component: z-score}}, floor_sd: {component: sd}}
     seed          int: every random choice (split, subsamples, bootstrap, classifiers)
     versions      {refinekit, python, jax, jaxlib, flax, optax, numpy}
     reading       how every set was read: {path, decoder, alpha, mode ("L" | "RGB"), channels,
@@ -30,6 +36,13 @@ inputs and seed give a byte-identical file):
                    significant: bool | null (change interval excludes 0),
                    outcome: "improved" | "worse" | "no significant change" | "",
                    flags: [text], details: {comparison: {...}} (p-values, per-channel values)}
+                  label_retention (class subfolders + paired refined set): real_floor and gap
+                  null; synthetic = the classifier's held-out synthetic accuracy (ceiling);
+                  details.refined = {per_class: {class: {value, low, high, count}}, classes,
+                  confusion [[count]] (rows: synthetic label, columns: predicted for the
+                  refined image), ceiling, relative (retention / ceiling), measurable, kept,
+                  changed: [{index, label, predicted, probability, synthetic, refined}], folds,
+                  images}
     charts        {spectrum: {frequency [fraction of Nyquist], log10_power: {set: [...]}},
                    histogram: {bins, edges [...], channels: [{set: [density...]}]}}
 """
@@ -40,11 +53,12 @@ import json
 import platform
 from pathlib import Path
 
-from . import classifier, features
+from . import classifier, features, headline, swd
 from .bootstrap import CONFIDENCE, Estimate
 from .summary import Row
+from .verdict import Verdict
 
-SCHEMA = "refinekit.gap-report/1"
+SCHEMA = "refinekit.gap-report/2"
 
 
 def versions() -> dict:
@@ -100,9 +114,34 @@ FEATURE_NOTE = (
 )
 
 
+def headline_entry(rows: list[Row]) -> dict:
+    """The top-level headline object: the verdict's distance, per comparison."""
+    row = next(r for r in rows if r.spec.key == headline.KEY)
+    details = row.details
+    return {
+        "metric": headline.KEY,
+        "name": row.spec.name,
+        "description": headline.DESCRIPTION,
+        "components": [
+            k
+            for k in headline.COMPONENTS
+            if k in details.get("real_holdout", {}).get("floor_sd", {})
+        ],
+        "synthetic": _estimate(row.synthetic),
+        "refined": _estimate(row.refined),
+        "real_floor": _estimate(row.floor),
+        "gap": _estimate(row.gap),
+        "change": _estimate(row.change),
+        "gap_closed": _estimate(row.gap_closed),
+        "significant": row.significant,
+        "z": {name: d["components"] for name, d in details.items()},
+        "floor_sd": details.get("real_holdout", {}).get("floor_sd", {}),
+    }
+
+
 def build_document(
     *,
-    verdict: str,
+    verdict: Verdict,
     seed: int,
     replicates: int,
     reading: dict,
@@ -115,7 +154,8 @@ def build_document(
     """The whole JSON report, in the schema above."""
     return {
         "schema": SCHEMA,
-        "verdict": verdict,
+        "verdict": verdict.as_dict(),
+        "headline": headline_entry(rows),
         "seed": seed,
         "versions": versions(),
         "reading": reading,
@@ -132,6 +172,7 @@ def build_document(
             "sha256": features.feature_nets().sha256(),
             "net_seeds": list(features.NET_SEEDS),
             "note": FEATURE_NOTE,
+            "swd": swd.DESCRIPTION,
         },
         "classifier": {
             "description": classifier.DESCRIPTION,

@@ -15,14 +15,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RefinekitError, UsageError
-from . import bootstrap, compute, features, frechet, inputs, spectrum, summary
-from .histogram import BINS, set_histograms
+from . import bootstrap, compute, features, frechet, inputs, summary, swd
+from .checks import check_arguments
+from .parts import charts as _charts
+from .parts import describe_sets as _describe_sets
+from .parts import label_retention as _label_retention
+from .parts import reading as _reading
+from .parts import samples as _samples
 from .report_json import build_document, write_json
+from .verdict import decide
 
 # start(label, total) -> advance(n): the CLI draws progress bars with it.
 Progress = compute.Stage
-SAMPLES_PER_SET = 16
-CHART_BINS = 64
 REFINE_CHUNK = 256
 
 
@@ -70,7 +74,7 @@ def gap_report(
     Raises UsageError/DataError for bad arguments or inputs, RefinekitError for a failure
     (e.g. a non-finite metric).
     """
-    _check_arguments(
+    check_arguments(
         real,
         synthetic,
         refined,
@@ -110,9 +114,13 @@ def gap_report(
     classes = inputs.shared_classes(real_set.class_names(), [syn.class_names()])
 
     named = _resamples(real_a, real_b, syn, ref_set, sets.paired, replicates, seed)
-    prepared = _prepare(named, classes, batch_size, progress)
+    basis = swd.fit_basis(real_a.images)
+    prepared = _prepare(named, classes, batch_size, progress, basis)
     reference = prepared.pop("reference")
-    computed = compute.compute_metrics(reference, prepared, seed, len(classes), progress)
+    computed = compute.compute_metrics(
+        reference, prepared, seed, len(classes), progress, basis=basis
+    )
+    changed = _label_retention(syn, ref_set, sets.paired, prepared, seed, computed, progress)
     rows = summary.summarise(computed)
     sizes = {
         "real reference": len(reference),
@@ -122,7 +130,7 @@ def gap_report(
     for row in rows:
         if row.spec.key == "frechet" and small:
             row.flags.append(small)
-    verdict = summary.verdict(rows)
+    verdict = decide(rows)
 
     all_sets = {"real": real_set, "synthetic": syn, "refined": ref_set}
     document = build_document(
@@ -136,7 +144,11 @@ def gap_report(
         rows=rows,
         charts=_charts(reference, prepared),
     )
-    report = GapReport(document, rows, verdict, _samples(real_a, syn, ref_set))
+    samples = _samples(real_a, syn, ref_set)
+    if changed is not None and len(changed):
+        samples["changed_synthetic"] = syn.images[changed]
+        samples["changed_refined"] = ref_set.images[changed]
+    report = GapReport(document, rows, verdict.text, samples)
     if json_path is not None:
         write_json(Path(json_path), document)
     if html_path is not None:
@@ -222,7 +234,7 @@ def _resamples(real_a, real_b, syn, ref_set, paired, replicates, seed) -> dict:
     return named
 
 
-def _prepare(named, classes, batch_size, progress) -> dict[str, compute.Prepared]:
+def _prepare(named, classes, batch_size, progress, basis) -> dict[str, compute.Prepared]:
     """Features (standardised with the real set's statistics) and image statistics per set."""
     advance = progress("features and image statistics", sum(len(s) for s, _ in named.values()))
     prepared = {}
@@ -234,77 +246,14 @@ def _prepare(named, classes, batch_size, progress) -> dict[str, compute.Prepared
             done[0] = n
 
         labels = inputs.label_ids(image_set.class_names(), classes)
-        prepared[name] = compute.prepare(image_set.images, counts, labels, batch_size, on_batch)
+        prepared[name] = compute.prepare(
+            image_set.images, counts, labels, batch_size, on_batch, basis=basis
+        )
     mean, std = features.standardiser(
         np.concatenate([prepared["reference"].features, prepared[summary.FLOOR].features])
     )
     compute.standardise(list(prepared.values()), mean, std)
     return prepared
-
-
-def _check_arguments(
-    real,
-    synthetic,
-    refined,
-    run,
-    step,
-    model,
-    json_path,
-    html_path,
-    channels,
-    replicates,
-    batch_size,
-    max_images,
-    save_refined,
-) -> None:
-    if refined is not None and (run is not None or model is not None):
-        raise UsageError(
-            "--refined and --run/--model cannot be used together: give a folder of "
-            "refined images, or a refiner to refine the synthetic set with"
-        )
-    if run is not None and model is not None:
-        raise UsageError("--run and --model cannot be used together: pick one refiner")
-    if step is not None and run is None:
-        raise UsageError(f"--step {step} needs --run")
-    if save_refined is not None and run is None and model is None:
-        raise UsageError(
-            f"--save-refined {save_refined} needs --run or --model (refinement on the fly)"
-        )
-    if channels not in (None, 1, 3):
-        raise UsageError(f"--channels {channels}: must be 1 (gray) or 3 (RGB)")
-    if replicates < 20:
-        raise UsageError(f"--bootstrap {replicates}: use at least 20 resamples for a 95% interval")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size {batch_size}: must be at least 1")
-    if max_images is not None and max_images < 2 * inputs.MIN_IMAGES:
-        raise UsageError(f"--max-images {max_images}: must be at least {2 * inputs.MIN_IMAGES}")
-    _check_outputs(real, synthetic, refined, run, model, json_path, html_path, save_refined)
-
-
-def _check_outputs(real, synthetic, refined, run, model, json_path, html_path, save_refined):
-    """Before any work: every output is writable and none lands on an input (guard.py)."""
-    from .. import guard
-
-    inputs = [
-        ("--real", real),
-        ("--synthetic", synthetic),
-        ("--refined", refined),
-        ("--run", run),
-        ("--model", model),
-    ]
-    for flag, path in (("--json", json_path), ("--html", html_path)):
-        if path is not None:
-            guard.check_output_file(flag, Path(path))
-            guard.check_not_input(flag, Path(path), inputs)
-    if json_path is not None and html_path is not None:
-        if guard.real_path(Path(json_path)) == guard.real_path(Path(html_path)):
-            raise UsageError(f"--json {json_path} and --html {html_path} are the same file")
-    if save_refined is not None:
-        guard.check_output_folder("--save-refined", Path(save_refined))
-        guard.check_not_input("--save-refined", Path(save_refined), inputs, output_is_folder=True)
-        for flag, path in (("--json", json_path), ("--html", html_path)):
-            if path is not None:
-                guard.check_not_input(flag, Path(path), [("--save-refined", save_refined)])
 
 
 def _refine_on_the_fly(syn, run, step, model, batch_size, channels, progress):
@@ -388,77 +337,3 @@ def _save(images: inputs.ImageSet, folder: Path) -> None:
                 f"--save-refined {target}: cannot write it ({exc.strerror or exc}); "
                 "no partial file is left"
             ) from exc
-
-
-def _reading(size, channels, sets) -> dict:
-    resized = [
-        name
-        for name, s in sets.items()
-        if s is not None and any(tuple(sz) != tuple(size) for sz in s.source_sizes)
-    ]
-    return {
-        "path": "refinekit.io.sets.load_set (the one reading path for every set)",
-        "decoder": "Pillow via imageio; first frame; 16-bit kept as 16-bit",
-        "alpha": "dropped",
-        "mode": inputs.MODES[channels],
-        "channels": channels,
-        "conversion": "gray to RGB repeats the channel; RGB to gray takes BT.601 luma",
-        "size": list(size),
-        "resize_filter": inputs.RESIZE_FILTER,
-        "resized_sets": resized,
-        "value_range": "float32 in [0, 1] (8-bit / 255, 16-bit / 65535)",
-    }
-
-
-def _describe_sets(sets, real_a, real_b, refined_info) -> dict:
-    out = {}
-    for name, image_set in sets.items():
-        if image_set is None:
-            out[name] = None
-            continue
-        out[name] = image_set.describe()
-    out["real"].update(
-        reference_count=len(real_a),
-        holdout_count=len(real_b),
-        split="seeded halves (stratified by class when labelled)",
-    )
-    if out["refined"] is not None:
-        out["refined"].update(refined_info)
-    return out
-
-
-def _charts(reference, prepared) -> dict:
-    """Point-estimate spectra and histograms for the HTML charts."""
-    every = {"real": reference, **{k: v for k, v in prepared.items()}}
-    rings = reference.spectra.shape[1]
-    log_power = {
-        name: spectrum.set_log_spectrum(p.spectra, p.counts[:1])[0].tolist()
-        for name, p in every.items()
-    }
-    factor = BINS // CHART_BINS
-    hist = {}
-    for name, p in every.items():
-        h = set_histograms(p.pixels, p.counts[:1])[0]  # (C, BINS)
-        hist[name] = h.reshape(h.shape[0], CHART_BINS, factor).sum(-1) * CHART_BINS
-    channels = next(iter(hist.values())).shape[0]
-    return {
-        "spectrum": {
-            "frequency": spectrum.ring_frequencies(rings).tolist(),
-            "log10_power": log_power,
-        },
-        "histogram": {
-            "bins": CHART_BINS,
-            "edges": np.linspace(0, 1, CHART_BINS + 1).tolist(),
-            "channels": [
-                {name: h[c].tolist() for name, h in hist.items()} for c in range(channels)
-            ],
-        },
-    }
-
-
-def _samples(real_a, syn, ref_set) -> dict[str, np.ndarray]:
-    """A few images per set for the HTML grids (refined ones line up with synthetic ones)."""
-    out = {"synthetic": syn.images[:SAMPLES_PER_SET], "real": real_a.images[:SAMPLES_PER_SET]}
-    if ref_set is not None:
-        out["refined"] = ref_set.images[:SAMPLES_PER_SET]
-    return out

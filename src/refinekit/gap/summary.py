@@ -24,7 +24,7 @@ SYNTHETIC, REFINED, FLOOR = "synthetic", "refined", "real_holdout"
 class Row:
     spec: MetricSpec
     synthetic: Estimate
-    floor: Estimate
+    floor: Estimate | None  # None for label retention (no real-vs-real counterpart)
     refined: Estimate | None = None
     gap: Estimate | None = None  # d(S,R) - d(Ra,Rb) on the distance scale
     change: Estimate | None = None  # d(S,R) - d(F,R): > 0 means refinement moved towards real
@@ -51,19 +51,26 @@ def summarise(computed: Computed) -> list[Row]:
         if not values:
             continue
         _check_finite(spec, values)
+        has_floor = FLOOR in values
         row = Row(
             spec,
             synthetic=Estimate.from_replicates(values[SYNTHETIC]).clipped(*spec.bounds),
-            floor=Estimate.from_replicates(values[FLOOR]).clipped(*spec.bounds),
+            floor=Estimate.from_replicates(values[FLOOR]).clipped(*spec.bounds)
+            if has_floor
+            else None,
         )
-        d_syn, d_floor = spec.distance(values[SYNTHETIC]), spec.distance(values[FLOOR])
-        row.gap = Estimate.from_replicates(d_syn - d_floor)
+        d_syn = spec.distance(values[SYNTHETIC])
+        d_floor = spec.distance(values[FLOOR]) if has_floor else None
+        if d_floor is not None:
+            row.gap = Estimate.from_replicates(d_syn - d_floor)
         if REFINED in values:
             d_ref = spec.distance(values[REFINED])
             row.refined = Estimate.from_replicates(values[REFINED]).clipped(*spec.bounds)
             row.change = Estimate.from_replicates(d_syn - d_ref)
             row.significant = row.change.excludes_zero()
-            if row.gap.low > 0:
+            if d_floor is None:
+                pass
+            elif row.gap is not None and row.gap.low > 0:
                 row.gap_closed = _finite_estimate(gap_closed(d_syn, d_ref, d_floor))
             else:
                 row.flags.append(
@@ -108,33 +115,3 @@ def _details(computed: Computed, key: str) -> dict:
                 entry[field_name] = value
         out[name] = entry
     return out
-
-
-def verdict(rows: list[Row]) -> str:
-    """One line: how much of the KID gap refinement closed, or how far synthetic is from real."""
-    by_key = {row.spec.key: row for row in rows}
-    kid = by_key["kid"]
-    if kid.refined is None:
-        significant = "a significant gap" if kid.gap.low > 0 else "no significant gap"
-        text = (
-            f"Synthetic vs real: KID {kid.synthetic.value:.3g} (95% CI {kid.synthetic.low:.3g} to "
-            f"{kid.synthetic.high:.3g}) against a real-vs-real floor of {kid.floor.value:.3g}, "
-            f"{significant}"
-        )
-        acc = by_key.get("classifier_accuracy")
-        if acc is not None:
-            text += f"; a domain classifier tells them apart with {acc.synthetic.value:.0%} held-out accuracy"
-        return text + "."
-    improved = sum(row.outcome == "improved" for row in rows)
-    worse = sum(row.outcome == "worse" for row in rows)
-    tally = (
-        f"{improved} of {len(rows)} metrics improved significantly, {worse} got significantly worse"
-    )
-    if kid.gap_closed is None:
-        return f"No significant synthetic-to-real gap on KID, so nothing to close; {tally}."
-    g = kid.gap_closed
-    sig = "significant" if kid.significant else "not significant"
-    return (
-        f"Refinement closed {g.value:.0%} (95% CI {g.low:.0%} to {g.high:.0%}) of the KID gap "
-        f"({sig}); {tally}."
-    )

@@ -14,7 +14,7 @@ def report_table(document: dict) -> Table:
     height, width = reading["size"]
     table = Table(
         title=f"Synthetic-to-real gap ({height}x{width} {reading['mode']}, 95% bootstrap intervals)",
-        caption=Text(document["verdict"]),
+        caption=Text("\n".join(document["verdict"]["lines"])),
         caption_justify="left",
     )
     table.add_column("Metric")

@@ -1,0 +1,126 @@
+"""Label retention: does a refined image still show the class of its synthetic original?
+
+The synthetic set's class subfolders are its labels. A classifier (the small CNN of
+classifier.py, early stopping) is cross-fitted on the synthetic images: the images are split
+into FOLDS folds, and each fold's synthetic images and their refined partners are scored by
+the classifier trained on the other folds, so no image is scored by a classifier that saw it
+(or saw its original). Retention = the fraction of refined images assigned their synthetic
+original's label. The same classifier's accuracy on the held-out synthetic images is the
+ceiling (what retention is for an identity refiner); `relative` = retention / ceiling.
+
+Bootstrap: refined images are paired with their synthetic originals, so one count vector
+resamples both; the classifiers stay fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import classifier
+from .bootstrap import Estimate
+
+KEY = "label_retention"
+FOLDS = 3
+KEPT = 0.95  # labels count as kept when relative retention's interval lies above this
+MEASURABLE = 0.8  # ... and retention is only judged when the ceiling reaches this
+SHOWN = 8  # refined images that changed class, most confident first, for the HTML
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Held-out class probabilities of every synthetic image and its refined partner."""
+
+    synthetic: np.ndarray  # (n, classes)
+    refined: np.ndarray  # (n, classes)
+
+
+def cross_fit(
+    synthetic: np.ndarray,
+    refined: np.ndarray,
+    labels: np.ndarray,
+    classes: int,
+    seed: int,
+    on_step: Callable[[], None] | None = None,
+) -> Scores:
+    """FOLDS-fold cross-fitted probabilities; synthetic/refined are classifier inputs (n, ...)."""
+    n = len(labels)
+    fold_of = np.random.default_rng([seed, 21]).permutation(n) % FOLDS
+    probs_s, probs_r = np.empty((n, classes)), np.empty((n, classes))
+    for fold in range(FOLDS):
+        train, test = fold_of != fold, fold_of == fold
+        model = classifier.train_early_stopping(
+            synthetic[train], labels[train], classes, seed, 100 + fold, on_step
+        )
+        for source, out in ((synthetic, probs_s), (refined, probs_r)):
+            logit = classifier.logits(model, source[test])
+            logit = logit - logit.max(axis=1, keepdims=True)
+            p = np.exp(logit)
+            out[test] = p / p.sum(axis=1, keepdims=True)
+    return Scores(probs_s, probs_r)
+
+
+def steps(n: int) -> int:
+    """Training steps of cross_fit for n synthetic images (progress totals)."""
+    per_fold = [int((np.arange(n) % FOLDS != f).sum()) for f in range(FOLDS)]
+    return sum(classifier.early_steps(m) for m in per_fold)
+
+
+def fractions(correct: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Count-weighted fraction of 1s per replicate: (R, n) x (n,) -> (R,)."""
+    weights = counts.astype(np.float64)
+    return weights @ correct.astype(np.float64) / np.maximum(weights.sum(axis=1), 1e-12)
+
+
+def summarise(
+    scores: Scores, labels: np.ndarray, class_names: list[str], counts: np.ndarray
+) -> dict:
+    """Retention and ceiling per replicate, and what the report shows (plain JSON types).
+
+    Returns {"retention": (R,), "ceiling": (R,), "relative": (R,), "details": {...}}.
+    """
+    predicted = scores.refined.argmax(axis=1)
+    kept = predicted == labels
+    retention = fractions(kept, counts)
+    ceiling = fractions(scores.synthetic.argmax(axis=1) == labels, counts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(ceiling > 0, retention / ceiling, 0.0)
+    per_class = {}
+    for c, name in enumerate(class_names):
+        members = labels == c
+        if members.any():
+            values = fractions(kept[members], counts[:, members])
+            per_class[name] = {
+                **Estimate.from_replicates(values).clipped(0, 1).as_dict(),
+                "count": int(members.sum()),
+            }
+    confusion = np.zeros((len(class_names), len(class_names)), np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    confidence = scores.refined[np.arange(len(labels)), predicted]
+    changed = np.flatnonzero(~kept)
+    changed = changed[np.argsort(-confidence[changed], kind="stable")][:SHOWN]
+    ceiling_e = Estimate.from_replicates(ceiling).clipped(0, 1)
+    relative_e = Estimate.from_replicates(relative).clipped(0, np.inf)
+    details = {
+        "per_class": per_class,
+        "classes": list(class_names),
+        "confusion": confusion.tolist(),  # rows: synthetic label, columns: predicted (refined)
+        "ceiling": ceiling_e.as_dict(),
+        "relative": relative_e.as_dict(),
+        "measurable": bool(ceiling_e.value >= MEASURABLE),
+        "kept": bool(ceiling_e.value < MEASURABLE or relative_e.low > KEPT),
+        "changed": [
+            {
+                "index": int(i),
+                "label": class_names[labels[i]],
+                "predicted": class_names[predicted[i]],
+                "probability": float(confidence[i]),
+            }
+            for i in changed
+        ],
+        "folds": FOLDS,
+        "images": int(len(labels)),
+    }
+    return {"retention": retention, "ceiling": ceiling, "relative": relative, "details": details}
