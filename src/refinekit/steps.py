@@ -23,6 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from . import losses, microbatch, replay
 from .augment import AdaState, ada_adjust, ada_init, ada_observe, augment, parse_policy
 from .config import TrainConfig
+from .label_terms import LabelTerms
 from .models import build_models
 from .training import adversarial as gan
 from .training import ema
@@ -77,7 +78,11 @@ class StepFunctions:
 
     def __post_init__(self) -> None:
         config = self.config
-        refiner, disc = build_models(config, self.image_shape[2], config.seed)
+        # Label classifier, projection discriminator, content terms (label_terms.py).
+        self.label_terms = LabelTerms(config, self.image_shape)
+        refiner, disc = build_models(
+            config, self.image_shape[2], config.seed, classes=self.label_terms.disc_classes
+        )
         self.refiner_graph, refiner_params = nnx.split(refiner, nnx.Param)
         self.disc_graph, disc_params = nnx.split(disc, nnx.Param)
         self._init_params = (refiner_params, disc_params)
@@ -129,8 +134,8 @@ class StepFunctions:
         return jax.device_put(state, self.replicated)
 
     def init_extras(self) -> dict:
-        """Further state kept in checkpoints (frozen networks of extra losses); none here."""
-        return {}
+        """Further state kept in checkpoints: the frozen label classifier when the label loss is on."""
+        return self.label_terms.init_extras()
 
     def multi_step(self, phase: str, count: int, unroll: bool = True):
         """`count` steps of `phase` in one call (lax.scan; unrolled by default, see README)."""
@@ -163,8 +168,8 @@ class StepFunctions:
     def _apply_refiner(self, params, images):
         return nnx.merge(self.refiner_graph, params)(images)
 
-    def _apply_disc(self, params, images):
-        return nnx.merge(self.disc_graph, params)(images)
+    def _apply_disc(self, params, images, labels=None):
+        return nnx.merge(self.disc_graph, params)(images, labels)
 
     def _refine(self, params, images):
         return microbatch.forward(
@@ -200,9 +205,14 @@ class StepFunctions:
     def refiner_extra_loss(self, state, params, refined, synthetic, labels, key, adversarial):
         """Further refiner loss terms (label keeping, content losses): (loss, metrics).
 
-        refined/synthetic: (B, H, W, C) in [-1, 1]; labels: int32 (B,) or None. None here.
+        refined/synthetic: (B, H, W, C) in [-1, 1]; labels: int32 (B,) or None.
         """
-        return jnp.zeros(()), {}
+        if labels is None:
+            labels = jnp.full((synthetic.shape[0],), -1, jnp.int32)
+        refiner = nnx.merge(self.refiner_graph, params)
+        return self.label_terms.refiner_extra_loss(
+            state.extras, refiner, refined, synthetic, labels, key
+        )
 
     def _refiner_update(
         self,
@@ -216,13 +226,14 @@ class StepFunctions:
 
         def loss_fn(params):
             refined = self._apply_refiner(params, synthetic)
-            reg = losses.self_regularisation(refined, synthetic, self.config.psi)
+            psi = losses.content_psi(self.config.psi, self.config.content)
+            reg = losses.self_regularisation(refined, synthetic, psi)
             extra, extra_metrics = self.refiner_extra_loss(
                 state, params, refined, synthetic, labels, key, adversarial
             )
             if not adversarial:
                 return reg + extra, (reg, jnp.zeros(()), refined, extra_metrics)
-            logits = self._apply_disc(state.disc, self._augment(refined, key, state.ada.p))
+            logits = self._apply_disc(state.disc, self._augment(refined, key, state.ada.p), labels)
             adv = gan.refiner_loss(logits, self.config.gan_loss)
             return adv + lam * reg + extra, (reg, adv, refined, extra_metrics)
 
@@ -241,14 +252,30 @@ class StepFunctions:
         return state.replace(refiner=params, opt_refiner=opt_state), metrics
 
     def _disc_update(
-        self, state: TrainState, synthetic: jax.Array, real: jax.Array, keys: jax.Array
+        self,
+        state: TrainState,
+        synthetic: jax.Array,
+        real: jax.Array,
+        keys: jax.Array,
+        syn_labels: jax.Array | None = None,
+        real_labels: jax.Array | None = None,
     ):
         half = self.half
         refined = jax.lax.stop_gradient(self._refine(state.refiner, synthetic))
         current = refined[:half]
         use_history = replay.can_sample(state.buffer, half)
-        history = jnp.where(use_history, replay.sample(state.buffer, half, keys[0]), refined[half:])
+        past, past_labels = replay.sample_labelled(state.buffer, half, keys[0])
+        history = jnp.where(use_history, past, refined[half:])
         fake = jnp.concatenate([current, history])
+        # Class ids for the projection discriminator (-1: no class, no projection term).
+        if syn_labels is None:
+            syn_labels = jnp.full((synthetic.shape[0],), -1, jnp.int32)
+        if real_labels is None:
+            real_labels = jnp.full((real.shape[0],), -1, jnp.int32)
+        fake_labels = jnp.concatenate(
+            [syn_labels[:half], jnp.where(use_history, past_labels, syn_labels[half:])]
+        )
+        all_labels = jnp.concatenate([real_labels, fake_labels])
         # One key for both batches: the real and the refined batch get identical transforms.
         real_in = self._augment(real, keys[2], state.ada.p)
         fake_in = self._augment(fake, keys[2], state.ada.p)
@@ -256,14 +283,14 @@ class StepFunctions:
         kind = self.config.gan_loss
 
         def loss_fn(params, with_r1: bool):
-            logits = self._apply_disc(params, jnp.concatenate([real_in, fake_in]))
+            logits = self._apply_disc(params, jnp.concatenate([real_in, fake_in]), all_labels)
             real_logits, fake_logits = logits[: len(real)], logits[len(real) :]
             loss_real = gan.disc_loss(real_logits, True, kind)
             loss_fake = gan.disc_loss(fake_logits, False, kind)
             loss = (loss_real + loss_fake) / 2
             r1 = jnp.zeros(())
             if with_r1:  # lazy: every r1_every steps, weighted by r1_every (StyleGAN2)
-                r1 = gan.r1_penalty(lambda x: self._apply_disc(params, x), real_in)
+                r1 = gan.r1_penalty(lambda x: self._apply_disc(params, x, real_labels), real_in)
                 r1 = r1 * self.config.r1_every
                 loss = loss + self.config.r1_gamma / 2 * r1
             return loss, (real_logits, fake_logits, r1)
@@ -280,7 +307,7 @@ class StepFunctions:
             grads, (real_logits, fake_logits, r1) = grads_with(False)()
         updates, opt_state = self.opt_disc.update(grads, state.opt_disc, state.disc)
         params = optax.apply_updates(state.disc, updates)
-        buffer = replay.add(state.buffer, current, keys[1])
+        buffer = replay.add(state.buffer, current, keys[1], syn_labels[:half])
         metrics = {
             "disc_real": gan.disc_loss(real_logits, True, kind),
             "disc_refined": gan.disc_loss(fake_logits[:half], False, kind),
@@ -304,6 +331,14 @@ class StepFunctions:
             state = state.replace(ada=ada)
         return state, metrics
 
+    def _disc_batches(self, data: DeviceData, k_syn: jax.Array, k_real: jax.Array):
+        """(synthetic, real, synthetic labels, real labels) for one discriminator update."""
+        synthetic, syn_idx = self._sample_indexed(data.synthetic, k_syn)
+        real, real_idx = self._sample_indexed(data.real, k_real)
+        syn_labels = None if data.synthetic_labels is None else data.synthetic_labels[syn_idx]
+        real_labels = None if data.real_labels is None else data.real_labels[real_idx]
+        return synthetic, real, syn_labels, real_labels
+
     # ---- phases --------------------------------------------------------------------------
     def _pretrain_refiner_step(self, state: TrainState, data: DeviceData):
         (k_syn,) = self._keys(state, 1)
@@ -316,9 +351,10 @@ class StepFunctions:
 
     def _pretrain_disc_step(self, state: TrainState, data: DeviceData):
         keys = self._keys(state, 5)
-        synthetic = self._sample(data.synthetic, keys[0])
-        real = self._sample(data.real, keys[1])
-        state, metrics = self._disc_update(state, synthetic, real, keys[2:])
+        synthetic, real, syn_labels, real_labels = self._disc_batches(data, keys[0], keys[1])
+        state, metrics = self._disc_update(
+            state, synthetic, real, keys[2:], syn_labels, real_labels
+        )
         bad = self._mark_bad(state, metrics["disc_real"], metrics["disc_refined"])
         return state.replace(step=state.step + 1, first_bad_step=bad), metrics
 
@@ -336,9 +372,10 @@ class StepFunctions:
         state = state.replace(ema=ema.update(state.ema, state.refiner, decay))
         for j in range(c.kd):
             k = keys[c.kg + 5 * j : c.kg + 5 * (j + 1)]
-            synthetic = self._sample(data.synthetic, k[0])
-            real = self._sample(data.real, k[1])
-            state, d_metrics = self._disc_update(state, synthetic, real, k[2:])
+            synthetic, real, syn_labels, real_labels = self._disc_batches(data, k[0], k[1])
+            state, d_metrics = self._disc_update(
+                state, synthetic, real, k[2:], syn_labels, real_labels
+            )
         metrics = {
             **r_metrics,
             **d_metrics,

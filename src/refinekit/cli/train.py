@@ -24,6 +24,18 @@ class Psi(StrEnum):
     downsample = "downsample"
 
 
+class Content(StrEnum):
+    l1 = "l1"
+    lowpass = "lowpass"
+    nce = "nce"
+
+
+class ClassConditional(StrEnum):
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
 class Augment(StrEnum):
     none = "none"
     diffaugment = "diffaugment"
@@ -97,6 +109,38 @@ def train(
         typer.Option(
             "--psi",
             help="Feature map of the self-regularisation loss: identity (default), mean-channels, downsample.",
+        ),
+    ] = None,
+    lambda_label: Annotated[
+        float | None,
+        typer.Option(
+            "--lambda-label",
+            help="Weight of the label loss CE(C(R(x)), y) of a frozen classifier trained on the synthetic class subfolders (default 1; on when class subfolders exist; 0 turns it off).",
+        ),
+    ] = None,
+    class_conditional: Annotated[
+        ClassConditional | None,
+        typer.Option(
+            "--class-conditional",
+            help="Projection discriminator per class: auto (default: on when --real has the same class subfolders), on, off.",
+        ),
+    ] = None,
+    content: Annotated[
+        Content | None,
+        typer.Option(
+            "--content",
+            help="Content loss: l1 (default, mean|psi(R(x))-psi(x)|), lowpass (L1 of blurred images: texture may change), nce (PatchNCE on the refiner's features, plus the L1).",
+        ),
+    ] = None,
+    lambda_nce: Annotated[
+        float | None,
+        typer.Option("--lambda-nce", help="Weight of PatchNCE with --content nce (default 1)."),
+    ] = None,
+    classifier_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--classifier-steps",
+            help="Training steps of the label classifier, before pretraining (default 600).",
         ),
     ] = None,
     kg: Annotated[
@@ -223,6 +267,11 @@ def train(
         "kernel": kernel,
         "lambda_reg": lambda_reg,
         "psi": psi,
+        "lambda_label": lambda_label,
+        "class_conditional": class_conditional,
+        "content": content,
+        "lambda_nce": lambda_nce,
+        "classifier_steps": classifier_steps,
         "kg": kg,
         "kd": kd,
         "pretrain_refiner_steps": pretrain_refiner_steps,
@@ -309,6 +358,14 @@ class ProgressView:
         elif kind == "checkpoint":
             if not self.progress:
                 log(f"checkpoint saved at step {event['step']}")
+        elif kind == "classifier_progress":
+            if not self.progress:
+                log(f"classifier step {event['step']}/{event['total']}: loss {event['loss']:.4f}")
+        elif kind == "classifier":
+            log(
+                f"label classifier trained ({event['steps']} steps, {event['classes']} classes): "
+                f"{event['accuracy']:.1%} of the synthetic images in their class; frozen"
+            )
         elif kind == "warning":
             log(f"[yellow]warning:[/] {event['message']}")
 
@@ -330,6 +387,8 @@ class ProgressView:
             f"{g['receptive_field']} pixels (stride {g['stride']}); history buffer {event['history_size']} images; "
             f"devices: {', '.join(event['devices'])}"
         )
+        for reason in event.get("labels", []):
+            log(reason)
         if event["skipped"]:
             first = "; ".join(event["skipped"][:3])
             log(f"[yellow]skipped {len(event['skipped'])} undecodable file(s)[/]: {first}")
@@ -368,6 +427,8 @@ class ProgressView:
                 f"D real {event['disc_real']:.3f} ref {event['disc_refined']:.3f} hist {event['disc_history']:.3f} "
                 f"|R(x)-x| {event['mean_abs_change']:.4f}"
             )
+        if "label_accuracy" in event:
+            info += f" label {event['label_accuracy']:.3f}"
             if "augment_p" in event and event.get("augment_p", 0) > 0:
                 info += f" p {event['augment_p']:.3f} rt {event['ada_signal']:.2f}"
         rate = f"{event['images_per_second']:.0f} img/s"
