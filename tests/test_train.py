@@ -130,6 +130,7 @@ def test_each_phase_compiles_once_over_a_whole_run(gray16, tmp_path):
         "pretrain_disc": 1,
         "adversarial": 1,
         "refine": 1,
+        "validate": 1,  # the held-out synthetic images, refined at every checkpoint
     }
 
 
@@ -296,7 +297,7 @@ def test_the_step_loop_makes_no_host_transfer(gray16, tmp_path, monkeypatch):
 
 
 def test_progress_bar_on_a_terminal(gray16, tmp_path, monkeypatch, capsys):
-    import refinekit.cli.train as cli_train
+    import refinekit.cli.train_progress as cli_train
 
     monkeypatch.setattr(cli_train, "interactive", lambda: True)
     syn, real = gray16

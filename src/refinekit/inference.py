@@ -18,6 +18,7 @@ import numpy as np
 from . import checkpoint
 from .config import TrainConfig
 from .errors import CheckpointError, UsageError
+from .training import selection
 
 EXPORT_FORMAT = "refinekit-refiner-v1"
 
@@ -50,6 +51,7 @@ class Refiner:
         self.channels = int(config.channels)
         self.train_size = tuple(config.size)
         self.model_id = model_id
+        self.selection_reason = ""  # why this checkpoint of a run (set by load_refiner)
         mesh = make_mesh()
         devices = mesh.devices.size
         self.batch_size = max(
@@ -143,18 +145,22 @@ def _refiner_params_from_run(run: Path, step: int) -> tuple[TrainConfig, Any]:
         config.replace(augment="none"), (*config.size, config.channels), make_mesh()
     )
     state = checkpoint.restore(run, step, fns.init_state())
-    return config, state.refiner
+    # The moving average of the weights (training/ema.py) is what samples and scores used.
+    return config, state.ema if state.ema is not None else state.refiner
 
 
 def load_refiner(
     run: Path | None = None,
-    step: int | None = None,
+    step: int | str | None = None,
     model: Path | None = None,
     batch_size: int = 32,
     micro_batch: int | None = None,
     winograd: bool | None = None,
 ) -> Refiner:
-    """The refiner of a run's checkpoint (latest unless `step`), or of an exported file.
+    """The refiner of a run's checkpoint, or of an exported file.
+
+    `step`: None = the run's best healthy checkpoint (training/selection.py), "latest", or a
+    step number; the chosen step's reason is in `refiner.selection_reason`.
 
     `micro_batch`: images per forward micro-batch (None: microbatch.resolve picks by image size).
     `winograd`: Winograd 3x3 convolutions (None: on the CPU backend only).
@@ -168,9 +174,10 @@ def load_refiner(
     run = Path(run)
     if not run.is_dir():
         raise UsageError(f"--run {run}: no such run folder")
-    chosen = checkpoint.pick_step(run, step)
+    choice = selection.resolve(run, step)
+    chosen = int(choice.step)
     config, params = _refiner_params_from_run(run, chosen)
-    return Refiner(
+    refiner = Refiner(
         config,
         params,
         {"run": str(run.absolute()), "step": chosen},
@@ -178,16 +185,19 @@ def load_refiner(
         micro_batch,
         winograd,
     )
+    refiner.selection_reason = choice.reason
+    return refiner
 
 
-def export_refiner(run: Path, file: Path, step: int | None = None) -> Path:
-    """Write the refiner of `run` (latest checkpoint unless `step`) to one self-contained file."""
+def export_refiner(run: Path, file: Path, step: int | str | None = None) -> Path:
+    """Write the refiner of `run` (best checkpoint unless `step`, as load_refiner) to one
+    self-contained file."""
     from flax import nnx
 
     run, file = Path(run), Path(file)
     if not run.is_dir():
         raise UsageError(f"RUN {run}: no such run folder")
-    chosen = checkpoint.pick_step(run, step)
+    chosen = int(selection.resolve(run, step).step)
     config, params = _refiner_params_from_run(run, chosen)
     flat = _flatten(nnx.to_pure_dict(params))
     header = {

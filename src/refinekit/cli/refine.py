@@ -60,15 +60,16 @@ class _StopOnSignals:
 
 
 def _load_refiner(
-    run: Path | None, step: int | None, model: Path | None, batch_size: int, micro_batch: int | None
+    run: Path | None, step: str | None, model: Path | None, batch_size: int, micro_batch: int | None
 ):
     """The refiner to use (JAX is imported here, after the flags and folders are checked)."""
     from ..inference import load_refiner
     from ..runtime import setup
+    from ..training.selection import parse_step
 
     setup()
     return load_refiner(
-        run=run, step=step, model=model, batch_size=batch_size, micro_batch=micro_batch
+        run=run, step=parse_step(step), model=model, batch_size=batch_size, micro_batch=micro_batch
     )
 
 
@@ -93,12 +94,15 @@ def refine(
     run: Annotated[
         Path | None,
         typer.Option(
-            help="Training run folder whose refiner to use (its latest checkpoint unless --step is given)."
+            help="Training run folder whose refiner to use (its best healthy checkpoint unless --step is given)."
         ),
     ] = None,
     step: Annotated[
-        int | None,
-        typer.Option(help="Checkpoint step of --run to use instead of the latest one."),
+        str | None,
+        typer.Option(
+            help="Checkpoint of the run: best (default: the best healthy checkpoint, see "
+            "docs/training.md), latest, or a step number."
+        ),
     ] = None,
     model: Annotated[
         Path | None,
@@ -193,6 +197,8 @@ def refine(
         # collector's full passes skip them, which was ~1% of refine's CPU on small images.
         gc.freeze()
         log(f"model: {escape(describe_model(refiner.model_id))}, {refiner.channels} channel(s)")
+        if refiner.selection_reason:
+            log(f"using step {refiner.model_id['step']}: {escape(refiner.selection_reason)}")
         if signals.requested():
             raise signals.error(" before writing anything")
         reporter = _RichReporter() if interactive() else _LogReporter()
