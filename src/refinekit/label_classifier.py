@@ -155,10 +155,14 @@ def accuracy(
     """Fraction of labelled images (uint stored, (N, H, W, C)) that C puts in their class."""
     scale = 65535.0 if images.dtype == np.uint16 else 255.0
     hits = total = 0
-    for start in range(0, len(images), 256):
-        x = jnp.asarray(images[start : start + 256].astype(np.float32) * (2.0 / scale) - 1.0)
-        y = labels[start : start + 256]
-        predicted = np.asarray(jnp.argmax(fns.predict(params, x), -1))
+    chunk = 256
+    for start in range(0, len(images), chunk):
+        part = images[start : start + chunk].astype(np.float32) * (2.0 / scale) - 1.0
+        y = labels[start : start + chunk]
+        padded = np.zeros((chunk, *part.shape[1:]), np.float32)  # one shape: one compile
+        padded[: len(part)] = part
+        logits = fns.predict(params, jnp.asarray(padded))[: len(part)]
+        predicted = np.asarray(jnp.argmax(logits, -1))
         valid = y >= 0
         hits += int((predicted[valid] == y[valid]).sum())
         total += int(valid.sum())

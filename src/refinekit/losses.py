@@ -84,8 +84,13 @@ def lowpass(images: jax.Array, sigma: float | None = None) -> jax.Array:
     r = (taps.shape[0] - 1) // 2
     x = jnp.pad(images, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
     size = taps.shape[0]
-    x = sum(taps[i] * x[:, i : i + h, :, :] for i in range(size))
-    return sum(taps[i] * x[:, :, i : i + w, :] for i in range(size))
+    rows = jnp.zeros((n, h, w + 2 * r, c), x.dtype)
+    for i in range(size):
+        rows = rows + taps[i] * x[:, i : i + h, :, :]
+    out = jnp.zeros((n, h, w, c), x.dtype)
+    for i in range(size):
+        out = out + taps[i] * rows[:, :, i : i + w, :]
+    return out
 
 
 def masked_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
