@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -33,6 +35,8 @@ VARIANTS: dict[str, dict] = {
     "hinge_r1": {"gan_loss": "hinge", "r1_gamma": 1.0},
     "lsgan_r1": {"gan_loss": "lsgan", "r1_gamma": 1.0},
     "bce_r1_clip": {"r1_gamma": 1.0, "grad_clip": 1.0},
+    "r1_10_lr": {"r1_gamma": 10.0, "lr_refiner": 1e-4},
+    "hinge_r1_10": {"gan_loss": "hinge", "r1_gamma": 10.0},
 }
 
 
@@ -51,6 +55,7 @@ def main() -> None:
     parser.add_argument("--pretrain-disc", type=int, default=200)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--preset", default="gaze")
+    parser.add_argument("--cache", default="", help="pickle of the pretrained state (reused)")
     args = parser.parse_args()
     base = TrainConfig(
         synthetic=args.synthetic,
@@ -65,12 +70,22 @@ def main() -> None:
     device = jax.device_put(DeviceData(data.synthetic, data.real))
     state = fns.init_state()
     t0 = time.perf_counter()
-    for _ in range(base.pretrain_refiner_steps):
-        state, m = fns.pretrain_refiner(state, device)
-    end_pretrain_change = float(m["mean_abs_change"])
-    for _ in range(base.pretrain_disc_steps):
-        state, m = fns.pretrain_disc(state, device)
-    pre = {k: float(v) for k, v in m.items()}
+    cache = Path(args.cache) if args.cache else None
+    if cache is not None and cache.exists():
+        with open(cache, "rb") as f:
+            host, end_pretrain_change, pre = pickle.load(f)
+        state = jax.device_put(jax.tree.unflatten(jax.tree.structure(state), host))
+    else:
+        for _ in range(base.pretrain_refiner_steps):
+            state, m = fns.pretrain_refiner(state, device)
+        end_pretrain_change = float(m["mean_abs_change"])
+        for _ in range(base.pretrain_disc_steps):
+            state, m = fns.pretrain_disc(state, device)
+        pre = {k: float(v) for k, v in m.items()}
+        if cache is not None:
+            with open(cache, "wb") as f:
+                host = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state))]
+                pickle.dump((host, end_pretrain_change, pre), f)
     print(
         json.dumps(
             {

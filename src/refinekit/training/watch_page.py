@@ -140,10 +140,14 @@ def render(run: Path, scores: list[dict], sample: Path | None) -> str:
         ),
         chart(_series(adversarial or metrics, ("mean_abs_change",)), "mean_abs_change", marks),
         chart(
-            _series(
-                [s for s in scores if s.get("distance") is not None], ("distance", "retention")
-            ),
-            "validation scores per checkpoint",
+            _series([s for s in scores if s.get("distance") is not None], ("distance",)),
+            "validation distance per checkpoint (lower is better)",
+            [best.step] if best.step is not None else [],
+        ),
+        chart(
+            _series([s for s in scores if s.get("retention") is not None], ("retention",)),
+            "validation label retention per checkpoint",
+            [best.step] if best.step is not None else [],
         ),
     ]
     warning_items = "".join(
@@ -169,7 +173,8 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;te
 tr.best td{{background:#e5f5e0;font-weight:bold}}.warn{{color:#b30000}}
 .charts svg{{margin:4px}}img{{image-rendering:pixelated;max-width:100%}}</style></head>
 <body><h1>refinekit run {escape(run.name)}</h1>
-<p>step {last}; {best_text}. Red lines mark log intervals with a health warning.</p>
+<p>step {last}; {best_text}. Red lines mark log intervals with a health warning (on the
+score charts: the best checkpoint).</p>
 <div class="charts">{"".join(charts)}</div>
 <h2>Health warnings</h2>
 {f'<ul class="warn">{warning_items}</ul>' if warning_items else "<p>none</p>"}
