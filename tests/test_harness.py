@@ -61,9 +61,9 @@ def test_parse_variant():
 def test_retention_counts_held_out_predictions():
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 20)
-    centres = np.eye(3) * 4
-    syn = centres[y] + rng.normal(0, 0.3, (60, 3))
-    scores = judges.retention("svm", syn, syn[:, ::-1], y)  # refined = channels reversed
+    centres = np.eye(3) * 0.9
+    syn = np.clip(centres[y] + rng.normal(0, 0.03, (60, 3)), 0, 1)
+    scores = judges.retention("svm", syn, syn[:, ::-1], y, (1, 3, 1))  # refined = channels reversed
     assert scores["synthetic"] == 1.0
     # reversing the axes swaps classes 0 and 2 and keeps class 1: one third retained
     assert scores["refined"] == pytest.approx(1 / 3, abs=0.05)

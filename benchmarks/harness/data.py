@@ -25,7 +25,7 @@ from PIL import Image
 from .cases import CASE_INDEX, CASES, Case
 from .render import to_uint8
 
-VERSION = 1  # bump when the layout changes; each case has its own renderer version
+VERSION = 2  # bump when the layout changes; each case has its own renderer version
 
 # Images per class for each split.
 SCALES = {
@@ -53,7 +53,7 @@ def _save(image: np.ndarray, path: Path) -> None:
 def _render(case: Case, seed: int, split: str, k: int, *, oracle: bool = False) -> np.ndarray:
     label = k % len(case.classes)
     rng = np.random.default_rng([seed, CASE_INDEX[case.name], _SPLIT_CODE[split], k])
-    params = case.sample(rng, label)
+    params = case.sample(rng, label, real=split != "synthetic")
     if split == "synthetic" and not oracle:
         return case.synthetic(params, rng)
     # An oracle image reuses the synthetic content with its own nuisance randomness.

@@ -49,18 +49,47 @@ def accuracy(judge, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(predict(judge, x) == y))
 
 
+def photometric(x: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Random appearance changes (gain/offset per channel, blur, noise) of (N, D) images of
+    `shape` (H, W, C): trained on these, the retention judge reads the class, not the look."""
+    from scipy import ndimage
+
+    n = len(x)
+    img = x.reshape(n, *shape)
+    c = shape[-1]
+    gain = rng.uniform(0.35, 1.2, (n, 1, 1, 1)) * rng.uniform(0.8, 1.2, (n, 1, 1, c))
+    offset = rng.uniform(-0.1, 0.45, (n, 1, 1, 1))
+    img = img * gain + offset
+    sigma = rng.uniform(0.0, 1.4, n)
+    img = np.stack(
+        [ndimage.gaussian_filter(im, (s, s, 0)) for im, s in zip(img, sigma, strict=True)]
+    )
+    img = img + rng.normal(0, 1, img.shape) * rng.uniform(0.0, 0.1, (n, 1, 1, 1))
+    return np.clip(img, 0, 1).reshape(n, -1).astype(np.float32)
+
+
 def retention(
-    name: str, synthetic: np.ndarray, refined: np.ndarray, y: np.ndarray, folds: int = 5
+    name: str,
+    synthetic: np.ndarray,
+    refined: np.ndarray,
+    y: np.ndarray,
+    shape: tuple[int, ...],
+    folds: int = 5,
 ) -> dict:
     """{'refined': fraction of held-out refined images predicted as their class,
     'synthetic': the same for the held-out synthetic images (the judge's own ceiling)}.
 
     synthetic and refined are aligned (N, D) arrays: row i of refined is R(row i of synthetic).
+    The judge trains on each synthetic image and one photometric variant of it, so a refined
+    image that only looks more real (contrast, blur, noise) still counts as retained.
     """
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
     hits_ref = hits_syn = 0
     for train_idx, held_idx in splitter.split(synthetic, y):
-        judge = fit(name, synthetic[train_idx], y[train_idx])
+        rng = np.random.default_rng(len(held_idx))
+        x_train = synthetic[train_idx]
+        x_train = np.concatenate([x_train, photometric(x_train, shape, rng)])
+        judge = fit(name, x_train, np.concatenate([y[train_idx], y[train_idx]]))
         hits_ref += int(np.sum(predict(judge, refined[held_idx]) == y[held_idx]))
         hits_syn += int(np.sum(predict(judge, synthetic[held_idx]) == y[held_idx]))
     return {"refined": hits_ref / len(y), "synthetic": hits_syn / len(y)}

@@ -223,13 +223,13 @@ def health(run: Path) -> dict:
     }
 
 
-def score_set(x, y, syn, evals, names) -> dict:
+def score_set(x, y, syn, evals, names, shape) -> dict:
     """Retention (when x is aligned with the synthetic set) and train-on-x accuracy."""
     result: dict = {"accuracy": {}, "retention": {}}
     for judge in names:
         result["accuracy"][judge] = judges.train_on(judge, x, y, evals)
         if syn is not None:
-            result["retention"][judge] = judges.retention(judge, syn.x, x, syn.y)
+            result["retention"][judge] = judges.retention(judge, syn.x, x, syn.y, shape)
     return result
 
 
@@ -240,15 +240,16 @@ def baseline_step(out, case, case_data, classes, evals, names) -> dict:
     if done is not None and done["meta"] == meta and done["judges"] == names:
         return done
     log(out, f"score {case}: synthetic, oracle, real ceilings")
+    shape = (meta["size"], meta["size"], meta["channels"])
     syn = data.load_labelled(case_data / "synthetic", classes)
     oracle = data.load_labelled(case_data / "oracle", classes, syn.names)
     sets = {
-        "synthetic": score_set(syn.x, syn.y, syn, evals, names),
-        "oracle": score_set(oracle.x, oracle.y, syn, evals, names),
+        "synthetic": score_set(syn.x, syn.y, syn, evals, names, shape),
+        "oracle": score_set(oracle.x, oracle.y, syn, evals, names, shape),
     }
     for key, folder in (("real", "real_labelled"), ("real50", "real50_labelled")):
         real = data.load_labelled(case_data / folder, classes)
-        sets[key] = score_set(real.x, real.y, None, evals, names)
+        sets[key] = score_set(real.x, real.y, None, evals, names, shape)
         sets[key]["images"] = len(real.y)
     result = {"meta": meta, "judges": names, "sets": sets}
     write_json(path, result)
@@ -270,9 +271,11 @@ def run_variant(out, args, case, case_data, classes, evals, spec) -> dict:
     scores = read_json(rundir / "scores.json")
     if scores is None or scores.get("judges") != args.judges:
         log(out, f"score {case}/{name}")
+        meta = read_json(case_data / "meta.json")
+        shape = (meta["size"], meta["size"], meta["channels"])
         syn = data.load_labelled(case_data / "synthetic", classes)
         ref = data.load_labelled(rundir / "refined", classes, syn.names)
-        scores = score_set(ref.x, ref.y, syn, evals, args.judges)
+        scores = score_set(ref.x, ref.y, syn, evals, args.judges, shape)
         scores["judges"] = args.judges
         write_json(rundir / "scores.json", scores)
         data.preview(case_data, {"synthetic": case_data / "synthetic",
