@@ -28,7 +28,9 @@ class LabelTerms:
         self.plan = labels.plan(config)
         h, w, c = image_shape
         self.classifier = (
-            label_classifier.ClassifierFunctions(c, self.plan.n_classes, (h, w), config.seed)
+            label_classifier.ClassifierFunctions(
+                c, self.plan.n_classes, (h, w), config.seed, config.classifier_steps
+            )
             if self.plan.label_loss
             else None
         )
