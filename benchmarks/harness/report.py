@@ -51,6 +51,8 @@ def markdown(results: dict) -> str:
             if h.get("health_warnings"):
                 notes += f", warn {h['health_warnings']}"
             label = f"refined `{name}` @{v['commit']}"
+            if v.get("refine_step") is not None:
+                label += f" step {v['refine_step']}"
             lines.append(_row(label, v, base, judges, f"{v['train_seconds'] / 60:.1f}", notes))
         lines.append(_row("oracle (syn content, real process)", base_sets["oracle"], base, judges))
         for key in ("real", "real50"):

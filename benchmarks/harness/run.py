@@ -20,6 +20,7 @@ import argparse
 import fcntl
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -205,6 +206,12 @@ def refine_step(out, case_data, rundir) -> dict:
     return result
 
 
+def checkpoint_used(refine_log: Path) -> int | None:
+    """The checkpoint step `refine` says it used (it prints 'using step N: why')."""
+    used = re.findall(r"using step (\d+)", refine_log.read_text()) if refine_log.exists() else []
+    return int(used[-1]) if used else None
+
+
 def health(run: Path) -> dict:
     """From metrics.jsonl: the adversarial phase's largest |R(x)-x| and saturated-D logs."""
     path = run / "metrics.jsonl"
@@ -287,6 +294,7 @@ def run_variant(out, args, case, case_data, classes, evals, spec) -> dict:
         "train_args": command[1:],
         "train_seconds": trained["seconds"],
         "refine_seconds": refined["seconds"],
+        "refine_step": checkpoint_used(rundir / "refine.log"),
         "commit": trained["commit"],
         "retention": scores["retention"],
         "accuracy": scores["accuracy"],
