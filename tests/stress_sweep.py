@@ -37,6 +37,10 @@ VARIANTS: dict[str, dict] = {
     "bce_r1_clip": {"r1_gamma": 1.0, "grad_clip": 1.0},
     "r1_10_lr": {"r1_gamma": 10.0, "lr_refiner": 1e-4},
     "hinge_r1_10": {"gan_loss": "hinge", "r1_gamma": 10.0},
+    "lr_r_low": {"lr_refiner": 5e-5},
+    "lr_r_low_r1": {"lr_refiner": 5e-5, "r1_gamma": 10.0},
+    "kg1": {"kg": 1},
+    "lambda2": {"lambda_reg": 2.0},
 }
 
 

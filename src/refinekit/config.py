@@ -147,12 +147,14 @@ class TrainConfig:
     pretrain_disc_steps: int = 200
     buffer_size: int | None = None  # None: 32 x batch_size
     optimizer: str = "adam"
-    lr_refiner: float = 2e-4
+    lr_refiner: float = (
+        5e-5  # 4x below lr_disc: no drift when D wins pretraining (docs/training.md)
+    )
     lr_disc: float = 2e-4
     seed: int = 0
     # stability (docs/training.md)
     gan_loss: str = "bce"
-    r1_gamma: float = 0.0  # R1 penalty weight on real images (0: off)
+    r1_gamma: float = 10.0  # R1 penalty weight on real images (0: off)
     r1_every: int = 4  # lazy R1: every k-th discriminator step, weighted by k
     ema_decay: float = 0.999  # moving average of the refiner's weights (0: the raw weights)
     grad_clip: float = 0.0  # global-norm gradient clip of both networks (0: off)

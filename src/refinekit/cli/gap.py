@@ -127,7 +127,7 @@ def gap_report(
     from ..runtime import setup
 
     setup()
-    if run is not None and model is None and Path(run).is_dir():
+    if run is not None and model is None and refined is None and Path(run).is_dir():
         from ..training.selection import parse_step, resolve
 
         choice = resolve(run, parse_step(step))

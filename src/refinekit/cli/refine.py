@@ -197,7 +197,7 @@ def refine(
         # collector's full passes skip them, which was ~1% of refine's CPU on small images.
         gc.freeze()
         log(f"model: {escape(describe_model(refiner.model_id))}, {refiner.channels} channel(s)")
-        if refiner.selection_reason:
+        if getattr(refiner, "selection_reason", ""):
             log(f"using step {refiner.model_id['step']}: {escape(refiner.selection_reason)}")
         if signals.requested():
             raise signals.error(" before writing anything")

@@ -166,7 +166,7 @@ def train(
         float | None,
         typer.Option(
             "--r1-gamma",
-            help="Weight of the R1 gradient penalty on real images (default 0 = off; see docs/training.md).",
+            help="Weight of the R1 gradient penalty on real images (default 10; 0 = off; see docs/training.md).",
         ),
     ] = None,
     r1_every: Annotated[
@@ -235,7 +235,11 @@ def train(
         typer.Option("--optimizer", help="adam (default, beta1 0.5) or sgd (the paper's)."),
     ] = None,
     lr_refiner: Annotated[
-        float | None, typer.Option("--lr-refiner", help="Refiner learning rate (default 2e-4).")
+        float | None,
+        typer.Option(
+            "--lr-refiner",
+            help="Refiner learning rate (default 5e-5, a quarter of --lr-disc; see docs/training.md).",
+        ),
     ] = None,
     lr_disc: Annotated[
         float | None, typer.Option("--lr-disc", help="Discriminator learning rate (default 2e-4).")
