@@ -56,9 +56,7 @@ def test_identical_batch_is_flagged():
     assert [w.code for w in warnings] == ["identical"] and "0.18" in warnings[0].message
 
 
-@pytest.mark.parametrize(
-    "saturated", [dict(losses=(0.005, 0.009, 0.001)), dict(acc=(1.0, 1.0))]
-)
+@pytest.mark.parametrize("saturated", [dict(losses=(0.005, 0.009, 0.001)), dict(acc=(1.0, 1.0))])
 def test_saturated_discriminator_needs_several_intervals_in_a_row(saturated):
     monitor = _monitor()
     codes = [[w.code for w in monitor.check(_adv(s, **saturated))] for s in (20, 30)]
@@ -165,7 +163,9 @@ def test_fake_scorer_picks_the_best_checkpoint_and_refine_uses_it(tmp_path, monk
     assert main(["refine", str(syn), str(out), "--run", str(run)]) == 0
     err = capsys.readouterr().err
     assert "step 30" in err and "best healthy checkpoint" in err
-    assert main(["refine", str(syn), str(tmp_path / "r2"), "--run", str(run), "--step", "latest"]) == 0
+    assert (
+        main(["refine", str(syn), str(tmp_path / "r2"), "--run", str(run), "--step", "latest"]) == 0
+    )
     assert "using step 60: latest" in capsys.readouterr().err
     assert main(["export", str(run), str(tmp_path / "m.npz")]) == 0
     assert "step 30 (best healthy" in capsys.readouterr().err
