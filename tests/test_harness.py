@@ -16,7 +16,7 @@ from benchmarks.harness.cases import CASES  # noqa: E402
 
 TINY_TRAIN = (
     "--preset tiny --steps 4 --pretrain-refiner-steps 2 --pretrain-disc-steps 2 --batch-size 8 "
-    "--log-every 2 --checkpoint-every 4 --sample-every 4 --classifier-steps 4"
+    "--log-every 2 --checkpoint-every 4 --sample-every 4 --lambda-label 0 --val-fraction 0"
 )
 
 
