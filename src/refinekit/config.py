@@ -168,7 +168,9 @@ class TrainConfig:
     ada_interval: int = 4
     ada_speed: float = 20_000.0  # images for p to move 0 -> 1 (ADA uses 500k on large sets)
     # labels and content (docs/labels.md)
-    lambda_label: float = 1.0  # weight of CE(C(R(x)), y); used when class subfolders exist
+    lambda_label: float = (
+        5.0  # weight of CE(C(R(x)), y); used when class subfolders exist (docs/labels.md)
+    )
     class_conditional: str = "auto"  # projection discriminator when real has the same classes
     content: str = "l1"  # what self-regularisation compares: l1, lowpass, nce
     lambda_nce: float = 1.0  # weight of PatchNCE when content is nce

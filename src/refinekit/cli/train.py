@@ -127,7 +127,7 @@ def train(
         float | None,
         typer.Option(
             "--lambda-label",
-            help="Weight of the label loss CE(C(R(x)), y) of a frozen classifier trained on the synthetic class subfolders (default 1; on when class subfolders exist; 0 turns it off).",
+            help="Weight of the label loss CE(C(R(x)), y) of a frozen classifier trained on the synthetic class subfolders (default 5; on when class subfolders exist; 0 turns it off).",
         ),
     ] = None,
     class_conditional: Annotated[
