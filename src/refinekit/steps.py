@@ -282,29 +282,34 @@ class StepFunctions:
 
         kind = self.config.gan_loss
 
-        def loss_fn(params, with_r1: bool):
+        def loss_fn(params):
             logits = self._apply_disc(params, jnp.concatenate([real_in, fake_in]), all_labels)
             real_logits, fake_logits = logits[: len(real)], logits[len(real) :]
             loss_real = gan.disc_loss(real_logits, True, kind)
             loss_fake = gan.disc_loss(fake_logits, False, kind)
-            loss = (loss_real + loss_fake) / 2
-            r1 = jnp.zeros(())
-            if with_r1:  # lazy: every r1_every steps, weighted by r1_every (StyleGAN2)
-                r1 = gan.r1_penalty(lambda x: self._apply_disc(params, x, real_labels), real_in)
-                r1 = r1 * self.config.r1_every
-                loss = loss + self.config.r1_gamma / 2 * r1
-            return loss, (real_logits, fake_logits, r1)
+            return (loss_real + loss_fake) / 2, (real_logits, fake_logits)
 
-        def grads_with(with_r1: bool):
-            return lambda: jax.grad(loss_fn, has_aux=True)(state.disc, with_r1)
-
+        grads, (real_logits, fake_logits) = jax.grad(loss_fn, has_aux=True)(state.disc)
+        r1 = jnp.zeros(())
         if self.config.r1_gamma > 0:
+            # Lazy R1 (StyleGAN2): its own gradient, every r1_every steps, weighted by
+            # r1_every; the main gradient above stays outside the cond (same program as without).
+            def r1_loss(params):
+                penalty = gan.r1_penalty(
+                    lambda x: self._apply_disc(params, x, real_labels), real_in
+                )
+                penalty = penalty * self.config.r1_every
+                return self.config.r1_gamma / 2 * penalty, penalty
+
+            def with_r1():
+                return jax.grad(r1_loss, has_aux=True)(state.disc)
+
+            def without_r1():
+                return jax.tree.map(jnp.zeros_like, state.disc), jnp.zeros(())
+
             due = state.step % self.config.r1_every == 0
-            grads, (real_logits, fake_logits, r1) = jax.lax.cond(
-                due, grads_with(True), grads_with(False)
-            )
-        else:
-            grads, (real_logits, fake_logits, r1) = grads_with(False)()
+            r1_grads, r1 = jax.lax.cond(due, with_r1, without_r1)
+            grads = jax.tree.map(jnp.add, grads, r1_grads)
         updates, opt_state = self.opt_disc.update(grads, state.opt_disc, state.disc)
         params = optax.apply_updates(state.disc, updates)
         buffer = replay.add(state.buffer, current, keys[1], syn_labels[:half])
