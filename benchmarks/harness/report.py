@@ -60,8 +60,9 @@ def markdown(results: dict) -> str:
             lines.append(_row(label, base_sets[key], base, judges))
         lines.append("")
     lines += [
-        "Retention: a judge trained on 4/5 of the synthetic set classifies the refined versions",
-        "of the held-out fifth (raw row: the held-out synthetic images themselves). Accuracy:",
+        "Retention: a judge trained on 4/5 of the synthetic set (each image plus one photometric",
+        "variant) classifies the refined versions of the held-out fifth (raw row: the held-out",
+        "synthetic images themselves; oracle row: what an ideal appearance-only refiner keeps). Accuracy:",
         "train the judge on that row's set, test on the real val / test splits; (vs syn) is the",
         "gain over raw synthetic in points. Health: largest adversarial mean |R(x)-x| and logged",
         "steps with all three D losses < 0.01.",
