@@ -357,3 +357,14 @@ def restore(run: Path, step: int, target: Any) -> Any:
     finally:
         manager.close()
     return restored["state"]
+
+
+def prune(manager, keep: int, protect: set) -> list[int]:
+    """Delete all but the latest `keep` checkpoints, never one in `protect`; returns deleted."""
+    available = sorted(manager.all_steps())
+    kept = set(available[-keep:]) | {s for s in protect if s is not None}
+    deleted = [s for s in available if s not in kept]
+    with _orbax_quiet():
+        for step in deleted:
+            manager.delete(step)
+    return deleted

@@ -69,6 +69,10 @@ PSI_CHOICES = ("identity", "mean-channels", "downsample")
 OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("float32", "bf16")
 AUGMENTS = ("none", "diffaugment", "ada")
+CONTENTS = ("l1", "lowpass", "nce")
+CLASS_CONDITIONAL = ("auto", "on", "off")
+GAN_LOSSES = ("bce", "lsgan", "hinge")
+ON_COLLAPSE = ("warn", "stop")
 
 # Fields that define what a checkpoint holds or how its numbers evolve; changing one of
 # them on resume would silently train a different model, so it is an error.
@@ -99,6 +103,19 @@ RUN_DEFINING = (
     "ada_target",
     "ada_interval",
     "ada_speed",
+    # label-aware training (docs/labels.md)
+    "lambda_label",
+    "class_conditional",
+    "content",
+    "lambda_nce",
+    "classifier_steps",
+    # stability and validation (docs/training.md)
+    "gan_loss",
+    "r1_gamma",
+    "r1_every",
+    "ema_decay",
+    "grad_clip",
+    "val_fraction",
 )
 
 
@@ -131,15 +148,34 @@ class TrainConfig:
     pretrain_disc_steps: int = 200
     buffer_size: int | None = None  # None: 32 x batch_size
     optimizer: str = "adam"
-    lr_refiner: float = 2e-4
+    lr_refiner: float = (
+        5e-5  # 4x below lr_disc: no drift when D wins pretraining (docs/training.md)
+    )
     lr_disc: float = 2e-4
     seed: int = 0
+    # stability (docs/training.md)
+    gan_loss: str = "bce"
+    r1_gamma: float = 10.0  # R1 penalty weight on real images (0: off)
+    r1_every: int = 4  # lazy R1: every k-th discriminator step, weighted by k
+    ema_decay: float = 0.999  # moving average of the refiner's weights (0: the raw weights)
+    grad_clip: float = 0.0  # global-norm gradient clip of both networks (0: off)
+    # health and validation (docs/training.md)
+    on_collapse: str = "warn"
+    val_fraction: float = 0.1  # of the real set held out for scoring checkpoints (0: none)
     # discriminator augmentation (few real images)
     augment: str = "none"
     augment_policy: str = "color,translation,cutout"
     ada_target: float = 0.6
     ada_interval: int = 4
     ada_speed: float = 20_000.0  # images for p to move 0 -> 1 (ADA uses 500k on large sets)
+    # labels and content (docs/labels.md)
+    lambda_label: float = (
+        5.0  # weight of CE(C(R(x)), y); used when class subfolders exist (docs/labels.md)
+    )
+    class_conditional: str = "auto"  # projection discriminator when real has the same classes
+    content: str = "l1"  # what self-regularisation compares: l1, lowpass, nce
+    lambda_nce: float = 1.0  # weight of PatchNCE when content is nce
+    classifier_steps: int = 600  # steps of the frozen label classifier's own phase
     # execution
     steps_per_call: int = 1
     precision: str = "float32"
@@ -166,6 +202,7 @@ class TrainConfig:
             "log_every",
             "steps_per_call",
             "ada_interval",
+            "r1_every",
         ):
             _check(name, getattr(self, name) >= 1, "an integer >= 1")
         _check(
@@ -178,6 +215,15 @@ class TrainConfig:
             _check(name, value is None or value >= 1, "an integer >= 1")
         _check("kernel", self.kernel is None or self.kernel % 2 == 1, "an odd kernel size")
         _check("lambda_reg", self.lambda_reg >= 0, "a number >= 0")
+        _check("lambda_label", self.lambda_label >= 0, "a number >= 0 (0 turns the label loss off)")
+        _check("lambda_nce", self.lambda_nce >= 0, "a number >= 0")
+        _check("classifier_steps", self.classifier_steps >= 1, "an integer >= 1")
+        _check("content", self.content in CONTENTS, f"one of {', '.join(CONTENTS)}")
+        _check(
+            "class_conditional",
+            self.class_conditional in CLASS_CONDITIONAL,
+            f"one of {', '.join(CLASS_CONDITIONAL)}",
+        )
         _check("lr_refiner", self.lr_refiner > 0, "a learning rate > 0")
         _check("lr_disc", self.lr_disc > 0, "a learning rate > 0")
         _check("psi", self.psi in PSI_CHOICES, f"one of {', '.join(PSI_CHOICES)}")
@@ -187,6 +233,12 @@ class TrainConfig:
         _check("channels", self.channels in (None, 1, 3), "1 (gray) or 3 (RGB)")
         _check("ada_target", 0 < self.ada_target < 1, "a number between 0 and 1")
         _check("ada_speed", self.ada_speed > 0, "a number > 0")
+        _check("gan_loss", self.gan_loss in GAN_LOSSES, f"one of {', '.join(GAN_LOSSES)}")
+        _check("on_collapse", self.on_collapse in ON_COLLAPSE, "warn or stop")
+        _check("r1_gamma", self.r1_gamma >= 0, "a number >= 0")
+        _check("ema_decay", 0 <= self.ema_decay < 1, "a number in [0, 1)")
+        _check("grad_clip", self.grad_clip >= 0, "a number >= 0 (0: no clipping)")
+        _check("val_fraction", 0 <= self.val_fraction < 0.5, "a fraction in [0, 0.5)")
         if self.size is not None:
             integers = all(isinstance(s, int) and not isinstance(s, bool) for s in self.size)
             _check(

@@ -17,6 +17,7 @@ from . import checkpoint
 from .config import TrainConfig
 from .errors import CheckpointError, RefinekitError, UsageError
 from .export_file import EXPORT_FORMAT
+from .training import selection
 
 
 class Refiner:
@@ -47,6 +48,7 @@ class Refiner:
         self.channels = int(config.channels)
         self.train_size = tuple(config.size)
         self.model_id = model_id
+        self.selection_reason = ""  # why this checkpoint of a run (set by load_refiner)
         mesh = make_mesh()
         devices = mesh.devices.size
         self.batch_size = max(
@@ -140,18 +142,22 @@ def _refiner_params_from_run(run: Path, step: int) -> tuple[TrainConfig, Any]:
         config.replace(augment="none"), (*config.size, config.channels), make_mesh()
     )
     state = checkpoint.restore(run, step, fns.init_state())
-    return config, state.refiner
+    # The moving average of the weights (training/ema.py) is what samples and scores used.
+    return config, state.ema if state.ema is not None else state.refiner
 
 
 def load_refiner(
     run: Path | None = None,
-    step: int | None = None,
+    step: int | str | None = None,
     model: Path | None = None,
     batch_size: int = 32,
     micro_batch: int | None = None,
     winograd: bool | None = None,
 ) -> Refiner:
-    """The refiner of a run's checkpoint (latest unless `step`), or of an exported file.
+    """The refiner of a run's checkpoint, or of an exported file.
+
+    `step`: None = the run's best healthy checkpoint (training/selection.py), "latest", or a
+    step number; the chosen step's reason is in `refiner.selection_reason`.
 
     `micro_batch`: images per forward micro-batch (None: microbatch.resolve picks by image size).
     `winograd`: Winograd 3x3 convolutions (None: on the CPU backend only).
@@ -165,9 +171,10 @@ def load_refiner(
     run = Path(run)
     if not run.is_dir():
         raise UsageError(f"--run {run}: no such run folder")
-    chosen = checkpoint.pick_step(run, step)
+    choice = selection.resolve(run, step)
+    chosen = int(choice.step)
     config, params = _refiner_params_from_run(run, chosen)
-    return Refiner(
+    refiner = Refiner(
         config,
         params,
         {"run": str(run.absolute()), "step": chosen},
@@ -175,10 +182,13 @@ def load_refiner(
         micro_batch,
         winograd,
     )
+    refiner.selection_reason = choice.reason
+    return refiner
 
 
-def export_refiner(run: Path, file: Path, step: int | None = None) -> Path:
-    """Write the refiner of `run` (latest checkpoint unless `step`) to one self-contained file.
+def export_refiner(run: Path, file: Path, step: int | str | None = None) -> Path:
+    """Write the refiner of `run` (best checkpoint unless `step`, as load_refiner) to one
+    self-contained file.
 
     FILE is checked before anything is read: not a folder, not below a regular file, not the
     run folder or anything in it, nor in the data the run was trained on (guard.py). It is
@@ -193,7 +203,7 @@ def export_refiner(run: Path, file: Path, step: int | None = None) -> Path:
     if not run.is_dir():
         raise UsageError(f"RUN {run}: no such run folder")
     _check_export_target(run, file)
-    chosen = checkpoint.pick_step(run, step)
+    chosen = int(selection.resolve(run, step).step)
     config, params = _refiner_params_from_run(run, chosen)
     flat = _flatten(nnx.to_pure_dict(params))
     header = {

@@ -61,19 +61,41 @@ class Refiner(nnx.Module):
         self.conv_out = nnx.Conv(width, channels, (1, 1), dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
+        """(R(x), hidden maps): the first conv's and every block's output, each (N, H, W, width).
+
+        PatchNCE (content.py) compares these maps of x and of R(x) location by location.
+        """
         h = jax.nn.relu(self.conv_in(x))
+        hidden = [h]
         for block in self.blocks:
             h = block(h)
-        return jnp.tanh(self.conv_out(h).astype(jnp.float32))
+            hidden.append(h)
+        return jnp.tanh(self.conv_out(h).astype(jnp.float32)), hidden
 
 
 class PatchDiscriminator(nnx.Module):
     """Convolutions and max-pools with ReLUs between; output (N, h, w, 2) logits per patch.
 
     Index 1 is "real", index 0 "refined". Every location judges one receptive-field patch.
+
+    With `classes` > 0 it is a projection discriminator (Miyato & Koyama 2018) at every patch:
+    the "real" logit gains <embed[y], phi(x)>, phi(x) the features entering the last conv, so
+    each class's patches are compared with that class's real patches. The embedding starts at
+    zero (an unconditional discriminator); images with label -1 get no projection term.
     """
 
-    def __init__(self, channels: int, layers: DiscLayers, *, dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        channels: int,
+        layers: DiscLayers,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+        classes: int = 0,
+    ):
         self.layers = layers
         convs = []
         features = channels
@@ -93,28 +115,48 @@ class PatchDiscriminator(nnx.Module):
                 )
                 features = out
         self.convs = nnx.List(convs)
+        self.embed = (
+            nnx.Param(jnp.zeros((classes, convs[-1].in_features), jnp.float32)) if classes else None
+        )
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+        """x: (N, H, W, C) -> logits (N, h, w, 2); labels: int (N,), used with `classes` > 0."""
         convs = iter(self.convs)
         last = len(self.convs) - 1
         done = 0
+        phi = x
         for layer in self.layers:
             if layer[0] == "pool":
                 _, k, s = layer
                 x = nnx.max_pool(x, (k, k), strides=(s, s), padding="SAME")
             else:
+                phi = x
                 x = next(convs)(x)
                 if done < last:
                     x = jax.nn.relu(x)
                 done += 1
-        return x.astype(jnp.float32)
+        logits = x.astype(jnp.float32)
+        if self.embed is None or labels is None:
+            return logits
+        return logits + projection_term(phi.astype(jnp.float32), self.embed[...], labels)
+
+
+def projection_term(phi: jax.Array, embed: jax.Array, labels: jax.Array) -> jax.Array:
+    """(N, h, w, 2) to add to the logits: <embed[y], phi> on the "real" logit, 0 on "refined".
+
+    phi: (N, h, w, F) features; embed: (K, F); labels: int (N,), -1 = no class (no term).
+    """
+    rows = embed[jnp.maximum(labels, 0)] * (labels >= 0)[:, None]
+    inner = jnp.einsum("nhwf,nf->nhw", phi, rows)
+    return jnp.stack([jnp.zeros_like(inner), inner], axis=-1)
 
 
 def build_models(
-    config: TrainConfig, channels: int, seed: int, winograd: bool = False
+    config: TrainConfig, channels: int, seed: int, winograd: bool = False, classes: int = 0
 ) -> tuple[Refiner, PatchDiscriminator]:
     """The refiner and the discriminator, initialised from `seed`. `winograd`: the refiner's 3x3
-    convolutions go through `winograd.conv_general_dilated` (same parameters; forward passes only)."""
+    convolutions go through `winograd.conv_general_dilated` (same parameters; forward passes only).
+    `classes` > 0: a projection discriminator over that many classes."""
     dtype = jnp.bfloat16 if config.precision == "bf16" else None
     rngs = nnx.Rngs(seed)
     conv_fn = winograd_conv if winograd else jax.lax.conv_general_dilated
@@ -127,7 +169,9 @@ def build_models(
         rngs=rngs,
         conv_fn=conv_fn,
     )
-    disc = PatchDiscriminator(channels, config.discriminator_layers, dtype=dtype, rngs=rngs)
+    disc = PatchDiscriminator(
+        channels, config.discriminator_layers, dtype=dtype, rngs=rngs, classes=classes
+    )
     return refiner, disc
 
 

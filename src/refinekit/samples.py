@@ -41,3 +41,26 @@ def sample_grid(
             top, left = gap + r * (h * zoom + gap), gap + i * (w * zoom + gap)
             grid[top : top + h * zoom, left : left + w * zoom] = big
     return grid
+
+
+def sample_indices(
+    labels: np.ndarray | None, total: int, seed: int, count: int = 8, most: int = 16
+) -> np.ndarray:
+    """Which images the sample grids show, fixed for the whole run.
+
+    With class labels (int (total,), -1 = none): one image per class in turn, so every grid
+    shows every class (count grows to the number of classes, at most `most`); without them,
+    `count` images drawn at random with the seed.
+    """
+    rng = np.random.default_rng([seed, 17])
+    if labels is None or (labels < 0).all():
+        return np.sort(rng.permutation(total)[: min(count, total)])
+    classes = [c for c in np.unique(labels) if c >= 0]
+    n = min(max(count, len(classes)), most, total)
+    pools = [rng.permutation(np.flatnonzero(labels == c)).tolist() for c in classes]
+    picked: list[int] = []
+    while len(picked) < n and any(pools):
+        for pool in pools:
+            if pool and len(picked) < n:
+                picked.append(pool.pop())
+    return np.array(picked, np.int64)

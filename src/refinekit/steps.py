@@ -23,7 +23,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from . import losses, microbatch, replay
 from .augment import AdaState, ada_adjust, ada_init, ada_observe, augment, parse_policy
 from .config import TrainConfig
+from .label_terms import LabelTerms
 from .models import build_models
+from .training import adversarial as gan
+from .training import ema
 
 
 @struct.dataclass
@@ -37,12 +40,16 @@ class TrainState:
     buffer: replay.HistoryBuffer
     ada: AdaState  # augmentation probability p (ADA adapts it) and its overfitting signal
     first_bad_step: jax.Array  # int32: first step with a non-finite loss, -1 if none
+    ema: Any = None  # moving average of `refiner` (training/ema.py): samples, refine, export
+    extras: Any = None  # dict of further state (e.g. a frozen classifier), {} by default
 
 
 @struct.dataclass
 class DeviceData:
     synthetic: jax.Array  # (N, H, W, C) uint8 or uint16
     real: jax.Array  # (M, H, W, C) uint8 or uint16
+    synthetic_labels: jax.Array | None = None  # int32 (N,) class index, -1 without classes
+    real_labels: jax.Array | None = None  # int32 (M,)
 
 
 def to_model_range(images: jax.Array) -> jax.Array:
@@ -53,8 +60,12 @@ def to_model_range(images: jax.Array) -> jax.Array:
 
 def make_optimizer(config: TrainConfig, lr: float) -> optax.GradientTransformation:
     if config.optimizer == "sgd":
-        return optax.sgd(lr)
-    return optax.adam(lr, b1=0.5, b2=0.999)  # beta1 = 0.5: the usual GAN setting
+        opt = optax.sgd(lr)
+    else:
+        opt = optax.adam(lr, b1=0.5, b2=0.999)  # beta1 = 0.5: the usual GAN setting
+    if config.grad_clip > 0:  # a global-norm clip caps the first steps after a saturated D
+        opt = optax.chain(optax.clip_by_global_norm(config.grad_clip), opt)
+    return opt
 
 
 @dataclass
@@ -67,7 +78,11 @@ class StepFunctions:
 
     def __post_init__(self) -> None:
         config = self.config
-        refiner, disc = build_models(config, self.image_shape[2], config.seed)
+        # Label classifier, projection discriminator, content terms (label_terms.py).
+        self.label_terms = LabelTerms(config, self.image_shape)
+        refiner, disc = build_models(
+            config, self.image_shape[2], config.seed, classes=self.label_terms.disc_classes
+        )
         self.refiner_graph, refiner_params = nnx.split(refiner, nnx.Param)
         self.disc_graph, disc_params = nnx.split(disc, nnx.Param)
         self._init_params = (refiner_params, disc_params)
@@ -113,8 +128,14 @@ class StepFunctions:
             buffer=replay.init(self.config.history_size, (h, w, c)),
             ada=ada_init(1.0 if self.config.augment == "diffaugment" else 0.0),
             first_bad_step=jnp.full((), -1, jnp.int32),
+            ema=jax.tree.map(jnp.copy, refiner_params),
+            extras=self.init_extras(),
         )
         return jax.device_put(state, self.replicated)
+
+    def init_extras(self) -> dict:
+        """Further state kept in checkpoints: the frozen label classifier when the label loss is on."""
+        return self.label_terms.init_extras()
 
     def multi_step(self, phase: str, count: int, unroll: bool = True):
         """`count` steps of `phase` in one call (lax.scan; unrolled by default, see README)."""
@@ -147,8 +168,8 @@ class StepFunctions:
     def _apply_refiner(self, params, images):
         return nnx.merge(self.refiner_graph, params)(images)
 
-    def _apply_disc(self, params, images):
-        return nnx.merge(self.disc_graph, params)(images)
+    def _apply_disc(self, params, images, labels=None):
+        return nnx.merge(self.disc_graph, params)(images, labels)
 
     def _refine(self, params, images):
         return microbatch.forward(
@@ -156,11 +177,15 @@ class StepFunctions:
         )
 
     def _sample(self, images: jax.Array, key: jax.Array) -> jax.Array:
+        return self._sample_indexed(images, key)[0]
+
+    def _sample_indexed(self, images: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """A random batch in [-1, 1] and the indices it was drawn from."""
         idx = jax.random.randint(key, (self.config.batch_size,), 0, images.shape[0])
         batch = to_model_range(images[idx])
         if self.batch_sharding is not None:
             batch = jax.lax.with_sharding_constraint(batch, self.batch_sharding)
-        return batch
+        return batch, idx
 
     def _augment(self, images: jax.Array, key: jax.Array, p: jax.Array) -> jax.Array:
         if not self.policy:
@@ -177,61 +202,125 @@ class StepFunctions:
         return jnp.where((state.first_bad_step < 0) & ~finite, state.step, state.first_bad_step)
 
     # ---- updates -------------------------------------------------------------------------
+    def refiner_extra_loss(self, state, params, refined, synthetic, labels, key, adversarial):
+        """Further refiner loss terms (label keeping, content losses): (loss, metrics).
+
+        refined/synthetic: (B, H, W, C) in [-1, 1]; labels: int32 (B,) or None.
+        """
+        if labels is None:
+            labels = jnp.full((synthetic.shape[0],), -1, jnp.int32)
+        refiner = nnx.merge(self.refiner_graph, params)
+        return self.label_terms.refiner_extra_loss(
+            state.extras, refiner, refined, synthetic, labels, key
+        )
+
     def _refiner_update(
-        self, state: TrainState, synthetic: jax.Array, key: jax.Array, adversarial: bool
+        self,
+        state: TrainState,
+        synthetic: jax.Array,
+        key: jax.Array,
+        adversarial: bool,
+        labels: jax.Array | None = None,
     ):
         lam = self.config.lambda_reg
 
         def loss_fn(params):
             refined = self._apply_refiner(params, synthetic)
-            reg = losses.self_regularisation(refined, synthetic, self.config.psi)
+            psi = losses.content_psi(self.config.psi, self.config.content)
+            reg = losses.self_regularisation(refined, synthetic, psi)
+            extra, extra_metrics = self.refiner_extra_loss(
+                state, params, refined, synthetic, labels, key, adversarial
+            )
             if not adversarial:
-                return reg, (reg, jnp.zeros(()), refined)
-            logits = self._apply_disc(state.disc, self._augment(refined, key, state.ada.p))
-            adv = losses.patch_cross_entropy(logits, losses.REAL)
-            return adv + lam * reg, (reg, adv, refined)
+                return reg + extra, (reg, jnp.zeros(()), refined, extra_metrics)
+            logits = self._apply_disc(state.disc, self._augment(refined, key, state.ada.p), labels)
+            adv = gan.refiner_loss(logits, self.config.gan_loss)
+            return adv + lam * reg + extra, (reg, adv, refined, extra_metrics)
 
-        grads, (reg, adv, refined) = jax.grad(loss_fn, has_aux=True)(state.refiner)
+        grads, (reg, adv, refined, extra_metrics) = jax.grad(loss_fn, has_aux=True)(state.refiner)
         updates, opt_state = self.opt_refiner.update(grads, state.opt_refiner, state.refiner)
         params = optax.apply_updates(state.refiner, updates)
         metrics = {
             "refiner_adversarial": adv,
             "self_regularisation": reg,
             "mean_abs_change": jnp.abs(refined - synthetic).mean(),
+            # Spread of the batch (per-pixel std over images): a collapsed refiner's is ~0.
+            "refined_spread": refined.std(axis=0).mean(),
+            "synthetic_spread": synthetic.std(axis=0).mean(),
+            **extra_metrics,
         }
         return state.replace(refiner=params, opt_refiner=opt_state), metrics
 
     def _disc_update(
-        self, state: TrainState, synthetic: jax.Array, real: jax.Array, keys: jax.Array
+        self,
+        state: TrainState,
+        synthetic: jax.Array,
+        real: jax.Array,
+        keys: jax.Array,
+        syn_labels: jax.Array | None = None,
+        real_labels: jax.Array | None = None,
     ):
         half = self.half
         refined = jax.lax.stop_gradient(self._refine(state.refiner, synthetic))
         current = refined[:half]
         use_history = replay.can_sample(state.buffer, half)
-        history = jnp.where(use_history, replay.sample(state.buffer, half, keys[0]), refined[half:])
+        past, past_labels = replay.sample_labelled(state.buffer, half, keys[0])
+        history = jnp.where(use_history, past, refined[half:])
         fake = jnp.concatenate([current, history])
+        # Class ids for the projection discriminator (-1: no class, no projection term).
+        if syn_labels is None:
+            syn_labels = jnp.full((synthetic.shape[0],), -1, jnp.int32)
+        if real_labels is None:
+            real_labels = jnp.full((real.shape[0],), -1, jnp.int32)
+        fake_labels = jnp.concatenate(
+            [syn_labels[:half], jnp.where(use_history, past_labels, syn_labels[half:])]
+        )
+        all_labels = jnp.concatenate([real_labels, fake_labels])
         # One key for both batches: the real and the refined batch get identical transforms.
         real_in = self._augment(real, keys[2], state.ada.p)
         fake_in = self._augment(fake, keys[2], state.ada.p)
 
+        kind = self.config.gan_loss
+
         def loss_fn(params):
-            logits = self._apply_disc(params, jnp.concatenate([real_in, fake_in]))
+            logits = self._apply_disc(params, jnp.concatenate([real_in, fake_in]), all_labels)
             real_logits, fake_logits = logits[: len(real)], logits[len(real) :]
-            loss_real = losses.patch_cross_entropy(real_logits, losses.REAL)
-            loss_fake = losses.patch_cross_entropy(fake_logits, losses.REFINED)
+            loss_real = gan.disc_loss(real_logits, True, kind)
+            loss_fake = gan.disc_loss(fake_logits, False, kind)
             return (loss_real + loss_fake) / 2, (real_logits, fake_logits)
 
         grads, (real_logits, fake_logits) = jax.grad(loss_fn, has_aux=True)(state.disc)
+        r1 = jnp.zeros(())
+        if self.config.r1_gamma > 0:
+            # Lazy R1 (StyleGAN2): its own gradient, every r1_every steps, weighted by
+            # r1_every; the main gradient above stays outside the cond (same program as without).
+            def r1_loss(params):
+                penalty = gan.r1_penalty(
+                    lambda x: self._apply_disc(params, x, real_labels), real_in
+                )
+                penalty = penalty * self.config.r1_every
+                return self.config.r1_gamma / 2 * penalty, penalty
+
+            def with_r1():
+                return jax.grad(r1_loss, has_aux=True)(state.disc)
+
+            def without_r1():
+                return jax.tree.map(jnp.zeros_like, state.disc), jnp.zeros(())
+
+            due = state.step % self.config.r1_every == 0
+            r1_grads, r1 = jax.lax.cond(due, with_r1, without_r1)
+            grads = jax.tree.map(jnp.add, grads, r1_grads)
         updates, opt_state = self.opt_disc.update(grads, state.opt_disc, state.disc)
         params = optax.apply_updates(state.disc, updates)
-        buffer = replay.add(state.buffer, current, keys[1])
+        buffer = replay.add(state.buffer, current, keys[1], syn_labels[:half])
         metrics = {
-            "disc_real": losses.patch_cross_entropy(real_logits, losses.REAL),
-            "disc_refined": losses.patch_cross_entropy(fake_logits[:half], losses.REFINED),
-            "disc_history": losses.patch_cross_entropy(fake_logits[half:], losses.REFINED),
-            "disc_acc_real": losses.patch_accuracy(real_logits, losses.REAL),
-            "disc_acc_refined": losses.patch_accuracy(fake_logits, losses.REFINED),
+            "disc_real": gan.disc_loss(real_logits, True, kind),
+            "disc_refined": gan.disc_loss(fake_logits[:half], False, kind),
+            "disc_history": gan.disc_loss(fake_logits[half:], False, kind),
+            "disc_acc_real": gan.accuracy(real_logits, True),
+            "disc_acc_refined": gan.accuracy(fake_logits, False),
             "history_fill": buffer.count.astype(jnp.float32) / buffer.capacity,
+            "r1_penalty": r1,  # x r1_every on the steps it runs, 0 between: its interval mean
         }
         state = state.replace(disc=params, opt_disc=opt_state, buffer=buffer)
         if self.config.augment == "ada":
@@ -247,19 +336,30 @@ class StepFunctions:
             state = state.replace(ada=ada)
         return state, metrics
 
+    def _disc_batches(self, data: DeviceData, k_syn: jax.Array, k_real: jax.Array):
+        """(synthetic, real, synthetic labels, real labels) for one discriminator update."""
+        synthetic, syn_idx = self._sample_indexed(data.synthetic, k_syn)
+        real, real_idx = self._sample_indexed(data.real, k_real)
+        syn_labels = None if data.synthetic_labels is None else data.synthetic_labels[syn_idx]
+        real_labels = None if data.real_labels is None else data.real_labels[real_idx]
+        return synthetic, real, syn_labels, real_labels
+
     # ---- phases --------------------------------------------------------------------------
     def _pretrain_refiner_step(self, state: TrainState, data: DeviceData):
         (k_syn,) = self._keys(state, 1)
-        synthetic = self._sample(data.synthetic, k_syn)
-        state, metrics = self._refiner_update(state, synthetic, k_syn, adversarial=False)
+        synthetic, idx = self._sample_indexed(data.synthetic, k_syn)
+        labels = None if data.synthetic_labels is None else data.synthetic_labels[idx]
+        state, metrics = self._refiner_update(state, synthetic, k_syn, False, labels)
         bad = self._mark_bad(state, metrics["self_regularisation"])
+        state = state.replace(ema=state.refiner)  # the average starts with the adversarial phase
         return state.replace(step=state.step + 1, first_bad_step=bad), metrics
 
     def _pretrain_disc_step(self, state: TrainState, data: DeviceData):
         keys = self._keys(state, 5)
-        synthetic = self._sample(data.synthetic, keys[0])
-        real = self._sample(data.real, keys[1])
-        state, metrics = self._disc_update(state, synthetic, real, keys[2:])
+        synthetic, real, syn_labels, real_labels = self._disc_batches(data, keys[0], keys[1])
+        state, metrics = self._disc_update(
+            state, synthetic, real, keys[2:], syn_labels, real_labels
+        )
         bad = self._mark_bad(state, metrics["disc_real"], metrics["disc_refined"])
         return state.replace(step=state.step + 1, first_bad_step=bad), metrics
 
@@ -267,15 +367,20 @@ class StepFunctions:
         c = self.config
         keys = self._keys(state, c.kg + c.kd * 5)
         for i in range(c.kg):
-            synthetic = self._sample(data.synthetic, keys[i])
+            synthetic, idx = self._sample_indexed(data.synthetic, keys[i])
+            labels = None if data.synthetic_labels is None else data.synthetic_labels[idx]
             state, r_metrics = self._refiner_update(
-                state, synthetic, jax.random.fold_in(keys[i], 7), adversarial=True
+                state, synthetic, jax.random.fold_in(keys[i], 7), True, labels
             )
+        adversarial_steps = state.step - (c.pretrain_refiner_steps + c.pretrain_disc_steps)
+        decay = ema.effective_decay(c.ema_decay, adversarial_steps)
+        state = state.replace(ema=ema.update(state.ema, state.refiner, decay))
         for j in range(c.kd):
             k = keys[c.kg + 5 * j : c.kg + 5 * (j + 1)]
-            synthetic = self._sample(data.synthetic, k[0])
-            real = self._sample(data.real, k[1])
-            state, d_metrics = self._disc_update(state, synthetic, real, k[2:])
+            synthetic, real, syn_labels, real_labels = self._disc_batches(data, k[0], k[1])
+            state, d_metrics = self._disc_update(
+                state, synthetic, real, k[2:], syn_labels, real_labels
+            )
         metrics = {
             **r_metrics,
             **d_metrics,

@@ -7,11 +7,8 @@ The run folder holds config.json, checkpoints/, metrics.jsonl and samples/.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,24 +17,25 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint
-from .config import TrainConfig, incompatible_fields
-from .errors import CheckpointError, ConfigError, DataError, NonFiniteError, RefinekitError
+from . import checkpoint, labels
+from .config import TrainConfig
+from .errors import ConfigError, DataError, NonFiniteError
 from .io import files, pixels, sets
-from .io.atomic import atomic_write, temp_target
+from .io.atomic import atomic_write
 from .io.encode import encode_image
+from .stop import StopOnSignals
+from .training.phases import next_multiple as _next_multiple
+from .training.phases import phase_end, phase_of
+from .training.runfolder import file_error as _file_error
+from .training.runfolder import remove_temporaries as _remove_temporaries
+from .training.runfolder import resolve_run_config
+from .training.runfolder import trim_metrics as _trim_metrics
+from .training.runfolder import versions as _versions
+from .training.runfolder import write_json_atomic as _write_json_atomic
 
 Event = dict[str, Any]
-SAMPLE_COUNT = 8
 MIN_TRAIN_SIDE = 4  # TrainConfig's minimum --size
-
-
-class TrainingInterrupted(RefinekitError):
-    """Stopped by SIGINT/SIGTERM after saving a checkpoint."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
+SAMPLE_COUNT = 8
 
 
 @dataclass
@@ -54,20 +52,7 @@ class TrainingData:
     real: np.ndarray
     info: dict[str, Any]
     skipped: list[str]
-
-
-def phase_of(config: TrainConfig, step: int) -> str:
-    if step < config.pretrain_refiner_steps:
-        return "pretrain_refiner"
-    if step < config.pretrain_refiner_steps + config.pretrain_disc_steps:
-        return "pretrain_disc"
-    return "adversarial"
-
-
-def phase_end(config: TrainConfig, step: int) -> int:
-    p1 = config.pretrain_refiner_steps
-    p2 = p1 + config.pretrain_disc_steps
-    return p1 if step < p1 else p2 if step < p2 else config.total_steps
+    labels: labels.LabelData | None = None  # class ids from the folders (labels.py)
 
 
 def _quantise(images_f: np.ndarray, bit_depth: int) -> np.ndarray:
@@ -137,150 +122,15 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
         "bit_depth": depth,
     }
     config = config.replace(size=tuple(syn.images.shape[1:3]), channels=int(channels))
+    found = labels.find_labels(syn.paths, Path(config.synthetic), real.paths, Path(config.real))
     data = TrainingData(
         _quantise(syn.images, depth),
         _quantise(real.images, depth),
         info,
         syn.skipped + real.skipped,
+        found,
     )
     return config, data
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in (
-        "refinekit",
-        "jax",
-        "jaxlib",
-        "flax",
-        "optax",
-        "orbax-checkpoint",
-        "numpy",
-        "imageio",
-    ):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "unknown"
-    return out
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
-
-
-def _remove_temporaries(run: Path) -> None:
-    """Delete what killed writes left in the run folder (orbax cleans its own folders)."""
-    for folder in (run, run / "samples"):
-        if folder.is_dir():
-            for path in folder.iterdir():
-                if temp_target(path.name) is not None and path.is_file():
-                    path.unlink(missing_ok=True)
-
-
-def _trim_metrics(path: Path, last_step: int) -> None:
-    """Drop metric lines written after the checkpoint we resume from (they will be redone)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= last_step:
-                kept.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue  # a line cut by a kill
-    atomic_write(path, "".join(line + "\n" for line in kept).encode())
-
-
-def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
-    """If `out` holds a run, check the config is compatible and return its latest step."""
-    run = Path(config.out)
-    _check_run_folder(config)
-    saved_path = run / "config.json"
-    if not saved_path.exists():
-        if run.exists() and _has_files(run) and not (run / "checkpoints").exists():
-            raise ConfigError(
-                f"--out {run}: exists and is not a refinekit run folder (no config.json); choose another --out"
-            )
-        return config, None
-    try:
-        saved = TrainConfig.from_dict(json.loads(saved_path.read_text()), source=str(saved_path))
-    except (json.JSONDecodeError, RefinekitError) as exc:
-        raise ConfigError(f"--out {run}: its config.json is unreadable ({exc})") from exc
-    fill = {
-        name: getattr(saved, name) for name in ("size", "channels") if getattr(config, name) is None
-    }
-    config = config.replace(**fill)
-    last = checkpoint.steps(run)
-    changed = incompatible_fields(saved, config)
-    if changed and not last:
-        return config, None  # nothing was trained with the saved settings: start afresh
-    if changed:
-        raise ConfigError(
-            f"--out {run}: this run was trained with other settings ({'; '.join(changed)}); "
-            "use a new --out, or the run's own settings"
-        )
-    if last:
-        _check_checkpoint_config(run, last[-1], config)
-    return config, (last[-1] if last else None)
-
-
-def _check_run_folder(config: TrainConfig) -> None:
-    """Before anything is read or written: --out is (or can be) a folder, and it is neither
-    an input folder, inside one, nor holding one (guard.py)."""
-    from . import guard
-
-    run = Path(config.out)
-    # A read-only run folder is reported by its first write (exit 1, "make it writable").
-    guard.check_output_folder("--out", run, writable=False)
-    inputs = [("--synthetic", Path(config.synthetic)), ("--real", Path(config.real))]
-    guard.check_not_input("--out", run, inputs, output_is_folder=True)
-
-
-def _has_files(run: Path) -> bool:
-    from .lock import is_lock_name
-
-    return any(not is_lock_name(p.name) for p in run.iterdir())
-
-
-def _check_checkpoint_config(run: Path, step: int, config: TrainConfig) -> None:
-    """The checkpoint to resume from must hold this run's model (not one copied from another)."""
-    folder = checkpoint.checkpoint_dir(run) / str(step)
-    try:
-        saved = TrainConfig.from_dict(checkpoint.load_config(run, step), source=f"{folder} config")
-    except ConfigError as exc:
-        raise CheckpointError(f"checkpoint {folder}: its config is unreadable ({exc})") from exc
-    changed = incompatible_fields(saved, config)
-    if changed:
-        raise CheckpointError(
-            f"checkpoint {folder} was saved by another configuration than this run's config.json "
-            f"({'; '.join(changed)}); move it out of {folder.parent}, or resume the run it came from"
-        )
-
-
-class _StopFlag:
-    """Turns SIGINT/SIGTERM into a request to stop after the current step."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.signum is not None:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
 
 
 def train(config: TrainConfig, on_event: Callable[[Event], None] | None = None) -> TrainResult:
@@ -288,39 +138,27 @@ def train(config: TrainConfig, on_event: Callable[[Event], None] | None = None) 
 
     on_event receives dicts with a "kind": start, phase, log, sample, checkpoint, done.
     Raises DataError/ConfigError for bad input, NonFiniteError if a loss becomes NaN/inf,
-    TrainingInterrupted after saving a checkpoint when SIGINT/SIGTERM arrives, CheckpointError
+    stop.Interrupted after saving a checkpoint when SIGINT/SIGTERM arrives, CheckpointError
     for a damaged checkpoint, RefinekitError when the run folder cannot be written (full disk,
     permissions); the last complete checkpoint is kept in every case.
     """
     try:
-        with contextlib.ExitStack() as held:  # the run folder's lock, while training
-            return _train(config, on_event, held)
+        with contextlib.ExitStack() as resources:  # the run folder's lock, while training
+            return _train(config, on_event, resources)
     except OSError as exc:
         raise _file_error(config, exc) from exc
 
 
-def _file_error(config: TrainConfig, exc: OSError) -> RefinekitError:
-    where = exc.filename or config.out
-    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        hint = "free some disk space"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        hint = "make the run folder writable"
-    else:
-        hint = "fix the cause"
-    return RefinekitError(
-        f"{where}: {exc.strerror or exc}; training stopped and the last complete checkpoint "
-        f"is kept: {hint}, then run the same command again to resume"
-    )
-
-
 def _train(
-    config: TrainConfig, on_event: Callable[[Event], None] | None, held: contextlib.ExitStack
+    config: TrainConfig, on_event: Callable[[Event], None] | None, resources: contextlib.ExitStack
 ) -> TrainResult:
     import jax
 
+    from . import label_terms
     from .models import patch_geometry
-    from .samples import sample_grid
+    from .samples import sample_grid, sample_indices
     from .steps import DeviceData, StepFunctions, make_mesh
+    from .training import watch
 
     emit = on_event or (lambda event: None)
     if not config.out:
@@ -336,11 +174,19 @@ def _train(
     if primary:
         from .lock import FolderLock
 
-        held.enter_context(FolderLock(run, "--out"))  # one writer; its temporaries are safe
+        resources.enter_context(FolderLock(run, "--out"))  # one writer; its temporaries are safe
         _remove_temporaries(run)
     config = config.replace(
-        extra={"data": data.info, "versions": _versions(), "history_size": config.history_size}
+        extra={
+            "data": data.info,
+            "versions": _versions(),
+            "history_size": config.history_size,
+            **_label_extra(data),
+        }
     )
+    labels.check_conditional(config)
+    data, held = watch.split_off(data, config, run)  # validation images leave training here
+    config.extra["validation"] = {"real": len(held.real), "synthetic": len(held.synthetic)}
     if resume_step is None:
         if primary:
             _write_json_atomic(run / "config.json", config.to_dict())
@@ -373,11 +219,17 @@ def _train(
     start = int(state.step)
     if primary:
         _trim_metrics(run / "metrics.jsonl", start)
-    device_data = jax.device_put(DeviceData(data.synthetic, data.real), fns.replicated)
-    fixed_syn = np.asarray(to_float(data.synthetic[:SAMPLE_COUNT]))
-    fixed_real = np.asarray(
-        to_float(data.real[np.linspace(0, len(data.real) - 1, SAMPLE_COUNT).astype(int)])
+    device_data = jax.device_put(
+        DeviceData(data.synthetic, data.real, *_label_arrays(data)), fns.replicated
     )
+    shown = sample_indices(_label_arrays(data)[0], len(data.synthetic), config.seed, SAMPLE_COUNT)
+    fixed_syn = np.asarray(to_float(data.synthetic[shown]))
+    fixed_real = np.asarray(
+        to_float(data.real[np.linspace(0, len(data.real) - 1, len(shown)).astype(int)])
+    )
+    watcher = watch.RunWatcher(run, config, fns, held, emit, primary)
+    if resume_step is not None:
+        watcher.resume(start)
 
     geometry = patch_geometry(config.discriminator_layers, (h, w))
     emit(
@@ -395,10 +247,20 @@ def _train(
             "devices": [str(d) for d in jax.devices()],
             "history_size": config.history_size,
             "augment": config.augment,
+            "labels": fns.label_terms.plan.reasons,
         }
     )
+    # The label classifier's own phase (fresh runs; a resumed state holds it already).
+    state = label_terms.prepare(
+        fns.label_terms,
+        state,
+        device_data.synthetic,
+        _label_arrays(data)[0],
+        resume_step is not None,
+        emit,
+    )
 
-    manager = checkpoint.open_manager(run, keep=config.keep)
+    manager = checkpoint.open_manager(run)  # watcher prunes to --keep, sparing the best
 
     def save(state) -> None:
         bad = int(state.first_bad_step)
@@ -407,15 +269,21 @@ def _train(
                 f"a loss became NaN or infinite at step {bad}; the last good checkpoint stays in {checkpoint.checkpoint_dir(run)} "
                 "(try a lower --lr-refiner/--lr-disc)"
             )
-        checkpoint.save(manager, int(state.step), state, config.to_dict())
-        emit({"kind": "checkpoint", "step": int(state.step)})
+        step = int(state.step)
+        scores = watcher.score(state, step, phase_of(config, step - 1))
+        saved = config.to_dict()
+        saved["extra"] = {**saved["extra"], "scores": scores}
+        checkpoint.save(manager, step, state, saved)
+        emit({"kind": "checkpoint", "step": step})
+        watcher.after_save(scores, manager)
 
     def write_sample(state) -> None:
         if not primary:
             return
-        refined = np.asarray(fns.refine(state.refiner, jax.numpy.asarray(fixed_syn)))
+        refined = np.asarray(fns.refine(state.ema, jax.numpy.asarray(fixed_syn)))
         path = run / "samples" / f"step_{int(state.step):07d}.png"
         atomic_write(path, encode_image(sample_grid(fixed_syn, refined, fixed_real), ".png"))
+        watcher.latest_sample = path
         emit({"kind": "sample", "path": str(path), "step": int(state.step)})
 
     metrics_file = open(run / "metrics.jsonl" if primary else os.devnull, "a")  # noqa: SIM115 - closed in finally
@@ -428,7 +296,7 @@ def _train(
     if step == 0 and config.total_steps > 0:
         write_sample(state)
     try:
-        with _StopFlag() as stop:
+        with StopOnSignals() as stop:
             while step < config.total_steps:
                 if phase_of(config, step) != phase:
                     phase = phase_of(config, step)
@@ -468,6 +336,7 @@ def _train(
                     last_log_time, last_log_step = now, step
                     bad = int(state.first_bad_step)
                     record = {"step": step, "phase": phase, **host, "images_per_second": rate}
+                    record = watcher.on_log(record)
                     metrics_file.write(json.dumps(record) + "\n")
                     metrics_file.flush()
                     sums, sums_n = None, 0
@@ -477,15 +346,15 @@ def _train(
                             f"a loss became NaN or infinite at step {bad}; training stopped, the last good checkpoint "
                             f"stays in {checkpoint.checkpoint_dir(run)} (try a lower --lr-refiner/--lr-disc or --lambda-reg)"
                         )
+                    watcher.stop_if_collapsed(record)
                 if step % config.sample_every == 0 or step == config.total_steps:
                     write_sample(state)
                 if step % config.checkpoint_every == 0 or step == config.total_steps or stop.signum:
                     save(state)
                 if stop.signum:
-                    name = signal.Signals(stop.signum).name
-                    raise TrainingInterrupted(
-                        f"{name}: stopped at step {step} and saved a checkpoint; run the same command again to resume",
-                        128 + stop.signum,
+                    raise stop.interrupted(
+                        f"stopped at step {step} and saved a checkpoint; "
+                        "run the same command again to resume"
                     )
             if (
                 resume_step is not None
@@ -496,6 +365,7 @@ def _train(
     finally:
         metrics_file.close()
         manager.close()
+        watcher.write_page()
     final = {}
     if sums is not None:
         final = {k: float(v) / sums_n for k, v in jax.device_get(sums).items()}
@@ -503,10 +373,21 @@ def _train(
     return TrainResult(run, step, final, dict(fns.trace_counts))
 
 
+def _label_extra(data: TrainingData) -> dict[str, Any]:
+    """config.extra entries that labels.plan reads: the synthetic classes, matching real ones."""
+    found = data.labels
+    if found is None:
+        return {"classes": [], "real_classes": False}
+    return {"classes": list(found.classes), "real_classes": bool(found.real_matches)}
+
+
+def _label_arrays(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
+    """int32 class ids of the synthetic and real images (-1 = none)."""
+    if data.labels is None:
+        return np.full(len(data.synthetic), -1, np.int32), np.full(len(data.real), -1, np.int32)
+    return data.labels.synthetic, data.labels.real
+
+
 def to_float(stored: np.ndarray) -> np.ndarray:
     """Stored uint8/uint16 -> float32 in [-1, 1], as the step sees it."""
     return pixels.to_unit_float(stored) * 2.0 - 1.0
-
-
-def _next_multiple(step: int, every: int) -> int:
-    return (step // every + 1) * every

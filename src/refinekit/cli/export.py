@@ -31,16 +31,24 @@ def export(
         ),
     ],
     step: Annotated[
-        int | None,
-        typer.Option(help="Checkpoint step to export instead of the latest one."),
+        str | None,
+        typer.Option(
+            help="Checkpoint of the run: best (default: the best healthy checkpoint, see "
+            "docs/training.md), latest, or a step number."
+        ),
     ] = None,
 ) -> None:
     """Export a trained refiner to one small file, to share it or refine without the run folder."""
+    from ..errors import UsageError
     from ..inference import export_refiner
     from ..runtime import setup
+    from ..training.selection import parse_step, resolve
 
     setup()
-    written = Path(export_refiner(run, file, step=step))
+    if not run.is_dir():
+        raise UsageError(f"RUN {run}: no such run folder")
+    choice = resolve(run, parse_step(step))
+    written = Path(export_refiner(run, file, step=choice.step))
     size = written.stat().st_size
-    which = f"step {step}" if step is not None else "the latest checkpoint"
+    which = f"step {choice.step} ({choice.reason})"
     log(f"exported {which} of {escape(str(run))} to {escape(str(written))} ({size / 1024:.1f} KiB)")

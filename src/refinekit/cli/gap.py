@@ -41,8 +41,11 @@ def gap_report(
         ),
     ] = None,
     step: Annotated[
-        int | None,
-        typer.Option(help="Checkpoint step of --run to use instead of the latest one."),
+        str | None,
+        typer.Option(
+            help="Checkpoint of the run: best (default: the best healthy checkpoint, see "
+            "docs/training.md), latest, or a step number."
+        ),
     ] = None,
     model: Annotated[
         Path | None,
@@ -124,6 +127,12 @@ def gap_report(
     from ..runtime import setup
 
     setup()
+    if run is not None and model is None and refined is None and Path(run).is_dir():
+        from ..training.selection import parse_step, resolve
+
+        choice = resolve(run, parse_step(step))
+        log(f"using step {choice.step} of {escape(str(run))}: {escape(choice.reason)}")
+        step = choice.step
     started = time.monotonic()
     stages = _RichStages() if interactive() else _LogStages()
     try:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gc
 import json
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -14,61 +12,28 @@ import typer
 from rich.markup import escape
 
 from ..errors import RefinekitError, UsageError
+from ..stop import StopOnSignals
 from .common import interactive, log, progress_bar, stdout_write
 
 
-class RefineInterrupted(RefinekitError):
-    """Stopped by SIGINT/SIGTERM after finishing (and recording) the files in flight."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class _StopOnSignals:
-    """SIGINT/SIGTERM ask the run to stop after the files in flight; a second one stops now."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, object] = {}
-
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    def _handle(self, signum, frame) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __enter__(self) -> _StopOnSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-
-    def error(self, done: str) -> RefineInterrupted:
-        name = signal.Signals(self.signum).name
-        return RefineInterrupted(
-            f"{name}: stopped{done}; every file in OUT is complete and recorded in the "
-            "manifest; run the same command again to resume",
-            128 + self.signum,
-        )
+def _stopped(signals: StopOnSignals, done: str) -> Exception:
+    return signals.interrupted(
+        f"stopped{done}; every file in OUT is complete and recorded in the manifest; "
+        "run the same command again to resume"
+    )
 
 
 def _load_refiner(
-    run: Path | None, step: int | None, model: Path | None, batch_size: int, micro_batch: int | None
+    run: Path | None, step: str | None, model: Path | None, batch_size: int, micro_batch: int | None
 ):
     """The refiner to use (JAX is imported here, after the flags and folders are checked)."""
     from ..inference import load_refiner
     from ..runtime import setup
+    from ..training.selection import parse_step
 
     setup()
     return load_refiner(
-        run=run, step=step, model=model, batch_size=batch_size, micro_batch=micro_batch
+        run=run, step=parse_step(step), model=model, batch_size=batch_size, micro_batch=micro_batch
     )
 
 
@@ -93,12 +58,15 @@ def refine(
     run: Annotated[
         Path | None,
         typer.Option(
-            help="Training run folder whose refiner to use (its latest checkpoint unless --step is given)."
+            help="Training run folder whose refiner to use (its best healthy checkpoint unless --step is given)."
         ),
     ] = None,
     step: Annotated[
-        int | None,
-        typer.Option(help="Checkpoint step of --run to use instead of the latest one."),
+        str | None,
+        typer.Option(
+            help="Checkpoint of the run: best (default: the best healthy checkpoint, see "
+            "docs/training.md), latest, or a step number."
+        ),
     ] = None,
     model: Annotated[
         Path | None,
@@ -187,14 +155,16 @@ def refine(
         f"refine: {len(plan.images)} images and {len(plan.others)} other files{where}, "
         f"{escape(str(input))} -> {escape(str(output))}"
     )
-    with _StopOnSignals() as signals:
+    with StopOnSignals() as signals:
         refiner = _load_refiner(run, step, model, batch_size, micro_batch)
         # The libraries' objects (JAX's alone are hundreds of thousands) never die: frozen, the
         # collector's full passes skip them, which was ~1% of refine's CPU on small images.
         gc.freeze()
         log(f"model: {escape(describe_model(refiner.model_id))}, {refiner.channels} channel(s)")
+        if getattr(refiner, "selection_reason", ""):
+            log(f"using step {refiner.model_id['step']}: {escape(refiner.selection_reason)}")
         if signals.requested():
-            raise signals.error(" before writing anything")
+            raise _stopped(signals, " before writing anything")
         reporter = _RichReporter() if interactive() else _LogReporter()
         try:
             summary = run_refine(
@@ -227,8 +197,9 @@ def refine(
     if as_json:
         stdout_write(json.dumps(summary.to_dict(), indent=2) + "\n")
     if summary.interrupted:
-        raise signals.error(
-            f" after {summary.refined + summary.copied + summary.failed} file(s) of this run"
+        raise _stopped(
+            signals,
+            f" after {summary.refined + summary.copied + summary.failed} file(s) of this run",
         )
     if summary.stopped:
         raise RefinekitError(f"stopped at the first failure (--fail-fast): {summary.failures[0]}")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .common import interactive, log, progress_bar
+from .common import log
+from .train_progress import ProgressView, report_best
+from .train_progress import resume_defaults as _resume_defaults
 
 
 class Preset(StrEnum):
@@ -22,6 +23,29 @@ class Psi(StrEnum):
     identity = "identity"
     mean_channels = "mean-channels"
     downsample = "downsample"
+
+
+class Content(StrEnum):
+    l1 = "l1"
+    lowpass = "lowpass"
+    nce = "nce"
+
+
+class ClassConditional(StrEnum):
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
+class GanLoss(StrEnum):
+    bce = "bce"
+    lsgan = "lsgan"
+    hinge = "hinge"
+
+
+class OnCollapse(StrEnum):
+    warn = "warn"
+    stop = "stop"
 
 
 class Augment(StrEnum):
@@ -99,6 +123,86 @@ def train(
             help="Feature map of the self-regularisation loss: identity (default), mean-channels, downsample.",
         ),
     ] = None,
+    lambda_label: Annotated[
+        float | None,
+        typer.Option(
+            "--lambda-label",
+            help="Weight of the label loss CE(C(R(x)), y) of a frozen classifier trained on the synthetic class subfolders (default 5; on when class subfolders exist; 0 turns it off).",
+        ),
+    ] = None,
+    class_conditional: Annotated[
+        ClassConditional | None,
+        typer.Option(
+            "--class-conditional",
+            help="Projection discriminator per class: auto (default: on when --real has the same class subfolders), on, off.",
+        ),
+    ] = None,
+    content: Annotated[
+        Content | None,
+        typer.Option(
+            "--content",
+            help="Content loss: l1 (default, mean|psi(R(x))-psi(x)|), lowpass (L1 of blurred images: texture may change), nce (PatchNCE on the refiner's features, plus the L1).",
+        ),
+    ] = None,
+    lambda_nce: Annotated[
+        float | None,
+        typer.Option("--lambda-nce", help="Weight of PatchNCE with --content nce (default 1)."),
+    ] = None,
+    classifier_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--classifier-steps",
+            help="Training steps of the label classifier, before pretraining (default 600).",
+        ),
+    ] = None,
+    gan_loss: Annotated[
+        GanLoss | None,
+        typer.Option(
+            "--gan-loss",
+            help="Adversarial loss: bce (the paper's cross-entropy, default), lsgan (least squares), hinge.",
+        ),
+    ] = None,
+    r1_gamma: Annotated[
+        float | None,
+        typer.Option(
+            "--r1-gamma",
+            help="Weight of the R1 gradient penalty on real images (default 10; 0 = off; see docs/training.md).",
+        ),
+    ] = None,
+    r1_every: Annotated[
+        int | None,
+        typer.Option(
+            "--r1-every", help="Apply R1 every k discriminator steps, weighted by k (default 4)."
+        ),
+    ] = None,
+    ema_decay: Annotated[
+        float | None,
+        typer.Option(
+            "--ema-decay",
+            help="Moving average of the refiner's weights used for samples, scores, refine and export (default 0.999; 0 = raw weights).",
+        ),
+    ] = None,
+    grad_clip: Annotated[
+        float | None,
+        typer.Option(
+            "--grad-clip",
+            help="Clip both networks' gradients to this global norm (default 0 = off).",
+        ),
+    ] = None,
+    on_collapse: Annotated[
+        OnCollapse | None,
+        typer.Option(
+            "--on-collapse",
+            help="When the health monitor sees collapse signs: warn (default) or stop training there.",
+        ),
+    ] = None,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--val-fraction",
+            help="Share of the real images (at least 16, at most half) held out to score checkpoints (default 0.1; 0 = none).",
+        ),
+    ] = None,
     kg: Annotated[
         int | None, typer.Option("--kg", help="Refiner updates per step (default 2).")
     ] = None,
@@ -131,7 +235,11 @@ def train(
         typer.Option("--optimizer", help="adam (default, beta1 0.5) or sgd (the paper's)."),
     ] = None,
     lr_refiner: Annotated[
-        float | None, typer.Option("--lr-refiner", help="Refiner learning rate (default 2e-4).")
+        float | None,
+        typer.Option(
+            "--lr-refiner",
+            help="Refiner learning rate (default 5e-5, a quarter of --lr-disc; see docs/training.md).",
+        ),
     ] = None,
     lr_disc: Annotated[
         float | None, typer.Option("--lr-disc", help="Discriminator learning rate (default 2e-4).")
@@ -223,6 +331,18 @@ def train(
         "kernel": kernel,
         "lambda_reg": lambda_reg,
         "psi": psi,
+        "lambda_label": lambda_label,
+        "class_conditional": class_conditional,
+        "content": content,
+        "lambda_nce": lambda_nce,
+        "classifier_steps": classifier_steps,
+        "gan_loss": gan_loss,
+        "r1_gamma": r1_gamma,
+        "r1_every": r1_every,
+        "ema_decay": ema_decay,
+        "grad_clip": grad_clip,
+        "on_collapse": on_collapse,
+        "val_fraction": val_fraction,
         "kg": kg,
         "kd": kd,
         "pretrain_refiner_steps": pretrain_refiner_steps,
@@ -268,117 +388,7 @@ def train(
         result = run_training(config, on_event=view)
     finally:
         view.close()
+    report_best(Path(config.out))
     log(
         f"done: step {result.step}; checkpoints in {Path(config.out) / 'checkpoints'}, samples in {Path(config.out) / 'samples'}"
     )
-
-
-def _resume_defaults(values: dict) -> dict:
-    """On an existing run, unspecified settings come from its config.json, not the defaults."""
-    import json
-
-    saved_path = Path(values["out"]) / "config.json"
-    if not saved_path.exists():
-        return values
-    try:
-        saved = json.loads(saved_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return values  # train() reports the damaged file
-    saved.pop("extra", None)
-    for key in ("synthetic", "real", "out"):
-        saved.pop(key, None)
-    return {**saved, **values}
-
-
-class ProgressView:
-    """Renders training events: a rich progress bar on a terminal, plain lines otherwise."""
-
-    def __init__(self) -> None:
-        self.progress = None
-        self.task = None
-        self.started = time.perf_counter()
-
-    def __call__(self, event: dict) -> None:
-        kind = event["kind"]
-        if kind == "start":
-            self._start(event)
-        elif kind == "phase":
-            log(f"phase {event['phase']}: steps {event['step']}..{event['end']}")
-        elif kind == "log":
-            self._log(event)
-        elif kind == "checkpoint":
-            if not self.progress:
-                log(f"checkpoint saved at step {event['step']}")
-        elif kind == "warning":
-            log(f"[yellow]warning:[/] {event['message']}")
-
-    def _start(self, event: dict) -> None:
-        g = event["geometry"]
-        h, w = event["size"]
-        d = event["data"]
-        resumed = (
-            f", resuming from step {event['resumed_from']}"
-            if event["resumed_from"] is not None
-            else ""
-        )
-        log(
-            f"training {event['run']}: {d['synthetic']['images']} synthetic, {d['real']['images']} real images at "
-            f"{h}x{w}x{event['channels']} ({d['bit_depth']}-bit){resumed}"
-        )
-        log(
-            f"discriminator: {g['grid'][0]}x{g['grid'][1]} patch grid, each patch sees {g['receptive_field']}x"
-            f"{g['receptive_field']} pixels (stride {g['stride']}); history buffer {event['history_size']} images; "
-            f"devices: {', '.join(event['devices'])}"
-        )
-        if event["skipped"]:
-            first = "; ".join(event["skipped"][:3])
-            log(f"[yellow]skipped {len(event['skipped'])} undecodable file(s)[/]: {first}")
-        small = d["real"]["images"]
-        if event.get("augment", "none") == "none" and small < 100:
-            log(
-                f"[yellow]note:[/] only {small} real images: the discriminator will memorise them; consider --augment ada "
-                "(with 50 real images it lowered KID about 5x in the README's measurement)"
-            )
-        elif event.get("augment", "none") == "none" and small < 500:
-            log(
-                f"[yellow]note:[/] only {small} real images: if disc_acc_real stays near 1 in metrics.jsonl, the "
-                "discriminator is memorising them; try --augment ada"
-            )
-        if interactive():
-            self.progress = progress_bar("[bold]{task.fields[phase]}", "rate", "info")
-            self.task = self.progress.add_task(
-                "train",
-                total=event["total_steps"],
-                completed=event["start_step"],
-                phase="start",
-                rate="",
-                info="",
-            )
-            self.progress.start()
-
-    def _log(self, event: dict) -> None:
-        phase = event["phase"]
-        if phase == "pretrain_refiner":
-            info = f"reg {event['self_regularisation']:.4f}"
-        elif phase == "pretrain_disc":
-            info = f"D real {event['disc_real']:.3f} refined {event['disc_refined']:.3f}"
-        else:
-            info = (
-                f"R adv {event['refiner_adversarial']:.3f} reg {event['self_regularisation']:.4f} "
-                f"D real {event['disc_real']:.3f} ref {event['disc_refined']:.3f} hist {event['disc_history']:.3f} "
-                f"|R(x)-x| {event['mean_abs_change']:.4f}"
-            )
-            if "augment_p" in event and event.get("augment_p", 0) > 0:
-                info += f" p {event['augment_p']:.3f} rt {event['ada_signal']:.2f}"
-        rate = f"{event['images_per_second']:.0f} img/s"
-        if self.progress is not None:
-            self.progress.update(
-                self.task, completed=event["step"], phase=phase, rate=rate, info=info
-            )
-        else:
-            log(f"step {event['step']} {phase}: {info} {rate}")
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None

@@ -4,7 +4,7 @@ headline distance and label retention as `refinekit gap-report`, from arrays.
 headline_distance splits `real` into two seeded halves: the first is the reference every set
 is compared with, the second the floor that standardises each component (its distance to the
 reference and the bootstrap spread of that distance, REPLICATES resamples). So the value is in
-the report's units: 0 = as close to real as a disjoint real half; it needs at least 20 real
+the report's units: 0 = as close to real as a disjoint real half; it needs at least 16 real
 images, and values are comparable between calls with the same `real`, seed and number of
 `images`. Some components (sliced Wasserstein, spectra, histograms) are biased upwards for small
 sets, so a set larger than the floor half can score slightly below 0 (measured: about -0.3 to
@@ -29,8 +29,9 @@ def headline_distance(real: np.ndarray, images: np.ndarray, *, seed: int = 0) ->
     images = np.asarray(images, np.float32)
     if real.ndim != 4 or images.shape[1:] != real.shape[1:]:
         raise ValueError(f"real {real.shape} and images {images.shape} must be NHWC, same HxWxC")
-    if len(real) < 20 or len(images) < 2:
-        raise ValueError("headline_distance needs at least 20 real images and 2 images")
+    # 16 real images: two halves of 8, the smallest validation split training holds out.
+    if len(real) < 16 or len(images) < 2:
+        raise ValueError("headline_distance needs at least 16 real images and 2 images")
     order = np.random.default_rng([seed, 11]).permutation(len(real))
     half = (len(real) + 1) // 2
     reference, floor = real[np.sort(order[:half])], real[np.sort(order[half:])]

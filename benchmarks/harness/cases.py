@@ -1,0 +1,250 @@
+"""The harness's labelled cases: each renders one class instance twice, as a clean synthetic
+image and as a "real" one whose generative process differs in one kind of way (the gap).
+
+A case samples content parameters (class geometry, pose, gray levels) once per image; the
+synthetic and real renderers share them. `oracle` images are the synthetic set's own content
+pushed through the real renderer: the best any appearance-only refiner could do.
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+
+from . import render as rd
+from .shapes import FILLED, ICONS, LETTERS
+
+
+class Case:
+    name = ""
+    gap = ""  # one line: what differs between synthetic and real
+    size = 16
+    channels = 1
+    classes: tuple[str, ...] = ()
+    tuning = True  # False: reported only, never used to choose settings
+    version = 1  # bump when the renderers change: the cached data set is rebuilt
+
+    def sample(self, rng: np.random.Generator, label: int, real: bool) -> dict:
+        """Content parameters; real images come from a wider pose range (a content gap that
+        refinement cannot and must not close, as between renders and photographs)."""
+        raise NotImplementedError
+
+    def synthetic(self, params: dict, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def real(self, params: dict, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _transformed(parts, matrix):
+    return [(rd.apply(matrix, points), value) for points, value in parts]
+
+
+class Acquisition(Case):
+    name = "acquisition"
+    gap = (
+        "clean renders vs blur, low resolution, vignetting, low contrast, noise, 4-bit quantisation"
+    )
+    classes = tuple(FILLED)
+
+    def sample(self, rng, label, real):
+        pose = (22.0, (0.62, 1.05), 0.12) if real else (12.0, (0.72, 1.0), 0.08)
+        return {
+            "label": label,
+            "matrix": rd.affine(rng, *pose),
+            "fg": rng.uniform(0.85, 1.0),
+            "bg": rng.uniform(0.0, 0.12),
+        }
+
+    def synthetic(self, p, rng):
+        mask = rd.fill_polygons(_transformed(FILLED[self.classes[p["label"]]], p["matrix"]), 16)
+        return p["bg"] + (p["fg"] - p["bg"]) * mask
+
+    def real(self, p, rng):
+        img = self.synthetic(p, rng)
+        lo, hi = rng.uniform(0.15, 0.32), rng.uniform(0.62, 0.85)
+        img = lo + (hi - lo) * img
+        img = rd.blur(img, rng.uniform(0.5, 0.9))
+        img = img * rd.vignette(16, rng.uniform(0.2, 0.5), rng)
+        img = rd.low_resolution(img, int(rng.integers(10, 13)))
+        img = img + rng.normal(0.0, rng.uniform(0.02, 0.05), img.shape)
+        return rd.quantise(img, 16)
+
+
+class Texture(Case):
+    name = "texture"
+    gap = "hard-edged procedural fills vs soft, wobbly, duty-varied fills on 1/f background, grain, illumination ramps"
+    classes = ("hstripes", "vstripes", "diag", "antidiag", "checker", "dots", "grid", "rings",
+               "blobs", "zigzag")  # fmt: skip
+
+    def sample(self, rng, label, real):
+        return {
+            "label": label,
+            "angle": np.deg2rad(rng.uniform(-18, 18) if real else rng.uniform(-10, 10)),
+            "period": rng.uniform(3.5, 6.5) if real else rng.uniform(4.0, 6.0),
+            "phase": rng.uniform(0, 1, size=2),
+            "centre": rng.uniform(0.2, 0.8, size=2) * 16,
+            "noise_seed": int(rng.integers(1 << 31)),
+            "fg": rng.uniform(0.7, 0.9),
+            "bg": rng.uniform(0.1, 0.3),
+        }
+
+    def _signal(self, p, wobble: np.ndarray | None) -> np.ndarray:
+        """Class signal g on the 4x grid: g > 0 is ink."""
+        n = 16 * rd.SUPERSAMPLE
+        y, x = (np.mgrid[0:n, 0:n] + 0.5) / rd.SUPERSAMPLE
+        if wobble is not None:
+            x, y = x + wobble[0], y + wobble[1]
+        c, s = np.cos(p["angle"]), np.sin(p["angle"])
+        u, v = c * x + s * y, -s * x + c * y
+        per, (f1, f2) = p["period"], p["phase"]
+        cos = np.cos
+        name = self.classes[p["label"]]
+        if name == "hstripes":
+            return cos(2 * np.pi * (v / per + f1))
+        if name == "vstripes":
+            return cos(2 * np.pi * (u / per + f1))
+        if name == "diag":
+            return cos(2 * np.pi * ((u + v) / (per * np.sqrt(2)) + f1))
+        if name == "antidiag":
+            return cos(2 * np.pi * ((u - v) / (per * np.sqrt(2)) + f1))
+        if name == "checker":
+            return cos(2 * np.pi * (u / per + f1)) * cos(2 * np.pi * (v / per + f2)) * 2
+        if name == "dots":
+            du, dv = u / per + f1, v / per + f2
+            d = np.hypot(du - np.round(du), dv - np.round(dv))
+            return (0.28 - d) * 4
+        if name == "grid":
+            du, dv = u / per + f1, v / per + f2
+            d = np.minimum(np.abs(du - np.round(du)), np.abs(dv - np.round(dv)))
+            return (0.14 - d) * 5
+        if name == "rings":
+            r = np.hypot(x - p["centre"][0], y - p["centre"][1])
+            return cos(2 * np.pi * (r / per + f1))
+        if name == "blobs":
+            noise = rd.smooth_noise(np.random.default_rng(p["noise_seed"]), (n, n), per * 1.6)
+            return noise
+        if name == "zigzag":
+            tri = np.abs(((u / (per * 1.3) + f2) % 1.0) - 0.5) * 2 - 0.5
+            return cos(2 * np.pi * (v / per + 0.8 * tri + f1))
+        raise ValueError(name)
+
+    def _down(self, a):
+        k = rd.SUPERSAMPLE
+        return a.reshape(16, k, 16, k).mean(axis=(1, 3))
+
+    def synthetic(self, p, rng):
+        ink = self._down((self._signal(p, None) > 0).astype(np.float64))
+        return p["bg"] + (p["fg"] - p["bg"]) * ink
+
+    def real(self, p, rng):
+        n = 16 * rd.SUPERSAMPLE
+        wobble = 0.45 * np.stack([rd.smooth_noise(rng, (n, n), 10.0) for _ in range(2)])
+        g = self._signal(p, wobble)
+        sharp, duty = rng.uniform(2.0, 6.0), rng.uniform(-0.3, 0.3)
+        ink = self._down(1.0 / (1.0 + np.exp(-sharp * (g + duty))))
+        fg, bg = p["fg"] - rng.uniform(0.0, 0.2), p["bg"] + rng.uniform(0.0, 0.15)
+        img = bg + (fg - bg) * ink
+        img = img + rng.uniform(0.06, 0.12) * rd.pink_noise(rng, 16)
+        img = img * rd.gradient(16, rng.uniform(0.2, 0.5), rng)
+        img = img + rng.normal(0.0, rng.uniform(0.03, 0.06), img.shape)
+        return rd.quantise(img, 256)
+
+
+class Stroke(Case):
+    name = "stroke"
+    gap = "thin uniform pen strokes vs wandering, slanted, overshooting, thick variable-width hand-drawn strokes"
+    classes = tuple(LETTERS)
+
+    def sample(self, rng, label, real):
+        pose = (15.0, (0.75, 1.05), 0.1) if real else (8.0, (0.85, 1.02), 0.06)
+        return {
+            "label": label,
+            "matrix": rd.affine(rng, *pose, shear=0.08),
+            "radius": rng.uniform(0.022, 0.03),
+            "ink": rng.uniform(0.05, 0.2),
+            "paper": rng.uniform(0.8, 0.95),
+        }
+
+    def synthetic(self, p, rng):
+        letter = LETTERS[self.classes[p["label"]]]
+        strokes = [rd.resample(rd.apply(p["matrix"], s), 0.01) for s in letter]
+        mask = rd.brush(strokes, [np.full(len(s), p["radius"]) for s in strokes], 16)
+        return p["paper"] + (p["ink"] - p["paper"]) * mask
+
+    def real(self, p, rng):
+        slant = np.array([[1.0, rng.uniform(-0.3, 0.3)], [0.0, 1.0]])
+        base = rng.uniform(0.055, 0.095)  # a broader pen than the synthetic one
+        strokes, radii = [], []
+        for s in LETTERS[self.classes[p["label"]]]:
+            s = s + rng.normal(0.0, 0.05, s.shape)  # control points wander
+            s = (s - 0.5) @ slant.T + 0.5
+            head = s[:1] + (s[:1] - s[1:2]) * rng.uniform(0, 0.3)  # overshoot at both ends
+            tail = s[-1:] + (s[-1:] - s[-2:-1]) * rng.uniform(0, 0.3)
+            s = (
+                np.concatenate([head, s[1:-1], tail])
+                if len(s) > 2
+                else np.concatenate([head, tail])
+            )
+            dense = rd.resample(rd.apply(p["matrix"], s), 0.008)
+            m = len(dense)
+            kernel = np.ones(9) / 3
+            wobble = np.stack(
+                [np.convolve(rng.normal(0, 1, m + 16), kernel, "same")[8:-8] for _ in range(2)], 1
+            )
+            dense = dense + 0.008 * wobble
+            t = np.linspace(0.0, 1.0, m)
+            pressure = 1.0 + 0.5 * np.sin(2 * np.pi * (rng.uniform(0.5, 1.5) * t + rng.uniform()))
+            taper = 0.5 + 0.5 * np.sin(np.pi * t) ** 0.5
+            radii.append(base * pressure * taper)
+            strokes.append(dense)
+        mask = rd.brush(strokes, radii, 16)
+        ink = rng.uniform(0.05, 0.35)
+        img = p["paper"] + (ink - p["paper"]) * mask
+        img = rd.blur(img, 0.35) + rng.normal(0.0, 0.015, img.shape)
+        return rd.quantise(img, 256)
+
+
+def _hsv(h, s, v):
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v))
+
+
+class Colour(Case):
+    name = "colour"
+    gap = "flat-coloured RGB icons vs colour cast, tone curve, desaturation, shading, blur, per-channel sensor noise"
+    channels = 3
+    classes = tuple(ICONS)
+    tuning = False
+
+    def sample(self, rng, label, real):
+        pose = (25.0, (0.62, 1.05), 0.12) if real else (15.0, (0.72, 1.0), 0.08)
+        return {
+            "label": label,
+            "matrix": rd.affine(rng, *pose),
+            "fg": _hsv(rng.uniform(), rng.uniform(0.6, 1.0), rng.uniform(0.75, 1.0)),
+            "bg": _hsv(rng.uniform(), rng.uniform(0.3, 0.8), rng.uniform(0.15, 0.45)),
+        }
+
+    def synthetic(self, p, rng):
+        mask = rd.fill_polygons(_transformed(ICONS[self.classes[p["label"]]], p["matrix"]), 16)
+        return p["bg"] + (p["fg"] - p["bg"]) * mask[..., None]
+
+    def real(self, p, rng):
+        img = self.synthetic(p, rng)
+        img = img * rng.uniform(0.7, 1.3, size=3)  # white balance / colour cast
+        luma = img @ np.array([0.299, 0.587, 0.114])
+        img = img + rng.uniform(0.3, 0.6) * (luma[..., None] - img)  # desaturate
+        img = np.clip(img, 0, 1) ** rng.uniform(0.6, 0.8)  # lifted shadows
+        img = img * rd.gradient(16, rng.uniform(0.3, 0.6), rng)[..., None]
+        img = rd.blur(img, rng.uniform(0.4, 0.8))
+        chroma = np.stack([rd.smooth_noise(rng, (16, 16), 2.0) for _ in range(3)], axis=-1)
+        img = img + 0.04 * chroma
+        img = img + rng.normal(0, 1, img.shape) * np.array([0.03, 0.04, 0.06]) * rng.uniform(
+            0.8, 1.5
+        )
+        return rd.quantise(img, 64)
+
+
+CASES: dict[str, Case] = {c.name: c for c in (Acquisition(), Texture(), Stroke(), Colour())}
+CASE_INDEX = {name: i for i, name in enumerate(CASES)}

@@ -1,0 +1,160 @@
+"""How `refinekit train` shows a run: progress bar or plain lines, health warnings, the best step."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .common import interactive, log, progress_bar
+
+
+def report_best(run: Path) -> None:
+    """Say which checkpoint refine/export will use; exit 1 when the run has no healthy one."""
+    from ..training import selection
+
+    records = selection.read_scores(run)
+    if not records:
+        return
+    choice = selection.choose_best(records)
+    if choice.step is not None:
+        log(f"best checkpoint: step {choice.step}, {choice.reason}; refine --run uses it")
+    elif any(r.get("phase") == "adversarial" for r in records):
+        raise selection.NoHealthyCheckpoint(
+            f"{run}: no healthy checkpoint ({choice.reason}); see the warnings above and "
+            f"{run / 'index.html'}"
+        )
+
+
+class ProgressView:
+    """Renders training events: a rich progress bar on a terminal, plain lines otherwise."""
+
+    def __init__(self) -> None:
+        self.progress = None
+        self.task = None
+        self.started = time.perf_counter()
+
+    def __call__(self, event: dict) -> None:
+        kind = event["kind"]
+        if kind == "start":
+            self._start(event)
+        elif kind == "phase":
+            log(f"phase {event['phase']}: steps {event['step']}..{event['end']}")
+        elif kind == "log":
+            self._log(event)
+        elif kind == "checkpoint":
+            if not self.progress:
+                log(f"checkpoint saved at step {event['step']}")
+        elif kind == "classifier_progress":
+            if not self.progress:
+                log(f"classifier step {event['step']}/{event['total']}: loss {event['loss']:.4f}")
+        elif kind == "classifier":
+            log(
+                f"label classifier trained ({event['steps']} steps, {event['classes']} classes): "
+                f"{event['accuracy']:.1%} of the synthetic images in their class; frozen"
+            )
+        elif kind == "warning":
+            log(f"[yellow]warning:[/] {event['message']}")
+        elif kind == "health":
+            log(f"[bold yellow]health warning[/] at step {event['step']}: {event['message']}")
+        elif kind == "scores" and event.get("distance") is not None:
+            retention = event.get("retention")
+            kept = f", retention {retention:.3f}" if retention is not None else ""
+            log(
+                f"step {event['step']} scores: distance {event['distance']:.4g}{kept}"
+                f"{'' if event.get('healthy') else ' (unhealthy)'}; best so far: "
+                f"{event['best'] if event['best'] is not None else 'none'}"
+            )
+
+    def _start(self, event: dict) -> None:
+        g = event["geometry"]
+        h, w = event["size"]
+        d = event["data"]
+        resumed = (
+            f", resuming from step {event['resumed_from']}"
+            if event["resumed_from"] is not None
+            else ""
+        )
+        log(
+            f"training {event['run']}: {d['synthetic']['images']} synthetic, {d['real']['images']} real images at "
+            f"{h}x{w}x{event['channels']} ({d['bit_depth']}-bit){resumed}"
+        )
+        log(
+            f"discriminator: {g['grid'][0]}x{g['grid'][1]} patch grid, each patch sees {g['receptive_field']}x"
+            f"{g['receptive_field']} pixels (stride {g['stride']}); history buffer {event['history_size']} images; "
+            f"devices: {', '.join(event['devices'])}"
+        )
+        for reason in event.get("labels", []):
+            log(reason)
+        if event["skipped"]:
+            first = "; ".join(event["skipped"][:3])
+            log(f"[yellow]skipped {len(event['skipped'])} undecodable file(s)[/]: {first}")
+        small = d["real"]["images"]
+        if event.get("augment", "none") == "none" and small < 100:
+            log(
+                f"[yellow]note:[/] only {small} real images: the discriminator will memorise them; consider --augment ada "
+                "(with 50 real images it lowered KID about 5x in the README's measurement)"
+            )
+        elif event.get("augment", "none") == "none" and small < 500:
+            log(
+                f"[yellow]note:[/] only {small} real images: if disc_acc_real stays near 1 in metrics.jsonl, the "
+                "discriminator is memorising them; try --augment ada"
+            )
+        if interactive():
+            self.progress = progress_bar("[bold]{task.fields[phase]}", "rate", "info")
+            self.task = self.progress.add_task(
+                "train",
+                total=event["total_steps"],
+                completed=event["start_step"],
+                phase="start",
+                rate="",
+                info="",
+            )
+            self.progress.start()
+
+    def _log(self, event: dict) -> None:
+        phase = event["phase"]
+        if phase == "pretrain_refiner":
+            info = f"reg {event['self_regularisation']:.4f}"
+        elif phase == "pretrain_disc":
+            info = f"D real {event['disc_real']:.3f} refined {event['disc_refined']:.3f}"
+        else:
+            info = (
+                f"R adv {event['refiner_adversarial']:.3f} reg {event['self_regularisation']:.4f} "
+                f"D real {event['disc_real']:.3f} ref {event['disc_refined']:.3f} hist {event['disc_history']:.3f} "
+                f"|R(x)-x| {event['mean_abs_change']:.4f}"
+            )
+        if "label_accuracy" in event:
+            info += f" label {event['label_accuracy']:.3f}"
+            if "augment_p" in event and event.get("augment_p", 0) > 0:
+                info += f" p {event['augment_p']:.3f} rt {event['ada_signal']:.2f}"
+        if event.get("health"):
+            info += f" [bold red]! {','.join(event['health'])}[/]"
+        rate = f"{event['images_per_second']:.0f} img/s"
+        if self.progress is not None:
+            self.progress.update(
+                self.task, completed=event["step"], phase=phase, rate=rate, info=info
+            )
+        else:
+            log(f"step {event['step']} {phase}: {info} {rate}")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def resume_defaults(values: dict) -> dict:
+    """On an existing run, unspecified settings come from its config.json, not the defaults."""
+    import json
+
+    saved_path = Path(values["out"]) / "config.json"
+    if not saved_path.exists():
+        return values
+    try:
+        saved = json.loads(saved_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return values  # train() reports the damaged file
+    saved.pop("extra", None)
+    for key in ("synthetic", "real", "out"):
+        saved.pop(key, None)
+    return {**saved, **values}

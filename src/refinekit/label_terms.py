@@ -1,0 +1,123 @@
+"""The refiner's label and content terms beyond the L1 self-regularisation, as steps.py calls them.
+
+`LabelTerms(config, image_shape)` resolves the plan (labels.plan), owns the frozen classifier's
+functions, fills `TrainState.extras`, and computes
+
+    lambda_label * CE(C(aug(R(x))), y)      when the synthetic set has classes (label loss)
+    lambda_nce * PatchNCE(R features of R(x), of x)   when --content nce
+
+for one refiner update. `prepare` runs the classifier phase before step 0 of a fresh run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import content, label_classifier, labels
+from .config import TrainConfig
+
+
+class LabelTerms:
+    def __init__(self, config: TrainConfig, image_shape: tuple[int, int, int]):
+        self.config = config
+        self.plan = labels.plan(config)
+        h, w, c = image_shape
+        self.classifier = (
+            label_classifier.ClassifierFunctions(
+                c, self.plan.n_classes, (h, w), config.seed, config.classifier_steps
+            )
+            if self.plan.label_loss
+            else None
+        )
+
+    @property
+    def disc_classes(self) -> int:
+        """Classes of the projection discriminator (0: unconditional)."""
+        return self.plan.n_classes if self.plan.conditional else 0
+
+    def init_extras(self) -> dict[str, Any]:
+        """The extras of a fresh state: C's untrained parameters when the label loss is on."""
+        if self.classifier is None:
+            return {}
+        return {"classifier": jax.tree.map(jnp.copy, self.classifier.init_params)}
+
+    def metric_names(self) -> list[str]:
+        names = []
+        if self.classifier is not None:
+            names += ["label_loss", "label_accuracy"]
+        if self.config.content == "nce":
+            names.append("nce")
+        return names
+
+    def refiner_extra_loss(
+        self,
+        extras: dict[str, Any],
+        refiner: Any,
+        refined: jax.Array,
+        synthetic: jax.Array,
+        class_ids: jax.Array,
+        key: jax.Array,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """(weighted extra loss, metrics) for one refiner update.
+
+        refiner: the refiner module (merged, with the parameters being differentiated);
+        refined = refiner(synthetic), (B, H, W, C); class_ids: int (B,), -1 = no class.
+        """
+        total = jnp.zeros(())
+        metrics: dict[str, jax.Array] = {}
+        if self.classifier is not None:
+            ce, acc = self.classifier.label_loss(
+                extras["classifier"], refined, class_ids, jax.random.fold_in(key, 11)
+            )
+            total = total + self.config.lambda_label * ce
+            metrics["label_loss"] = ce
+            metrics["label_accuracy"] = acc
+        if self.config.content == "nce":
+            _, input_maps = refiner.forward_with_features(synthetic)
+            _, output_maps = refiner.forward_with_features(refined)
+            nce = content.multi_layer_nce(output_maps, input_maps, jax.random.fold_in(key, 13))
+            total = total + self.config.lambda_nce * nce
+            metrics["nce"] = nce
+        return total, metrics
+
+
+def prepare(
+    terms: LabelTerms,
+    state: Any,
+    synthetic: Any,
+    synthetic_ids: np.ndarray,
+    resumed: bool,
+    emit: Callable[[dict], None],
+) -> Any:
+    """The classifier phase: on a fresh run with the label loss on, train C on the synthetic
+    images (device array `synthetic`, uint) and their class ids, and freeze it into
+    state.extras["classifier"]. A resumed state already holds it (from the checkpoint)."""
+    fns = terms.classifier
+    if fns is None or resumed:
+        return state
+    steps = terms.config.classifier_steps
+    emit({"kind": "phase", "phase": "classifier", "step": 0, "end": steps})
+
+    def progress(step: int, loss: float) -> None:
+        emit({"kind": "classifier_progress", "step": step, "total": steps, "loss": loss})
+
+    ids = jnp.asarray(synthetic_ids, jnp.int32)
+    params = label_classifier.train_classifier(
+        fns, synthetic, ids, steps, terms.config.seed, progress
+    )
+    accuracy = label_classifier.accuracy(fns, params, np.asarray(synthetic), synthetic_ids)
+    emit(
+        {
+            "kind": "classifier",
+            "steps": steps,
+            "accuracy": accuracy,
+            "classes": terms.plan.n_classes,
+            "compiles": fns.trace_count,
+        }
+    )
+    return state.replace(extras={**state.extras, "classifier": params})

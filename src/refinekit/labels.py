@@ -1,0 +1,148 @@
+"""Class labels from folder layout, and which label-aware options a run uses.
+
+A set is labelled when every image lies in a top-level subfolder of its root and there are
+at least two such subfolders (the layout `refine` and `gap-report` read, gap/inputs.py): the
+subfolder name is the class. The run records the synthetic class names in
+`config.extra["classes"]` and whether the real folder has the same classes in
+`config.extra["real_classes"]`, so a checkpoint's config alone rebuilds the same networks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import TrainConfig
+
+NO_CLASS = -1
+
+
+def folder_classes(paths: Sequence[Path], root: Path) -> list[str] | None:
+    """Each image's top-level subfolder below `root`, or None unless every image has one and
+    there are at least two distinct ones."""
+    root = Path(root)
+    base = root if root.is_dir() else root.parent
+    names = []
+    for path in paths:
+        parts = Path(path).relative_to(base).parts
+        if len(parts) < 2:
+            return None
+        names.append(parts[0])
+    return names if len(set(names)) >= 2 else None
+
+
+def class_ids(names: Sequence[str] | None, classes: Sequence[str], count: int) -> np.ndarray:
+    """int32 (count,) class index per image; NO_CLASS outside `classes` or without names."""
+    if names is None or not classes:
+        return np.full((count,), NO_CLASS, np.int32)
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index.get(n, NO_CLASS) for n in names], dtype=np.int32)
+
+
+@dataclass(frozen=True)
+class LabelData:
+    """What load_training_data found: the class list (synthetic order) and per-image ids."""
+
+    classes: list[str]
+    synthetic: np.ndarray  # int32 (N,), NO_CLASS when the synthetic set has no classes
+    real: np.ndarray  # int32 (M,), NO_CLASS unless the real folder has the same classes
+    real_matches: bool
+
+
+def find_labels(
+    syn_paths: Sequence[Path], syn_root: Path, real_paths: Sequence[Path], real_root: Path
+) -> LabelData:
+    """Class ids for both sets. The real set counts as labelled only when its class folders
+    are exactly the synthetic ones (the projection discriminator needs every class on both
+    sides)."""
+    syn_names = folder_classes(syn_paths, syn_root)
+    classes = sorted(set(syn_names)) if syn_names else []
+    real_names = folder_classes(real_paths, real_root) if classes else None
+    matches = real_names is not None and set(real_names) == set(classes)
+    return LabelData(
+        classes,
+        class_ids(syn_names, classes, len(syn_paths)),
+        class_ids(real_names if matches else None, classes, len(real_paths)),
+        matches,
+    )
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    """The label-aware parts of a run, and why each is on or off (printed at start)."""
+
+    n_classes: int
+    label_loss: bool
+    conditional: bool
+    content: str
+    reasons: list[str] = field(default_factory=list)
+
+
+def plan(config: TrainConfig) -> LabelPlan:
+    """Resolve --lambda-label, --class-conditional and --content against the recorded classes."""
+    classes = list(config.extra.get("classes", []))
+    real_matches = bool(config.extra.get("real_classes", False))
+    n = len(classes)
+    reasons = []
+    listed = ", ".join(classes[:6]) + (", ..." if n > 6 else "")
+    if n == 0:
+        label_loss = False
+        reasons.append(
+            "label loss off: the synthetic folder has no class subfolders "
+            "(protect other labels with --content and --lambda-reg, see docs/labels.md)"
+        )
+    elif config.lambda_label <= 0:
+        label_loss = False
+        reasons.append(f"label loss off (--lambda-label 0) although {n} classes were found")
+    else:
+        label_loss = True
+        reasons.append(
+            f"label loss on: {n} class subfolders in the synthetic folder ({listed}); a frozen "
+            f"classifier keeps each refined image in its class (lambda {config.lambda_label:g}; "
+            "--lambda-label 0 turns it off)"
+        )
+    mode = config.class_conditional
+    if mode == "off":
+        conditional = False
+        reasons.append("class-conditional discriminator off (--class-conditional off)")
+    elif n and real_matches:
+        conditional = True
+        reasons.append(
+            "class-conditional discriminator on: the real folder has the same class subfolders, "
+            "so each class is compared with its own real images"
+        )
+    else:
+        conditional = False
+        why = "the synthetic folder has no classes" if not n else "its class subfolders differ"
+        reasons.append(
+            f"class-conditional discriminator off: {why}"
+            + ("" if not n else " from the real folder's (or it has none)")
+        )
+    content_why = {
+        "l1": f"mean |psi(R(x)) - psi(x)| with psi {config.psi}",
+        "lowpass": "L1 between low-pass (Gaussian-blurred) images: fine texture may change",
+        "nce": "PatchNCE on the refiner's features (geometry) plus the L1 guard",
+    }[config.content]
+    reasons.append(f"content loss {config.content}: {content_why} (lambda {config.lambda_reg:g})")
+    return LabelPlan(n, label_loss, conditional, config.content, reasons)
+
+
+def check_conditional(config: TrainConfig) -> None:
+    """--class-conditional on needs matching class folders on both sides."""
+    from .errors import ConfigError
+
+    if config.class_conditional != "on":
+        return
+    if not config.extra.get("classes"):
+        raise ConfigError(
+            f"--class-conditional on: --synthetic {config.synthetic} has no class subfolders "
+            "(expected SYNTHETIC/<class>/image files)"
+        )
+    if not config.extra.get("real_classes"):
+        raise ConfigError(
+            f"--class-conditional on: --real {config.real} needs the same class subfolders as "
+            f"--synthetic ({', '.join(config.extra['classes'][:6])})"
+        )

@@ -1,0 +1,123 @@
+"""The health monitor: collapse signs checked at every log interval (docs/training.md).
+
+Signs, each with a code, a message and what to try:
+- non_finite: a logged value is NaN or infinite.
+- drift: mean_abs_change far above its value at the end of refiner pretraining (more than
+  DRIFT_FACTOR times it and more than DRIFT_MARGIN above it): the refiner is being pushed off
+  its inputs, e.g. towards solid white by a discriminator that won pretraining.
+- identical: the refined batch's per-pixel spread below IDENTICAL_RATIO of the synthetic
+  batch's: refined images (nearly) the same whatever the input (mode collapse).
+- saturated: every discriminator loss < SATURATED_LOSS, or its accuracy 1 on both sides, for
+  SATURATED_INTERVALS intervals in a row: the refiner gets no useful gradient.
+Only adversarial-phase records are checked for drift, identical and saturated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+DRIFT_FACTOR = 4.0
+DRIFT_MARGIN = 0.4  # in the model's [-1, 1] units, as metrics.jsonl logs mean_abs_change
+IDENTICAL_RATIO = 0.2
+SATURATED_LOSS = 0.01
+SATURATED_ACCURACY = 0.999
+SATURATED_INTERVALS = 3
+
+ADVICE = {
+    "non_finite": "try a lower --lr-refiner/--lr-disc or --grad-clip 1",
+    "drift": "try a larger --r1-gamma, --ema-decay 0.999, a lower --lr-refiner or a larger "
+    "--lambda-reg; the best checkpoint before this point is kept",
+    "identical": "mode collapse: try --augment ada, a larger --r1-gamma or more real images",
+    "saturated": "the discriminator wins outright: try --augment ada, a larger --r1-gamma, a "
+    "lower --lr-disc or fewer --pretrain-disc-steps",
+}
+
+
+@dataclass(frozen=True)
+class HealthWarning:
+    code: str
+    message: str
+
+    @property
+    def advice(self) -> str:
+        return ADVICE[self.code]
+
+    def text(self) -> str:
+        return f"{self.message}; {self.advice}"
+
+
+@dataclass
+class HealthMonitor:
+    """Feed it each logged record in order; `check` returns the warnings for that record.
+
+    reference_change: mean_abs_change at the end of refiner pretraining (None until seen).
+    The state is rebuilt on resume by replaying metrics.jsonl (`replay`).
+    """
+
+    reference_change: float | None = None
+    saturated_run: int = 0
+    history: list[tuple[int, list[str]]] = field(default_factory=list)
+
+    def check(self, record: dict) -> list[HealthWarning]:
+        warnings = []
+        bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            warnings.append(HealthWarning("non_finite", f"non-finite {', '.join(sorted(bad))}"))
+        phase = record.get("phase")
+        if phase == "pretrain_refiner" and "mean_abs_change" in record:
+            self.reference_change = float(record["mean_abs_change"])
+        if phase == "adversarial" and not bad:
+            warnings += self._adversarial(record)
+        self.history.append((int(record["step"]), [w.code for w in warnings]))
+        return warnings
+
+    def _adversarial(self, record: dict) -> list[HealthWarning]:
+        out = []
+        change = float(record["mean_abs_change"])
+        ref = self.reference_change if self.reference_change is not None else 0.0
+        if change > max(DRIFT_FACTOR * ref, ref + DRIFT_MARGIN):
+            out.append(
+                HealthWarning(
+                    "drift",
+                    f"refined images drift from their inputs (mean_abs_change {change:.3f}, "
+                    f"{ref:.3f} at the end of pretraining)",
+                )
+            )
+        spread, base = record.get("refined_spread"), record.get("synthetic_spread")
+        if spread is not None and base and spread < IDENTICAL_RATIO * base:
+            out.append(
+                HealthWarning(
+                    "identical",
+                    f"refined images are nearly identical across the batch (spread "
+                    f"{spread / base:.2f} of the synthetic batch's)",
+                )
+            )
+        losses = [record.get(k) for k in ("disc_real", "disc_refined", "disc_history")]
+        low = all(v is not None and v < SATURATED_LOSS for v in losses)
+        perfect = (
+            record.get("disc_acc_real", 0.0) >= SATURATED_ACCURACY
+            and record.get("disc_acc_refined", 0.0) >= SATURATED_ACCURACY
+        )
+        self.saturated_run = self.saturated_run + 1 if (low or perfect) else 0
+        if self.saturated_run >= SATURATED_INTERVALS:
+            out.append(
+                HealthWarning(
+                    "saturated",
+                    f"the discriminator is saturated (all its losses < {SATURATED_LOSS} or "
+                    f"accuracy 1 on both sides) for {self.saturated_run} log intervals",
+                )
+            )
+        return out
+
+    def replay(self, records: list[dict]) -> None:
+        """Rebuild the monitor's state from earlier metrics.jsonl records (resume)."""
+        for record in records:
+            self.check(record)
+
+    def healthy_at(self, step: int) -> bool:
+        """True when the last record at or before `step` had no warning and none was non-finite."""
+        last = [codes for s, codes in self.history if s <= step]
+        if any("non_finite" in codes for codes in last):
+            return False
+        return bool(last) and not last[-1]

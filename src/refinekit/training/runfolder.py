@@ -1,0 +1,130 @@
+"""The run folder's bookkeeping: config checks on resume, temporaries, metrics trimming, signals.
+
+Moved out of train.py (which re-exports the names it always had) to keep it short.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+from typing import Any
+
+from .. import checkpoint
+from ..config import TrainConfig, incompatible_fields
+from ..errors import CheckpointError, ConfigError, RefinekitError
+from ..io.atomic import atomic_write, temp_target
+
+
+def versions() -> dict[str, str | None]:
+    """Package versions recorded in config.json (provenance.py: one list for every output)."""
+    from ..provenance import package_versions
+
+    return package_versions()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def remove_temporaries(run: Path) -> None:
+    """Delete what killed writes left in the run folder (orbax cleans its own folders)."""
+    for folder in (run, run / "samples"):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if temp_target(path.name) is not None and path.is_file():
+                    path.unlink(missing_ok=True)
+
+
+def trim_metrics(path: Path, last_step: int) -> None:
+    """Drop metric lines written after the checkpoint we resume from (they will be redone)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= last_step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line cut by a kill
+    atomic_write(path, "".join(line + "\n" for line in kept).encode())
+
+
+def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
+    """If `out` holds a run, check the config is compatible and return its latest step."""
+    run = Path(config.out)
+    _check_run_folder(config)
+    saved_path = run / "config.json"
+    if not saved_path.exists():
+        if run.exists() and _has_files(run) and not (run / "checkpoints").exists():
+            raise ConfigError(
+                f"--out {run}: exists and is not a refinekit run folder (no config.json); choose another --out"
+            )
+        return config, None
+    try:
+        saved = TrainConfig.from_dict(json.loads(saved_path.read_text()), source=str(saved_path))
+    except (json.JSONDecodeError, RefinekitError) as exc:
+        raise ConfigError(f"--out {run}: its config.json is unreadable ({exc})") from exc
+    fill = {
+        name: getattr(saved, name) for name in ("size", "channels") if getattr(config, name) is None
+    }
+    config = config.replace(**fill)
+    last = checkpoint.steps(run)
+    changed = incompatible_fields(saved, config)
+    if changed and not last:
+        return config, None  # nothing was trained with the saved settings: start afresh
+    if changed:
+        raise ConfigError(
+            f"--out {run}: this run was trained with other settings ({'; '.join(changed)}); "
+            "use a new --out, or the run's own settings"
+        )
+    if last:
+        _check_checkpoint_config(run, last[-1], config)
+    return config, (last[-1] if last else None)
+
+
+def _check_run_folder(config: TrainConfig) -> None:
+    """Before anything is read or written: --out is (or can be) a folder, and it is neither
+    an input folder, inside one, nor holding one (guard.py)."""
+    from .. import guard
+
+    run = Path(config.out)
+    # A read-only run folder is reported by its first write (exit 1, "make it writable").
+    guard.check_output_folder("--out", run, writable=False)
+    inputs = [("--synthetic", Path(config.synthetic)), ("--real", Path(config.real))]
+    guard.check_not_input("--out", run, inputs, output_is_folder=True)
+
+
+def _has_files(run: Path) -> bool:
+    from ..lock import is_lock_name
+
+    return any(not is_lock_name(p.name) for p in run.iterdir())
+
+
+def _check_checkpoint_config(run: Path, step: int, config: TrainConfig) -> None:
+    """The checkpoint to resume from must hold this run's model (not one copied from another)."""
+    folder = checkpoint.checkpoint_dir(run) / str(step)
+    try:
+        saved = TrainConfig.from_dict(checkpoint.load_config(run, step), source=f"{folder} config")
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {folder}: its config is unreadable ({exc})") from exc
+    changed = incompatible_fields(saved, config)
+    if changed:
+        raise CheckpointError(
+            f"checkpoint {folder} was saved by another configuration than this run's config.json "
+            f"({'; '.join(changed)}); move it out of {folder.parent}, or resume the run it came from"
+        )
+
+
+def file_error(config: TrainConfig, exc: OSError) -> RefinekitError:
+    where = exc.filename or config.out
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        hint = "free some disk space"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "make the run folder writable"
+    else:
+        hint = "fix the cause"
+    return RefinekitError(
+        f"{where}: {exc.strerror or exc}; training stopped and the last complete checkpoint "
+        f"is kept: {hint}, then run the same command again to resume"
+    )

@@ -1,0 +1,136 @@
+"""Which checkpoint `refine --run`, `gap-report --run` and `export` use (docs/training.md).
+
+Every checkpoint gets one line in RUN/scores.jsonl: its step, phase, health codes and (with a
+validation split) its scores. The best checkpoint is chosen among the HEALTHY checkpoints of
+the adversarial phase:
+1. when label retention was scored, keep those within RETENTION_TOLERANCE of the best
+   retention among them (labels first: a realistic image with the wrong label is a wrong
+   training example);
+2. of those, the lowest headline distance; ties go to the later step;
+3. without validation scores, the latest healthy one.
+A run whose adversarial checkpoints are all unhealthy has no best checkpoint: the commands
+stop with exit code 1 unless `--step latest` or `--step N` asks for one anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import checkpoint
+from ..errors import CheckpointError, RefinekitError, UsageError
+from ..io.atomic import atomic_write
+
+SCORES_FILE = "scores.jsonl"
+BEST_FILE = "best.json"
+RETENTION_TOLERANCE = 0.02
+
+
+class NoHealthyCheckpoint(RefinekitError):
+    """Every adversarial checkpoint of the run was flagged by the health monitor."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    step: int | None
+    reason: str
+
+
+def read_scores(run: Path) -> list[dict]:
+    """scores.jsonl records, the last one per step (a resumed run may repeat a step)."""
+    path = Path(run) / SCORES_FILE
+    if not path.exists():
+        return []
+    by_step: dict[int, dict] = {}
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+            by_step[int(record["step"])] = record
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut by a kill
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def choose_best(records: list[dict]) -> Choice:
+    """The best checkpoint among `records` (scores.jsonl lines), by the rule above."""
+    adversarial = [r for r in records if r.get("phase") == "adversarial"]
+    healthy = [r for r in adversarial if r.get("healthy")]
+    if not adversarial:
+        return Choice(None, "no checkpoint of the adversarial phase yet")
+    if not healthy:
+        return Choice(None, f"all {len(adversarial)} adversarial checkpoints were unhealthy")
+    scored = [r for r in healthy if _finite(r.get("distance"))]
+    if not scored:
+        return Choice(healthy[-1]["step"], "latest healthy checkpoint (no validation scores)")
+    with_retention = [r for r in scored if _finite(r.get("retention"))]
+    reason = "lowest distance"
+    if with_retention:
+        top = max(r["retention"] for r in with_retention)
+        scored = [r for r in with_retention if r["retention"] >= top - RETENTION_TOLERANCE]
+        reason = f"lowest distance among retention >= {top - RETENTION_TOLERANCE:.3f}"
+    best = min(scored, key=lambda r: (r["distance"], -r["step"]))
+    detail = f"distance {best['distance']:.4g}"
+    if _finite(best.get("retention")):
+        detail += f", retention {best['retention']:.3f}"
+    return Choice(best["step"], f"best healthy checkpoint ({reason}: {detail})")
+
+
+def write_best(run: Path, records: list[dict]) -> Choice:
+    choice = choose_best(records)
+    record = {"step": choice.step, "reason": choice.reason}
+    atomic_write(Path(run) / BEST_FILE, (json.dumps(record) + "\n").encode())
+    return choice
+
+
+def best_step(run: Path) -> int | None:
+    """The step recorded in RUN/best.json (kept by --keep pruning), or None."""
+    path = Path(run) / BEST_FILE
+    try:
+        return json.loads(path.read_text()).get("step")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def parse_step(text: str | None) -> int | str | None:
+    """--step: None (the best), "latest", or a step number."""
+    if text is None or text == "best":
+        return None
+    if text == "latest":
+        return "latest"
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"--step {text}: expected a step number, 'latest' or 'best'") from None
+
+
+def resolve(run: Path, requested: int | str | None) -> Choice:
+    """The checkpoint step a command should load from `run`, and why."""
+    run = Path(run)
+    available = checkpoint.steps(run)
+    if not available:
+        raise CheckpointError(
+            f"{run}: no checkpoint found in {checkpoint.checkpoint_dir(run)} (train first, or check the path)"
+        )
+    if requested == "latest":
+        return Choice(available[-1], "latest checkpoint (--step latest)")
+    if isinstance(requested, int):
+        return Choice(checkpoint.pick_step(run, requested), "chosen with --step")
+    records = [r for r in read_scores(run) if r["step"] in available]
+    if not records:
+        return Choice(available[-1], "latest checkpoint (this run has no scores.jsonl)")
+    choice = choose_best(records)
+    if choice.step is None:
+        if not any(r.get("phase") == "adversarial" for r in records):
+            return Choice(available[-1], "latest checkpoint (no adversarial checkpoint yet)")
+        raise NoHealthyCheckpoint(
+            f"{run}: no healthy checkpoint ({choice.reason}; see {run / 'index.html'}); "
+            "retrain with the advice in metrics.jsonl, or pass --step latest or --step N to "
+            "use one anyway"
+        )
+    return choice

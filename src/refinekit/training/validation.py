@@ -1,0 +1,111 @@
+"""The validation split and checkpoint scores (docs/training.md).
+
+A fraction of the real set (at least MIN_IMAGES, at most half of it) and as many synthetic
+images (spread over the classes when the synthetic set has class subfolders) are held out of
+training. The split is drawn from the seed and recorded in RUN/validation.json, so a resumed
+run trains on exactly the same images. At every checkpoint the refiner's moving average
+refines the held-out synthetic images and `refinekit.gap.scores` scores them against the
+held-out real ones: the headline distance (lower is better) and, with classes, label retention.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..io.atomic import atomic_write
+
+MIN_IMAGES = 16
+MAX_SYNTHETIC = 512  # scoring cost grows with it; enough for a stable distance and retention
+FILE = "validation.json"
+
+
+@dataclass(frozen=True)
+class Split:
+    real: np.ndarray  # int64 indices of held-out real images (into the loaded real set)
+    synthetic: np.ndarray  # int64 indices of held-out synthetic images
+
+    @property
+    def empty(self) -> bool:
+        return len(self.real) == 0
+
+
+def held_out_count(total: int, fraction: float) -> int:
+    """Images held out of `total`: fraction of it, at least MIN_IMAGES, at most half; 0 if off."""
+    if fraction <= 0 or total < 2 * 4:
+        return 0
+    return min(max(round(fraction * total), MIN_IMAGES), total // 2)
+
+
+def draw_split(
+    n_real: int, n_synthetic: int, synthetic_labels: np.ndarray | None, fraction: float, seed: int
+) -> Split:
+    """A seeded split; synthetic indices round-robin over classes (labels -1: no classes)."""
+    rng = np.random.default_rng([seed, 13])
+    n_val = held_out_count(n_real, fraction)
+    if n_val == 0:
+        return Split(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    real = np.sort(rng.permutation(n_real)[:n_val])
+    n_syn = min(max(n_val, round(fraction * n_synthetic)), MAX_SYNTHETIC, n_synthetic // 2)
+    if n_syn < 4:  # too few synthetic images to spare: no validation
+        return Split(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    labels = synthetic_labels if synthetic_labels is not None else np.full(n_synthetic, -1)
+    pools = [rng.permutation(np.flatnonzero(labels == c)).tolist() for c in np.unique(labels)]
+    picked: list[int] = []
+    while len(picked) < n_syn:
+        for pool in pools:
+            if pool and len(picked) < n_syn:
+                picked.append(pool.pop())
+    return Split(real, np.sort(np.array(picked, np.int64)))
+
+
+def load_or_draw(
+    run: Path, n_real: int, n_synthetic: int, labels: np.ndarray | None, fraction: float, seed: int
+) -> Split:
+    """The split recorded in RUN/validation.json, or a new one (written there)."""
+    path = Path(run) / FILE
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text())
+            split = Split(np.array(saved["real"], np.int64), np.array(saved["synthetic"], np.int64))
+            counts = (saved["real_images"], saved["synthetic_images"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path}: unreadable ({exc}); restore it or use a new --out") from exc
+        if counts != (n_real, n_synthetic):
+            raise ConfigError(
+                f"{path}: the split was drawn from {counts[0]} real and {counts[1]} synthetic "
+                f"images, the folders now hold {n_real} and {n_synthetic}; restore the data or "
+                "use a new --out"
+            )
+        return split
+    split = draw_split(n_real, n_synthetic, labels, fraction, seed)
+    record = {
+        "real_images": n_real,
+        "synthetic_images": n_synthetic,
+        "fraction": fraction,
+        "real": split.real.tolist(),
+        "synthetic": split.synthetic.tolist(),
+    }
+    atomic_write(path, (json.dumps(record) + "\n").encode())
+    return split
+
+
+def remaining(total: int, held: np.ndarray) -> np.ndarray:
+    """Indices of the images left for training."""
+    keep = np.ones(total, bool)
+    keep[held] = False
+    return np.flatnonzero(keep)
+
+
+def score(real: np.ndarray, synthetic: np.ndarray, refined: np.ndarray, labels, seed: int) -> dict:
+    """Scores of one checkpoint. Images float32 NHWC in [0, 1]; labels int (N,) or None."""
+    from ..gap.scores import headline_distance, label_retention
+
+    out = {"distance": headline_distance(real, refined, seed=seed), "retention": None}
+    if labels is not None and (labels >= 0).all() and len(np.unique(labels)) >= 2:
+        out["retention"] = label_retention(synthetic, labels, refined, seed=seed)
+    return out

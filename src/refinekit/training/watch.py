@@ -1,0 +1,167 @@
+"""What train.py does around the steps for issue 13: the validation split, the health monitor
+at every log, scores at every checkpoint (scores.jsonl, best.json), --keep pruning that spares
+the best checkpoint, and RUN/index.html (docs/training.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import RefinekitError
+from ..io import pixels
+from ..io.atomic import atomic_write
+from . import selection, validation, watch_page
+from .health import HealthMonitor
+
+Event = dict[str, Any]
+
+
+class CollapseStopped(RefinekitError):
+    """--on-collapse stop: the health monitor flagged a collapse sign."""
+
+
+@dataclass
+class HeldOut:
+    """Held-out images as float32 NHWC in [0, 1] (empty when validation is off)."""
+
+    split: validation.Split
+    real: np.ndarray
+    synthetic: np.ndarray
+    labels: np.ndarray | None  # int (n,) classes of the held-out synthetic images
+
+
+def split_off(data, config, run: Path):
+    """Remove the validation images from `data` (a train.TrainingData); returns (data, HeldOut).
+
+    data.labels (labels.LabelData) is sliced the same way, so classes stay aligned."""
+    found = data.labels
+    syn_labels = None
+    if found is not None and (found.synthetic >= 0).any():
+        syn_labels = found.synthetic
+    split = validation.load_or_draw(
+        run, len(data.real), len(data.synthetic), syn_labels, config.val_fraction, config.seed
+    )
+    real_val = pixels.to_unit_float(data.real[split.real])
+    syn_val = pixels.to_unit_float(data.synthetic[split.synthetic])
+    val_labels = None if syn_labels is None else syn_labels[split.synthetic]
+    if split.empty:
+        return data, HeldOut(split, real_val, syn_val, None)
+    keep_real = validation.remaining(len(data.real), split.real)
+    keep_syn = validation.remaining(len(data.synthetic), split.synthetic)
+    if found is not None:
+        found = dataclasses.replace(
+            found, synthetic=found.synthetic[keep_syn], real=found.real[keep_real]
+        )
+    trimmed = dataclasses.replace(
+        data, synthetic=data.synthetic[keep_syn], real=data.real[keep_real], labels=found
+    )
+    return trimmed, HeldOut(split, real_val, syn_val, val_labels)
+
+
+class RunWatcher:
+    """Health at every log, scores at every checkpoint, best.json, pruning and index.html."""
+
+    def __init__(self, run: Path, config, fns, held: HeldOut, emit: Callable, primary: bool):
+        self.run, self.config, self.fns, self.held = Path(run), config, fns, held
+        self.emit, self.primary = emit, primary
+        self.monitor = HealthMonitor()
+        self.records = selection.read_scores(self.run)
+        self.latest_sample: Path | None = None
+        self.validate = None
+        if not held.split.empty:
+            import jax
+
+            self.validate = jax.jit(fns._counted("validate", fns._refine))
+
+    def resume(self, start: int) -> None:
+        """Replay metrics.jsonl into the monitor; drop score lines after the resumed step."""
+        path = self.run / "metrics.jsonl"
+        if path.exists():
+            lines = [json.loads(line) for line in path.read_text().splitlines() if line]
+            self.monitor.replay([r for r in lines if r["step"] <= start])
+        self.records = [r for r in self.records if r["step"] <= start]
+        if self.primary:
+            self._write_scores()
+        samples = sorted((self.run / "samples").glob("step_*.png"))
+        self.latest_sample = samples[-1] if samples else None
+
+    def on_log(self, record: dict) -> dict:
+        """Adds record["health"] (codes, [] when healthy); warns, or stops with --on-collapse stop."""
+        warnings = self.monitor.check(record)
+        record["health"] = [w.code for w in warnings]
+        for warning in warnings:
+            self.emit(
+                {
+                    "kind": "health",
+                    "step": record["step"],
+                    "code": warning.code,
+                    "message": warning.text(),
+                }
+            )
+        return record
+
+    def stop_if_collapsed(self, record: dict) -> None:
+        if self.config.on_collapse == "stop" and record["health"]:
+            best = selection.choose_best(self.records)
+            where = f"best checkpoint so far: step {best.step}" if best.step else best.reason
+            raise CollapseStopped(
+                f"step {record['step']}: {', '.join(record['health'])} (--on-collapse stop); "
+                f"training stopped without saving this step ({where}); see "
+                f"{self.run / 'metrics.jsonl'} for what to try"
+            )
+
+    def score(self, state, step: int, phase: str) -> dict:
+        """The checkpoint's scores record (EMA weights on the held-out images)."""
+        record: dict[str, Any] = {
+            "step": step,
+            "phase": phase,
+            "healthy": self.monitor.healthy_at(step),
+            "health": self._codes_at(step),
+            "distance": None,
+            "retention": None,
+        }
+        if self.validate is not None:
+            import jax.numpy as jnp
+
+            x = jnp.asarray(self.held.synthetic * 2.0 - 1.0)
+            refined = (np.asarray(self.validate(state.ema, x)) + 1.0) / 2.0
+            refined = np.clip(refined, 0.0, 1.0).astype(np.float32)
+            record.update(
+                validation.score(
+                    self.held.real, self.held.synthetic, refined, self.held.labels, self.config.seed
+                )
+            )
+        return record
+
+    def after_save(self, record: dict, manager) -> None:
+        """Record the scores, choose the best, prune to --keep (sparing the best), page."""
+        self.records = [r for r in self.records if r["step"] != record["step"]] + [record]
+        if not self.primary:
+            return
+        self._write_scores()
+        best = selection.write_best(self.run, self.records)
+        from .. import checkpoint
+
+        checkpoint.prune(manager, self.config.keep, protect={best.step})
+        self.emit({"kind": "scores", **record, "best": best.step, "best_reason": best.reason})
+        self.write_page()
+
+    def write_page(self) -> None:
+        if self.primary:
+            html = watch_page.render(self.run, self.records, self.latest_sample)
+            atomic_write(self.run / "index.html", html.encode())
+
+    def _codes_at(self, step: int) -> list[str]:
+        last = [codes for s, codes in self.monitor.history if s <= step]
+        return last[-1] if last else []
+
+    def _write_scores(self) -> None:
+        text = "".join(json.dumps(r) + "\n" for r in self.records)
+        atomic_write(self.run / selection.SCORES_FILE, text.encode())

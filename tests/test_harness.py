@@ -1,0 +1,94 @@
+"""The evaluation harness end to end on a tiny case: data, train (real CLI), refine, judges."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import data, judges, run  # noqa: E402
+from benchmarks.harness.cases import CASES  # noqa: E402
+
+TINY_TRAIN = (
+    "--preset tiny --steps 4 --pretrain-refiner-steps 2 --pretrain-disc-steps 2 --batch-size 8 "
+    "--log-every 2 --checkpoint-every 4 --sample-every 4 --lambda-label 0 --val-fraction 0"
+)
+
+
+def test_cases_build_deterministic_layout(tmp_path):
+    for name, case in CASES.items():
+        root = data.build(name, tmp_path / "a", seed=3, scale="tiny")
+        n = len(case.classes)
+        per = data.SCALES["tiny"]
+        for split in ("synthetic", "oracle", "real_labelled", "val", "test"):
+            assert sorted(p.name for p in (root / split).iterdir()) == sorted(case.classes)
+        assert len(list((root / "synthetic").rglob("*.png"))) == per["synthetic"] * n
+        assert len(list((root / "oracle").rglob("*.png"))) == per["synthetic"] * n
+        flat = list((root / "real").iterdir())
+        assert len(flat) == per["real"] * n and all(p.suffix == ".png" for p in flat)
+        assert len(list((root / "real50").iterdir())) == data.SMALL_REAL_PER_CLASS * n
+        x = data.load_labelled(root / "test", list(case.classes)).x
+        assert x.shape[1] == case.size**2 * case.channels and 0 <= x.min() <= x.max() <= 1
+    again = data.build("stroke", tmp_path / "b", seed=3, scale="tiny")
+    first = tmp_path / "a" / "stroke"
+    for path in sorted((first / "synthetic").rglob("*.png"))[:5] + sorted(first.glob("real/*"))[:5]:
+        assert path.read_bytes() == (again / path.relative_to(first)).read_bytes()
+    other = data.build("stroke", tmp_path / "c", seed=4, scale="tiny")
+    assert (other / "synthetic/E/s00000.png").read_bytes() != (
+        first / "synthetic/E/s00000.png"
+    ).read_bytes()
+
+
+def test_parse_variant():
+    assert run.parse_variant("default", "all") == (
+        "default",
+        {"real": "flat", "real-count": "all"},
+        [],
+    )
+    name, settings, flags = run.parse_variant("content=nce+real=labelled+ema-decay=0", "50")
+    assert name == "content=nce+real=labelled+ema-decay=0+real-count=50"
+    assert settings == {"real": "labelled", "real-count": "50"}
+    assert flags == ["--content", "nce", "--ema-decay", "0"]
+    with pytest.raises(SystemExit):
+        run.parse_variant("real=sideways", "all")
+
+
+def test_retention_counts_held_out_predictions():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    centres = np.eye(3) * 0.9
+    syn = np.clip(centres[y] + rng.normal(0, 0.03, (60, 3)), 0, 1)
+    scores = judges.retention("svm", syn, syn[:, ::-1], y, (1, 3, 1))  # refined = channels reversed
+    assert scores["synthetic"] == 1.0
+    # reversing the axes swaps classes 0 and 2 and keeps class 1: one third retained
+    assert scores["refined"] == pytest.approx(1 / 3, abs=0.05)
+
+
+def test_harness_end_to_end(tmp_path):
+    argv = ["--cases", "acquisition", "--out", str(tmp_path / "out"), "--data", str(tmp_path / "data"),
+            "--scale", "tiny", "--lock", "", "--commit", "worktree", "--extra-train-args", TINY_TRAIN]  # fmt: skip
+    assert run.main(argv) == 0
+    results = json.loads((tmp_path / "out/results.json").read_text())
+    case = results["cases"]["acquisition"]
+    assert set(case["baseline"]) == {"synthetic", "oracle", "real", "real50"}
+    variant = case["variants"]["default"]
+    for entry in [variant, *case["baseline"].values()]:
+        for judge in ("svm", "mlp"):
+            assert set(entry["accuracy"][judge]) == {"val", "test"}
+            assert all(0.0 <= v <= 1.0 for v in entry["accuracy"][judge].values())
+    for judge in ("svm", "mlp"):
+        assert 0.0 <= variant["retention"][judge]["refined"] <= 1.0
+    assert variant["train_seconds"] > 0 and variant["health"]["adversarial_logs"] >= 1
+    assert len(list((tmp_path / "out/acquisition/default/refined").rglob("*.png"))) == 60
+    assert "| refined `default`" in (tmp_path / "out/results.md").read_text()
+    # resumable: a second call skips every step; other flags into the same run are refused
+    assert run.main(argv) == 0
+    attempts = (tmp_path / "out/acquisition/default/train_attempts.jsonl").read_text()
+    assert len(attempts.splitlines()) == 1
+    with pytest.raises(SystemExit, match="other flags"):
+        run.main(argv[:-1] + [TINY_TRAIN + " --lambda-reg 0.3"])

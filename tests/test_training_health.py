@@ -1,0 +1,224 @@
+"""Issue 13: health monitor, validation split, best-checkpoint choice, sample spread, index.html."""
+
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import TINY
+from refinekit import TrainConfig, checkpoint
+from refinekit.cli import main
+from refinekit.samples import sample_indices
+from refinekit.steps import StepFunctions, make_mesh
+from refinekit.training import health, selection, validation
+from stress_case import write_case
+
+FAST = ["--pretrain-refiner-steps", "10", "--pretrain-disc-steps", "10"]
+
+
+def _adv(step, change=0.1, spread=0.3, losses=(0.5, 0.5, 0.5), acc=(0.6, 0.6)):
+    return {
+        "step": step,
+        "phase": "adversarial",
+        "mean_abs_change": change,
+        "refined_spread": spread,
+        "synthetic_spread": 0.4,
+        "disc_real": losses[0],
+        "disc_refined": losses[1],
+        "disc_history": losses[2],
+        "disc_acc_real": acc[0],
+        "disc_acc_refined": acc[1],
+    }
+
+
+def _monitor(reference=0.05):
+    monitor = health.HealthMonitor()
+    monitor.check({"step": 10, "phase": "pretrain_refiner", "mean_abs_change": reference})
+    return monitor
+
+
+def test_drift_is_flagged_far_above_the_end_of_pretraining_value():
+    monitor = _monitor(0.05)
+    # threshold max(4 x 0.05, 0.05 + 0.4) = 0.45
+    assert monitor.check(_adv(20, change=0.44)) == []
+    assert [w.code for w in monitor.check(_adv(30, change=0.46))] == ["drift"]
+    monitor = _monitor(0.2)  # threshold max(0.8, 0.6) = 0.8
+    assert monitor.check(_adv(20, change=0.79)) == []
+    assert [w.code for w in monitor.check(_adv(30, change=1.54))] == ["drift"]
+
+
+def test_identical_batch_is_flagged():
+    monitor = _monitor()
+    assert monitor.check(_adv(20, spread=0.09)) == []  # 0.09 / 0.4 = 0.225 > 0.2
+    warnings = monitor.check(_adv(30, spread=0.07))  # 0.175 < 0.2
+    assert [w.code for w in warnings] == ["identical"] and "0.18" in warnings[0].message
+
+
+@pytest.mark.parametrize("saturated", [dict(losses=(0.005, 0.009, 0.001)), dict(acc=(1.0, 1.0))])
+def test_saturated_discriminator_needs_several_intervals_in_a_row(saturated):
+    monitor = _monitor()
+    codes = [[w.code for w in monitor.check(_adv(s, **saturated))] for s in (20, 30)]
+    assert codes == [[], []]
+    assert monitor.check(_adv(40)) == []  # one healthy interval resets the count
+    codes = [[w.code for w in monitor.check(_adv(s, **saturated))] for s in (50, 60, 70)]
+    assert codes == [[], [], ["saturated"]]
+    assert not monitor.healthy_at(70) and monitor.healthy_at(65)
+    assert "--augment ada" in monitor.check(_adv(80, **saturated))[0].text()
+
+
+def test_non_finite_values_are_flagged_and_make_later_checkpoints_unhealthy():
+    monitor = _monitor()
+    warnings = monitor.check({**_adv(20), "disc_real": math.nan})
+    assert [w.code for w in warnings] == ["non_finite"] and "disc_real" in warnings[0].message
+    monitor.check(_adv(30))
+    assert not monitor.healthy_at(30)
+
+
+def test_validation_counts_and_class_spread():
+    assert validation.held_out_count(900, 0.1) == 90
+    assert validation.held_out_count(50, 0.1) == 16  # at least 16
+    assert validation.held_out_count(24, 0.1) == 12  # at most half
+    assert validation.held_out_count(6, 0.1) == 0 and validation.held_out_count(900, 0) == 0
+    labels = np.repeat(np.arange(10), 30)  # 300 synthetic images, 10 classes
+    split = validation.draw_split(900, 300, labels, 0.1, seed=0)
+    assert len(split.real) == 90 and len(set(split.real)) == 90
+    # as many synthetic as real images held out (at least), round-robin over the classes
+    assert len(split.synthetic) == 90 and np.bincount(labels[split.synthetic]).tolist() == [9] * 10
+    again = validation.draw_split(900, 300, labels, 0.1, seed=0)
+    assert np.array_equal(split.real, again.real)
+    assert np.array_equal(split.synthetic, again.synthetic)
+
+
+def test_sample_grid_images_cover_every_class():
+    labels = np.repeat(np.arange(10), 5)
+    shown = sample_indices(labels, 50, seed=0)
+    assert sorted(labels[shown].tolist()) == list(range(10))  # 10 classes: 10 images, one each
+    labels3 = np.repeat(np.arange(3), 20)
+    shown3 = sample_indices(labels3, 60, seed=0)
+    assert len(shown3) == 8 and set(labels3[shown3].tolist()) == {0, 1, 2}
+    plain = sample_indices(None, 50, seed=3)
+    assert len(plain) == 8 and len(set(plain.tolist())) == 8
+    assert not np.array_equal(plain, np.arange(8))  # not the first eight files
+    assert np.array_equal(plain, sample_indices(None, 50, seed=3))
+
+
+def _rec(step, distance, retention=None, healthy=True, phase="adversarial"):
+    return {
+        "step": step,
+        "phase": phase,
+        "healthy": healthy,
+        "distance": distance,
+        "retention": retention,
+    }
+
+
+def test_best_checkpoint_rule():
+    records = [
+        _rec(10, 0.001, 1.0, phase="pretrain_disc"),  # not adversarial: never the best
+        _rec(20, 0.50, 0.99),
+        _rec(30, 0.20, 0.90),  # closest to real but loses labels
+        _rec(40, 0.30, 0.975),  # within 0.02 of the best retention
+        _rec(50, 0.10, 0.99, healthy=False),  # unhealthy
+    ]
+    choice = selection.choose_best(records)
+    assert choice.step == 40 and "retention >= 0.970" in choice.reason
+    assert selection.choose_best([_rec(20, 0.5), _rec(30, 0.5)]).step == 30  # ties: later
+    assert selection.choose_best([_rec(20, None), _rec(30, None)]).step == 30
+    none = selection.choose_best([_rec(20, 0.1, healthy=False)])
+    assert none.step is None and "unhealthy" in none.reason
+
+
+def _stress(tmp_path, syn=60, real=40):
+    return write_case(tmp_path / "case", syn, real, seed=0)
+
+
+def _train_args(syn, real, run, steps, *extra):
+    return [
+        "train", "--synthetic", str(syn), "--real", str(real), "--out", str(run),
+        "--steps", str(steps), *TINY, *FAST, "--lambda-label", "0", *extra,
+    ]  # fmt: skip
+
+
+def test_fake_scorer_picks_the_best_checkpoint_and_refine_uses_it(tmp_path, monkeypatch, capsys):
+    import refinekit.gap.scores as scores
+
+    distances = iter([0.9, 0.5, 0.1, 0.4, 0.3, 0.2])  # checkpoints 10, 20, 30, 40, 50, 60
+    monkeypatch.setattr(scores, "headline_distance", lambda real, images, seed=0: next(distances))
+    monkeypatch.setattr(scores, "label_retention", lambda s, y, r, seed=0: 1.0)
+    syn, real = _stress(tmp_path)
+    run = tmp_path / "run"
+    assert main(_train_args(syn, real, run, 40, "--keep", "1")) == 0
+    records = selection.read_scores(run)
+    assert [r["step"] for r in records] == [10, 20, 30, 40, 50, 60]
+    assert all(r["retention"] == 1.0 for r in records)
+    assert json.loads((run / "best.json").read_text())["step"] == 30
+    assert checkpoint.steps(run) == [30, 60]  # --keep 1 keeps the latest, and the best
+    err = capsys.readouterr().err
+    assert "best checkpoint: step 30" in err
+    saved = checkpoint.load_config(run, 30)["extra"]["scores"]
+    assert saved["distance"] == 0.1 and saved["step"] == 30
+    out = tmp_path / "refined"
+    assert main(["refine", str(syn), str(out), "--run", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "step 30" in err and "best healthy checkpoint" in err
+    assert (
+        main(["refine", str(syn), str(tmp_path / "r2"), "--run", str(run), "--step", "latest"]) == 0
+    )
+    assert "using step 60: latest" in capsys.readouterr().err
+    assert main(["export", str(run), str(tmp_path / "m.npz")]) == 0
+    assert "step 30 (best healthy" in capsys.readouterr().err
+    page = (run / "index.html").read_text()
+    assert "<svg" in page and "data:image/png;base64," in page and "&#9733; best" in page
+    assert "http" not in page.replace("http-equiv", "")
+
+
+def test_forced_collapse_is_flagged_and_stop_stops_there(tmp_path, capsys):
+    syn, real = _stress(tmp_path)
+    absurd = ["--lr-refiner", "0.5", "--log-every", "2", "--checkpoint-every", "100"]
+    run = tmp_path / "warn"
+    # every adversarial checkpoint is unhealthy: the run says so and exits 1
+    assert main(_train_args(syn, real, run, 30, *absurd)) == 1
+    err = capsys.readouterr().err
+    assert "health warning at step" in err and "no healthy checkpoint" in err
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    reference = [r for r in records if r["phase"] == "pretrain_refiner"][-1]["mean_abs_change"]
+    threshold = max(health.DRIFT_FACTOR * reference, reference + health.DRIFT_MARGIN)
+    adversarial = [r for r in records if r["phase"] == "adversarial"]
+    for r in adversarial:  # flagged at exactly the intervals whose numbers meet the rule
+        expected = []
+        if r["mean_abs_change"] > threshold:
+            expected.append("drift")
+        if r["refined_spread"] < health.IDENTICAL_RATIO * r["synthetic_spread"]:
+            expected.append("identical")
+        assert [c for c in r["health"] if c != "saturated"] == expected, r
+    first = min(r["step"] for r in adversarial if r["health"])
+    assert main(["refine", str(syn), str(tmp_path / "out"), "--run", str(run)]) == 1
+    assert "no healthy checkpoint" in capsys.readouterr().err
+    stop = tmp_path / "stop"
+    code = main(_train_args(syn, real, stop, 30, *absurd, "--on-collapse", "stop"))
+    err = capsys.readouterr().err
+    assert code == 1 and f"step {first}:" in err and "--on-collapse stop" in err
+    stopped = [json.loads(line) for line in (stop / "metrics.jsonl").read_text().splitlines()]
+    assert stopped[-1]["step"] == first and stopped[-1]["health"]
+    assert all(s < first for s in checkpoint.steps(stop))
+
+
+def test_resume_is_bit_identical_with_ema_validation_and_r1(tmp_path):
+    syn, real = _stress(tmp_path)
+    on = ["--r1-gamma", "1", "--r1-every", "2", "--ema-decay", "0.9"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main(_train_args(syn, real, straight, 20, *on)) == 0
+    assert main(_train_args(syn, real, split, 10, *on)) == 0
+    assert main(_train_args(syn, real, split, 20, *on)) == 0
+    assert (straight / "validation.json").read_text() == (split / "validation.json").read_text()
+    assert selection.read_scores(straight) == selection.read_scores(split)
+    config = TrainConfig.from_dict(json.loads((straight / "config.json").read_text()))
+    fns = StepFunctions(config, (*config.size, config.channels), make_mesh())
+    a = jax.device_get(checkpoint.restore(straight, 40, fns.init_state()))
+    b = jax.device_get(checkpoint.restore(split, 40, fns.init_state()))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    ema, raw = jax.tree.leaves(a.ema), jax.tree.leaves(a.refiner)
+    assert any(not np.array_equal(e, r) for e, r in zip(ema, raw, strict=True))
