@@ -83,3 +83,24 @@ def test_import_changes_no_logging_of_the_host_program():
         "assert sys.unraisablehook is hook"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_library_train_resumes_like_the_cli(gray16, tmp_path):
+    """train() with a mapping takes unspecified settings from the run folder, as the CLI does:
+    a run started with a non-default lambda resumes from Python with only its folders given."""
+    import refinekit
+    from refinekit.cli import main
+    from refinekit.errors import ConfigError
+
+    from conftest import TINY
+
+    syn, real = gray16
+    run = tmp_path / "run"
+    args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run)]
+    short = ["--pretrain-refiner-steps", "2", "--pretrain-disc-steps", "2", "--val-fraction", "0"]
+    assert main([*args, "--steps", "2", "--lambda-reg", "2.0", *TINY, *short]) == 0
+    folders = {"synthetic": str(syn), "real": str(real), "out": str(run)}
+    result = refinekit.train({**folders, "steps": 4})
+    assert result.step == 8  # 2 + 2 pretraining + 4 adversarial: resumed, not restarted
+    with pytest.raises(ConfigError, match="lambda_reg"):
+        refinekit.train(refinekit.TrainConfig(**folders, steps=6))  # a full config: defaults

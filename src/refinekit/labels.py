@@ -146,3 +146,19 @@ def check_conditional(config: TrainConfig) -> None:
             f"--class-conditional on: --real {config.real} needs the same class subfolders as "
             f"--synthetic ({', '.join(config.extra['classes'][:6])})"
         )
+
+
+def config_extra(found: LabelData | None) -> dict:
+    """config.extra entries that `plan` reads: the synthetic classes, and whether real ones match."""
+    if found is None:
+        return {"classes": [], "real_classes": False}
+    return {"classes": list(found.classes), "real_classes": bool(found.real_matches)}
+
+
+def id_arrays(
+    found: LabelData | None, n_synthetic: int, n_real: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """int32 class ids of the synthetic and real images (-1 = none)."""
+    if found is None:
+        return np.full(n_synthetic, -1, np.int32), np.full(n_real, -1, np.int32)
+    return found.synthetic, found.real

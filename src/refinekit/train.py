@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,8 +133,14 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
     return config, data
 
 
-def train(config: TrainConfig, on_event: Callable[[Event], None] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig | Mapping[str, Any], on_event: Callable[[Event], None] | None = None
+) -> TrainResult:
     """Train (or resume) a SimGAN run described by `config`; returns the final step and metrics.
+
+    `config` is a TrainConfig, or a mapping of the settings you choose (keys as TrainConfig's
+    fields or the CLI's flag names): then, as with `refinekit train`, an existing run folder
+    supplies every setting not given, so the same call resumes it.
 
     on_event receives dicts with a "kind": start, phase, log, sample, checkpoint, done.
     Raises DataError/ConfigError for bad input, NonFiniteError if a loss becomes NaN/inf,
@@ -142,6 +148,10 @@ def train(config: TrainConfig, on_event: Callable[[Event], None] | None = None) 
     for a damaged checkpoint, RefinekitError when the run folder cannot be written (full disk,
     permissions); the last complete checkpoint is kept in every case.
     """
+    if not isinstance(config, TrainConfig):
+        from .training.runfolder import settings_for_run
+
+        config = settings_for_run(config, source="train()")
     try:
         with contextlib.ExitStack() as resources:  # the run folder's lock, while training
             return _train(config, on_event, resources)
@@ -181,7 +191,7 @@ def _train(
             "data": data.info,
             "versions": _versions(),
             "history_size": config.history_size,
-            **_label_extra(data),
+            **labels.config_extra(data.labels),
         }
     )
     labels.check_conditional(config)
@@ -220,9 +230,19 @@ def _train(
     if primary:
         _trim_metrics(run / "metrics.jsonl", start)
     device_data = jax.device_put(
-        DeviceData(data.synthetic, data.real, *_label_arrays(data)), fns.replicated
+        DeviceData(
+            data.synthetic,
+            data.real,
+            *labels.id_arrays(data.labels, len(data.synthetic), len(data.real)),
+        ),
+        fns.replicated,
     )
-    shown = sample_indices(_label_arrays(data)[0], len(data.synthetic), config.seed, SAMPLE_COUNT)
+    shown = sample_indices(
+        labels.id_arrays(data.labels, len(data.synthetic), len(data.real))[0],
+        len(data.synthetic),
+        config.seed,
+        SAMPLE_COUNT,
+    )
     fixed_syn = np.asarray(to_float(data.synthetic[shown]))
     fixed_real = np.asarray(
         to_float(data.real[np.linspace(0, len(data.real) - 1, len(shown)).astype(int)])
@@ -255,7 +275,7 @@ def _train(
         fns.label_terms,
         state,
         device_data.synthetic,
-        _label_arrays(data)[0],
+        labels.id_arrays(data.labels, len(data.synthetic), len(data.real))[0],
         resume_step is not None,
         emit,
     )
@@ -371,21 +391,6 @@ def _train(
         final = {k: float(v) / sums_n for k, v in jax.device_get(sums).items()}
     emit({"kind": "done", "step": step, "run": str(run)})
     return TrainResult(run, step, final, dict(fns.trace_counts))
-
-
-def _label_extra(data: TrainingData) -> dict[str, Any]:
-    """config.extra entries that labels.plan reads: the synthetic classes, matching real ones."""
-    found = data.labels
-    if found is None:
-        return {"classes": [], "real_classes": False}
-    return {"classes": list(found.classes), "real_classes": bool(found.real_matches)}
-
-
-def _label_arrays(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
-    """int32 class ids of the synthetic and real images (-1 = none)."""
-    if data.labels is None:
-        return np.full(len(data.synthetic), -1, np.int32), np.full(len(data.real), -1, np.int32)
-    return data.labels.synthetic, data.labels.real
 
 
 def to_float(stored: np.ndarray) -> np.ndarray:

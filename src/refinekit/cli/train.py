@@ -10,7 +10,6 @@ import typer
 
 from .common import log
 from .train_progress import ProgressView, report_best
-from .train_progress import resume_defaults as _resume_defaults
 
 
 class Preset(StrEnum):
@@ -314,8 +313,7 @@ def train(
     ] = None,
 ) -> None:
     """Train a SimGAN refiner and patch discriminator (resumes an existing --out)."""
-    from ..config import TrainConfig, load_config_file
-    from ..errors import UsageError
+    from ..config import load_config_file
 
     values = load_config_file(config_file) if config_file else {}
     flags = {
@@ -373,11 +371,9 @@ def train(
                 if isinstance(value, Path)
                 else value
             )
-    for required in ("synthetic", "real", "out"):
-        if not values.get(required):
-            raise UsageError(f"--{required}: required (a folder path)")
-    values = _resume_defaults(values)
-    config = TrainConfig.from_dict(values, source=str(config_file) if config_file else "flags")
+    from ..training.runfolder import settings_for_run
+
+    config = settings_for_run(values, source=str(config_file) if config_file else "flags")
 
     from ..runtime import setup
     from ..train import train as run_training

@@ -141,20 +141,3 @@ class ProgressView:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
-
-
-def resume_defaults(values: dict) -> dict:
-    """On an existing run, unspecified settings come from its config.json, not the defaults."""
-    import json
-
-    saved_path = Path(values["out"]) / "config.json"
-    if not saved_path.exists():
-        return values
-    try:
-        saved = json.loads(saved_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return values  # train() reports the damaged file
-    saved.pop("extra", None)
-    for key in ("synthetic", "real", "out"):
-        saved.pop(key, None)
-    return {**saved, **values}

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import errno
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .. import checkpoint
 from ..config import TrainConfig, incompatible_fields
-from ..errors import CheckpointError, ConfigError, RefinekitError
+from ..errors import CheckpointError, ConfigError, RefinekitError, UsageError
 from ..io.atomic import atomic_write, temp_target
 
 
@@ -48,6 +49,32 @@ def trim_metrics(path: Path, last_step: int) -> None:
         except (json.JSONDecodeError, KeyError, TypeError):
             continue  # a line cut by a kill
     atomic_write(path, "".join(line + "\n" for line in kept).encode())
+
+
+def resume_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
+    """On an existing run, unspecified settings come from its config.json, not the defaults."""
+    values = dict(values)
+    saved_path = Path(values["out"]) / "config.json"
+    if not saved_path.exists():
+        return values
+    try:
+        saved = json.loads(saved_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return values  # resolve_run_config reports the damaged file
+    saved.pop("extra", None)
+    for key in ("synthetic", "real", "out"):
+        saved.pop(key, None)
+    return {**saved, **{k.replace("-", "_"): v for k, v in values.items()}}
+
+
+def settings_for_run(values: Mapping[str, Any], source: str = "settings") -> TrainConfig:
+    """The TrainConfig for explicitly given settings (flag names with - or _): on an existing
+    run folder the rest come from its config.json, otherwise from the defaults. The CLI and the
+    library's train() both resolve settings here, so a resume works alike from both."""
+    for required in ("synthetic", "real", "out"):
+        if not values.get(required):
+            raise UsageError(f"--{required}: required (a folder path)")
+    return TrainConfig.from_dict(resume_defaults(values), source=source)
 
 
 def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
