@@ -89,10 +89,9 @@ def test_library_train_resumes_like_the_cli(gray16, tmp_path):
     """train() with a mapping takes unspecified settings from the run folder, as the CLI does:
     a run started with a non-default lambda resumes from Python with only its folders given."""
     import refinekit
+    from conftest import TINY
     from refinekit.cli import main
     from refinekit.errors import ConfigError
-
-    from conftest import TINY
 
     syn, real = gray16
     run = tmp_path / "run"
