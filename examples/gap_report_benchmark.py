@@ -1,4 +1,4 @@
-"""Time `refinekit gap-report` on two sets of 5,000 64x64 RGB PNG images (the README figure).
+"""Time `refinekit gap-report` on two sets of 5,000 64x64 RGB PNG images (the docs/gap-report.md figure).
 
     python examples/gap_report_benchmark.py [--count 5000] [--size 64] [--refined] [--keep DIR]
 

@@ -27,7 +27,9 @@ def test_gaze_geometry_and_flops_by_hand():
     # refiner: 3x3x1x64 + 4 blocks x 2 x 3x3x64x64 + 64x1 MACs per pixel
     macs = 9 * 64 + 8 * 9 * 64 * 64 + 64
     assert refiner_flops(config, 1, (35, 55)) == 2 * macs * 35 * 55
-    assert abs(refiner_flops(config, 1, (35, 55)) / 1e9 - 1.138) < 0.01  # the bench README's figure
+    assert (
+        abs(refiner_flops(config, 1, (35, 55)) / 1e9 - 1.138) < 0.01
+    )  # the PyTorch reference bench's figure
     d = 2 * (
         9 * 96 * 18 * 28 + 9 * 96 * 64 * 9 * 14 + 9 * 64 * 32 * 126 + 32 * 32 * 126 + 32 * 2 * 126
     )

@@ -1,4 +1,4 @@
-"""Hostile inputs, each with the behaviour the README's "Hostile inputs and failures" table
+"""Hostile inputs, each with the behaviour the hostile-input table of docs/reliability.md
 promises: a clear skip (train) or a recorded failure (refine) naming the file, or a one-line
 error; never a traceback, never the whole job lost over one bad file.
 
@@ -94,7 +94,7 @@ OTHER = [
 
 
 def make_hostile(root: Path) -> Path:
-    """Every hostile input of the README table in one folder (plus class subfolders, sidecars)."""
+    """Every hostile input of the docs/reliability.md table in one folder (plus class subfolders, sidecars)."""
     root.mkdir(parents=True)
     (root / "zero.png").write_bytes(b"")
     Image.fromarray(_rgb(64, 64)).save(root / "full.tmp.png")

@@ -109,7 +109,9 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(gray16, tmp_path, augme
 
 
 def test_each_phase_compiles_once_over_a_whole_run(gray16, tmp_path):
-    syn, real = gray16
+    syn, _ = gray16
+    # 40 real images: enough for a validation split (at least 32), so "validate" runs too.
+    real = write_images(tmp_path / "real40", 40, (16, 16), 1, smooth=False)
     config = TrainConfig(
         synthetic=str(syn),
         real=str(real),

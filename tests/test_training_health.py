@@ -79,7 +79,8 @@ def test_non_finite_values_are_flagged_and_make_later_checkpoints_unhealthy():
 def test_validation_counts_and_class_spread():
     assert validation.held_out_count(900, 0.1) == 90
     assert validation.held_out_count(50, 0.1) == 16  # at least 16
-    assert validation.held_out_count(24, 0.1) == 12  # at most half
+    assert validation.held_out_count(40, 0.9) == 20  # at most half
+    assert validation.held_out_count(31, 0.1) == 0  # under 32 real images: no validation
     assert validation.held_out_count(6, 0.1) == 0 and validation.held_out_count(900, 0) == 0
     labels = np.repeat(np.arange(10), 30)  # 300 synthetic images, 10 classes
     split = validation.draw_split(900, 300, labels, 0.1, seed=0)

@@ -347,10 +347,16 @@ def _check(name: str, ok: bool, expected: str) -> None:
         raise ConfigError(f"--{name.replace('_', '-')}: expected {expected}")
 
 
-_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict}
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int,
+    "float": (int, float),
+    "str": str,
+    "bool": bool,
+    "dict": dict,
+}
 
 
-def _check_type(key: str, value: Any, annotation: str, source: str) -> None:
+def _check_type(key: str, value: Any, annotation: object, source: str) -> None:
     if value is None:
         if "None" not in str(annotation):
             raise ConfigError(f"{source}: {key} must not be null")
@@ -370,7 +376,7 @@ def _check_type(key: str, value: Any, annotation: str, source: str) -> None:
 
 
 def _parse_layers(layers: Any) -> DiscLayers:
-    parsed = []
+    parsed: list[tuple] = []
     try:
         for layer in layers:
             kind = layer[0]

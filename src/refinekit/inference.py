@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -45,8 +45,11 @@ class Refiner:
         from .steps import make_mesh
 
         self.config = config
+        # Both are set in a trained run's config (train.load_training_data); read_export
+        # checks channels but not size, so a None size still fails in tuple() as before.
+        assert config.channels is not None
         self.channels = int(config.channels)
-        self.train_size = tuple(config.size)
+        self.train_size = tuple(cast("tuple[int, int]", config.size))
         self.model_id = model_id
         self.selection_reason = ""  # why this checkpoint of a run (set by load_refiner)
         mesh = make_mesh()
@@ -87,12 +90,14 @@ class Refiner:
         # A batch at a time, the next started before the last is fetched: however many images
         # come in, at most two batches of results wait on the device.
         images = np.asarray(images, np.float32)
-        done, waiting = [], None
+        done: list[np.ndarray] = []
+        waiting: Callable[[], np.ndarray] | None = None
         for start in range(0, max(len(images), 1), self.batch_size):
             started = self.dispatch(images[start : start + self.batch_size])
             if waiting is not None:
                 done.append(waiting())
             waiting = started
+        assert waiting is not None  # the loop runs at least once (range up to max(len, 1))
         done.append(waiting())
         return np.concatenate(done)
 
@@ -138,6 +143,8 @@ def _refiner_params_from_run(run: Path, step: int) -> tuple[TrainConfig, Any]:
         )
     except UsageError as exc:
         raise CheckpointError(str(exc)) from exc
+    # A run's saved config has both resolved (train.load_training_data).
+    assert config.size is not None and config.channels is not None
     fns = StepFunctions(
         config.replace(augment="none"), (*config.size, config.channels), make_mesh()
     )
@@ -168,10 +175,12 @@ def load_refiner(
         raise UsageError("give exactly one of --run RUN or --model FILE")
     if model is not None:
         return _load_export(Path(model), batch_size, micro_batch, winograd)
+    assert run is not None  # exactly one of run/model is given (checked above)
     run = Path(run)
     if not run.is_dir():
         raise UsageError(f"--run {run}: no such run folder")
     choice = selection.resolve(run, step)
+    assert choice.step is not None  # resolve always picks a step (or raises)
     chosen = int(choice.step)
     config, params = _refiner_params_from_run(run, chosen)
     refiner = Refiner(
@@ -203,7 +212,9 @@ def export_refiner(run: Path, file: Path, step: int | str | None = None) -> Path
     if not run.is_dir():
         raise UsageError(f"RUN {run}: no such run folder")
     _check_export_target(run, file)
-    chosen = int(selection.resolve(run, step).step)
+    choice = selection.resolve(run, step)
+    assert choice.step is not None  # resolve always picks a step (or raises)
+    chosen = int(choice.step)
     config, params = _refiner_params_from_run(run, chosen)
     flat = _flatten(nnx.to_pure_dict(params))
     header = {
@@ -250,6 +261,7 @@ def _load_export(
     # Every check (header, config, shapes against the stored arrays, a size cap) comes before
     # a model is built: a hostile header cannot make this allocate.
     config, arrays, _, digest = read_export(file)
+    assert config.channels is not None  # read_export refuses channels other than 1 or 3
     refiner, _ = build_models(config, int(config.channels), seed=0)
     _, params = nnx.split(refiner, nnx.Param)
     pure = nnx.to_pure_dict(params)

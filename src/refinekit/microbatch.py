@@ -2,8 +2,8 @@
 
 On the 2-core CPU machine the refiner's forward pass runs 1.3-1.5x faster when a batch is fed
 through it a few images at a time (a `lax.scan` over micro-batches inside one program) than as
-one batch: the activations of a few images stay in the CPU caches between layers (README,
-Performance). The best size was about 8,000 pixels per micro-batch: 4 images of 35x55, 1-2 of
+one batch: the activations of a few images stay in the CPU caches between layers
+(docs/performance.md). The best size was about 8,000 pixels per micro-batch: 4 images of 35x55, 1-2 of
 64x64, 1 of 128x128. Only forward passes: for gradients a rolled scan is the slow path on
 XLA:CPU and splitting gained nothing. Accelerators and several devices get whole batches.
 """

@@ -11,7 +11,7 @@ from pathlib import Path
 CACHE_ENV = "REFINEKIT_COMPILE_CACHE"
 
 # XLA:CPU runs its convolutions' matrix products through YNNPACK when asked; measured on the
-# 2-core CPU machine (README, Performance) this doubles training and refine throughput. Which
+# 2-core CPU machine (docs/performance.md) this doubles training and refine throughput. Which
 # fusions help differs: elementwise/reduce fusions speed up the training step (+25%) but slow the
 # forward-only refiner (-10%), so each command picks its own. A user's XLA_FLAGS entry wins.
 CPU_FLAGS = {

@@ -11,7 +11,7 @@ Data sets live on the device; batches are sampled inside the step from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -43,13 +43,18 @@ class TrainState:
     ema: Any = None  # moving average of `refiner` (training/ema.py): samples, refine, export
     extras: Any = None  # dict of further state (e.g. a frozen classifier), {} by default
 
+    if TYPE_CHECKING:  # added by struct.dataclass at runtime; its stubs do not declare it
+
+        def replace(self, **updates: Any) -> TrainState: ...
+
 
 @struct.dataclass
 class DeviceData:
     synthetic: jax.Array  # (N, H, W, C) uint8 or uint16
     real: jax.Array  # (M, H, W, C) uint8 or uint16
-    synthetic_labels: jax.Array | None = None  # int32 (N,) class index, -1 without classes
-    real_labels: jax.Array | None = None  # int32 (M,)
+    # int32 (N,) class index, -1 without classes (numpy until train.py's jax.device_put)
+    synthetic_labels: jax.Array | np.ndarray | None = None
+    real_labels: jax.Array | np.ndarray | None = None  # int32 (M,)
 
 
 def to_model_range(images: jax.Array) -> jax.Array:
@@ -103,14 +108,15 @@ class StepFunctions:
         if config.augment != "none":
             self.policy = parse_policy(config.augment_policy, self.image_shape[2])
         self.trace_counts: dict[str, int] = {}
-        donate = dict(donate_argnums=(0,))
         self.pretrain_refiner = jax.jit(
-            self._counted("pretrain_refiner", self._pretrain_refiner_step), **donate
+            self._counted("pretrain_refiner", self._pretrain_refiner_step), donate_argnums=(0,)
         )
         self.pretrain_disc = jax.jit(
-            self._counted("pretrain_disc", self._pretrain_disc_step), **donate
+            self._counted("pretrain_disc", self._pretrain_disc_step), donate_argnums=(0,)
         )
-        self.adversarial = jax.jit(self._counted("adversarial", self._adversarial_step), **donate)
+        self.adversarial = jax.jit(
+            self._counted("adversarial", self._adversarial_step), donate_argnums=(0,)
+        )
         self._multi: dict[tuple[str, int], Any] = {}
         self.refine = jax.jit(self._counted("refine", self._refine))
 
@@ -138,7 +144,7 @@ class StepFunctions:
         return self.label_terms.init_extras()
 
     def multi_step(self, phase: str, count: int, unroll: bool = True):
-        """`count` steps of `phase` in one call (lax.scan; unrolled by default, see README)."""
+        """`count` steps of `phase` in one call (lax.scan; unrolled by default, see docs/performance.md)."""
         if count == 1:
             return getattr(self, phase)
         key = (phase, count)

@@ -218,6 +218,8 @@ def _train(
         if primary:
             _write_json_atomic(run / "config.json", config.to_dict())
 
+    # load_training_data resolved both from the synthetic images.
+    assert config.size is not None and config.channels is not None
     h, w = config.size
     c = config.channels
     mesh = make_mesh()
@@ -311,7 +313,7 @@ def _train(
     last_log_time, last_log_step = time.perf_counter(), step
     sums: dict[str, Any] | None = None
     sums_n = 0
-    phase = None
+    phase: str | None = None
     accumulate = jax.jit(lambda a, b: jax.tree.map(lambda x, y: x + y, a, b))
     if step == 0 and config.total_steps > 0:
         write_sample(state)
@@ -336,6 +338,7 @@ def _train(
                     _next_multiple(step, config.sample_every),
                 )
                 count = config.steps_per_call if step + config.steps_per_call <= boundary else 1
+                assert phase is not None  # set on the first pass above (None != any phase)
                 # The hot path never moves data between host and device: a transfer here raises.
                 with jax.transfer_guard("disallow"):
                     state, metrics = fns.multi_step(phase, count)(state, device_data)

@@ -6,7 +6,7 @@ direct convolution (2.25x fewer), and the products are transformed back (Lavin a
 Algorithms for Convolutional Neural Networks", 2016). The result differs from a direct
 convolution by float32 rounding only (~1e-6 relative).
 
-Where it pays was measured on the 2-core CPU machine (README, Performance): the refiner's 3x3
+Where it pays was measured on the 2-core CPU machine (docs/performance.md): the refiner's 3x3
 64->64 convolutions on cache-sized micro-batches (4 images of 35x55) run faster than XLA's own
 convolution, but thinner layers (32 or 16 channels) and larger inputs (one 128x128 image) run
 slower, because the transformed tiles are 4x the size of the input. So `conv_general_dilated`,

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 def _click():
     """click, which Typer >= 0.24 vendors as typer._click (older Typer depends on click)."""
     try:
-        from typer import _click as click  # type: ignore[attr-defined]
+        from typer import _click as click
     except ImportError:  # pragma: no cover - Typer with click as a dependency
         import click
     return click

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from .common import console, interactive, log, progress_bar, stdout_write
+
+if TYPE_CHECKING:
+    from ..gap.compute import Advance
 
 
 def gap_report(
@@ -127,12 +129,13 @@ def gap_report(
     from ..runtime import setup
 
     setup()
+    run_step: int | str | None = step  # the chosen step number when RUN is a run folder
     if run is not None and model is None and refined is None and Path(run).is_dir():
         from ..training.selection import parse_step, resolve
 
         choice = resolve(run, parse_step(step))
         log(f"using step {choice.step} of {escape(str(run))}: {escape(choice.reason)}")
-        step = choice.step
+        run_step = choice.step
     started = time.monotonic()
     stages = _RichStages() if interactive() else _LogStages()
     try:
@@ -141,7 +144,7 @@ def gap_report(
             synthetic,
             refined=refined,
             run=run,
-            step=step,
+            step=run_step,
             model=model,
             json_path=json_path,
             html_path=html_path,
@@ -205,7 +208,7 @@ def _plain_table(document: dict) -> str:
 class _LogStages:
     """One line per stage, for logs and CI."""
 
-    def __call__(self, label: str, total: int) -> Callable[[int], None]:
+    def __call__(self, label: str, total: int) -> Advance:
         log(f"gap-report: {label}")
         return lambda n=1: None
 
@@ -221,7 +224,7 @@ class _RichStages:
         self.progress.start()
         self.current = None
 
-    def __call__(self, label: str, total: int) -> Callable[[int], None]:
+    def __call__(self, label: str, total: int) -> Advance:
         if self.current is not None:
             task = self.progress.tasks[self.current]
             self.progress.update(self.current, completed=task.total)

@@ -287,7 +287,7 @@ def train(
         int | None,
         typer.Option(
             "--steps-per-call",
-            help="Training steps per device call, unrolled (default 1; see README's performance section).",
+            help="Training steps per device call, unrolled (default 1; see docs/performance.md).",
         ),
     ] = None,
     precision: Annotated[

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import interactive, log, progress_bar
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 def report_best(run: Path) -> None:
@@ -29,8 +33,8 @@ class ProgressView:
     """Renders training events: a rich progress bar on a terminal, plain lines otherwise."""
 
     def __init__(self) -> None:
-        self.progress = None
-        self.task = None
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
         self.started = time.perf_counter()
 
     def __call__(self, event: dict) -> None:
@@ -92,7 +96,7 @@ class ProgressView:
         if event.get("augment", "none") == "none" and small < 100:
             log(
                 f"[yellow]note:[/] only {small} real images: the discriminator will memorise them; consider --augment ada "
-                "(with 50 real images it lowered KID about 5x in the README's measurement)"
+                "(with 50 real images it lowered KID about 5x in docs/few-real-images.md)"
             )
         elif event.get("augment", "none") == "none" and small < 500:
             log(
@@ -131,6 +135,7 @@ class ProgressView:
             info += f" [bold red]! {','.join(event['health'])}[/]"
         rate = f"{event['images_per_second']:.0f} img/s"
         if self.progress is not None:
+            assert self.task is not None  # added with the progress bar in _start
             self.progress.update(
                 self.task, completed=event["step"], phase=phase, rate=rate, info=info
             )

@@ -215,10 +215,10 @@ def train(
     params, opt_state = init(seed, stream)
     rng = np.random.default_rng([seed, 7, stream])
     steps = max(MIN_STEPS, math.ceil(EPOCHS * len(images) / BATCH))
-    stream = _index_stream(len(images), rng)
+    batches = _index_stream(len(images), rng)
     labels = labels.astype(np.int32)
     for _ in range(steps):
-        idx = next(stream)
+        idx = next(batches)
         params, opt_state, _ = step(params, opt_state, images[idx], labels[idx])
         if on_step is not None:
             on_step()

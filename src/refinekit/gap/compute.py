@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -92,10 +93,16 @@ class Computed:
             self.details.setdefault(metric, {})[name] = details
 
 
-Stage = Callable[[str, int], Callable[[int], None]]  # (label, total) -> advance(n)
+class Advance(Protocol):
+    """A stage's progress callback: advance(n) moves it on by n steps, advance() by one."""
+
+    def __call__(self, n: int = 1) -> None: ...
 
 
-def _no_progress(label: str, total: int) -> Callable[[int], None]:
+Stage = Callable[[str, int], Advance]  # (label, total) -> advance(n)
+
+
+def _no_progress(label: str, total: int) -> Advance:
     return lambda n=1: None
 
 
@@ -123,6 +130,7 @@ def compute_metrics(
     if basis is not None and reference.patches is not None:
         ref_cdf = swd.set_cdfs(reference.patches, reference.counts)
         for name, x in candidates.items():
+            assert x.patches is not None  # every set is prepared with the reference's basis
             out.put("swd", name, swd.swd(swd.set_cdfs(x.patches, x.counts), ref_cdf, basis))
     if floor is not None and floor in candidates:
         values, details = headline.combine(out.values, floor)
@@ -229,15 +237,18 @@ def _train_on_x(
     ref: Prepared, candidates: dict[str, Prepared], seed: int, classes: int, out: Computed, stage
 ) -> None:
     usable = {
-        name: x for name, x in candidates.items() if x.labels is not None and (x.labels >= 0).any()
+        name: (x, x.labels)
+        for name, x in candidates.items()
+        if x.labels is not None and (x.labels >= 0).any()
     }
-    total = sum(classifier.steps_for(int((x.labels >= 0).sum())) for x in usable.values())
+    total = sum(classifier.steps_for(int((labels >= 0).sum())) for _, labels in usable.values())
     advance = stage("train on X, test on real", total)
+    assert ref.labels is not None  # classes >= 2: the real reference has class labels
     test = ref.labels >= 0
-    for name, x in usable.items():
-        keep = x.labels >= 0
+    for name, (x, labels) in usable.items():
+        keep = labels >= 0
         # The same stream for every set: identical training sets train identical classifiers.
-        model = classifier.train(x.small[keep], x.labels[keep], classes, seed, 100, advance)
+        model = classifier.train(x.small[keep], labels[keep], classes, seed, 100, advance)
         predicted = classifier.logits(model, ref.small[test]).argmax(axis=1)
         correct = (predicted == ref.labels[test]).astype(np.float64)
         weights = ref.counts[:, test].astype(np.float64)

@@ -61,7 +61,8 @@ def feature_nets() -> FeatureNets:
     nets = []
     for seed, k in zip(NET_SEEDS, KERNEL_SIZES, strict=True):
         rng = np.random.default_rng(seed)
-        layers, fan_in_channels = [], IN_CHANNELS
+        layers: list[np.ndarray] = []
+        fan_in_channels = IN_CHANNELS
         for width in WIDTHS:
             std = np.sqrt(2.0 / (k * k * fan_in_channels))
             kernel = rng.standard_normal((k, k, fan_in_channels, width)) * std

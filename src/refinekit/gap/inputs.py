@@ -186,6 +186,7 @@ def shared_classes(real: list[str] | None, others: list[list[str] | None]) -> li
         return []
     common = set(real)
     for other in others:
+        assert other is not None  # every None returned early above
         common &= set(other)
     return sorted(common) if len(common) >= 2 else []
 

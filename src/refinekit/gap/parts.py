@@ -3,6 +3,8 @@ they hold, the chart data, the sample images, and the label-retention step's inp
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from . import compute, inputs, retention, spectrum, summary
@@ -61,7 +63,7 @@ def reading(size, channels, sets) -> dict:
 
 
 def describe_sets(sets, real_a, real_b, refined_info) -> dict:
-    out = {}
+    out: dict[str, Any] = {}
     for name, image_set in sets.items():
         if image_set is None:
             out[name] = None

@@ -65,7 +65,7 @@ def versions() -> dict:
     """Versions of what computed the numbers (the feature hash pins the weights themselves)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version()}
+    out: dict[str, str | None] = {"python": platform.python_version()}
     for package in ("refinekit", "jax", "jaxlib", "flax", "optax", "numpy"):
         try:
             out[package] = version(package)

@@ -8,7 +8,6 @@ half, summarise, and write JSON / HTML on request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +29,7 @@ Progress = compute.Stage
 REFINE_CHUNK = 256
 
 
-def _silent(label: str, total: int) -> Callable[[int], None]:
+def _silent(label: str, total: int) -> compute.Advance:
     return lambda n=1: None
 
 
@@ -49,7 +48,7 @@ def gap_report(
     synthetic: Path,
     refined: Path | None = None,
     run: Path | None = None,
-    step: int | None = None,
+    step: int | str | None = None,
     model: Path | None = None,
     json_path: Path | None = None,
     html_path: Path | None = None,
@@ -146,6 +145,7 @@ def gap_report(
     )
     samples = _samples(real_a, syn, ref_set)
     if changed is not None and len(changed):
+        assert ref_set is not None  # label_retention returns None without a refined set
         samples["changed_synthetic"] = syn.images[changed]
         samples["changed_refined"] = ref_set.images[changed]
     report = GapReport(document, rows, verdict.text, samples)
@@ -178,6 +178,7 @@ class _Sets:
             self.synthetic = self.synthetic.take(keep)
             self.subsampled["synthetic"] = len(keep)
             if self.paired:
+                assert self.refined is not None  # only a refined set is paired
                 self.refined = self.refined.take(keep)
         keep = inputs.subsample(len(self.real), limit, seed, 2)
         if keep is not None:
@@ -207,7 +208,7 @@ def _read_sets(real, synthetic, refined, size, channels, strict, progress) -> _S
         inputs.check_count(ref_set, "--refined")
         order = inputs.pair_by_name(syn, ref_set)
         sets.paired = order is not None
-        sets.refined = ref_set.take(order) if sets.paired else ref_set
+        sets.refined = ref_set.take(order) if order is not None else ref_set
         sets.refined_info = {
             "source": "folder",
             "model": None,

@@ -49,7 +49,7 @@ def imageio():
     the same ImportError imageio expects. Nothing changes when pillow_heif is installed.
     """
     if "pillow_heif" not in sys.modules and importlib.util.find_spec("pillow_heif") is None:
-        sys.modules["pillow_heif"] = None  # type: ignore[assignment]  # import now fails at once
+        sys.modules["pillow_heif"] = None  # import now fails at once
     import imageio.v3 as iio
 
     return iio

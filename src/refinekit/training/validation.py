@@ -35,8 +35,11 @@ class Split:
 
 
 def held_out_count(total: int, fraction: float) -> int:
-    """Images held out of `total`: fraction of it, at least MIN_IMAGES, at most half; 0 if off."""
-    if fraction <= 0 or total < 2 * 4:
+    """Images held out of `total`: fraction of it, at least MIN_IMAGES, at most half; 0 if off
+    or when `total` is under 2 x MIN_IMAGES."""
+    # Fewer than 2 x MIN_IMAGES real images: holding 16 out would starve training, and fewer
+    # than 16 cannot be scored (gap.scores needs two halves of 8), so there is no validation.
+    if fraction <= 0 or total < 2 * MIN_IMAGES:
         return 0
     return min(max(round(fraction * total), MIN_IMAGES), total // 2)
 
