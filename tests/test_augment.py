@@ -14,19 +14,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from refinekit.ada import AdaState, ada_adjust, ada_init, ada_observe
 from refinekit.augment import (
     DEFAULT_POLICY,
     TRANSFORMS,
-    AdaState,
     _brightness,
     _contrast,
     _cutout,
     _rotate,
     _saturation,
     _translate,
-    ada_adjust,
-    ada_init,
-    ada_observe,
     augment,
     parse_policy,
 )

@@ -68,6 +68,7 @@ def _refine_with(model: Path, tmp_path: Path, capsys) -> tuple[int, str]:
         ),
         (lambda h: {**h, "config": {**h["config"], "blocks": -1}}, "--blocks"),
         (lambda h: {**h, "format": "other"}, "unknown format 'other'"),
+        (lambda h: {**h, "config": {**h["config"], "size": None}}, "its config has no size"),
         (lambda h: "just a string", "header is a JSON str"),
     ],
 )

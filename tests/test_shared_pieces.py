@@ -103,3 +103,14 @@ def test_library_train_resumes_like_the_cli(gray16, tmp_path):
     assert result.step == 8  # 2 + 2 pretraining + 4 adversarial: resumed, not restarted
     with pytest.raises(ConfigError, match="lambda_reg"):
         refinekit.train(refinekit.TrainConfig(**folders, steps=6))  # a full config: defaults
+
+
+def test_quantise_inverts_to_unit_float_at_both_depths():
+    import numpy as np
+
+    from refinekit.io import pixels
+
+    for dtype in (np.uint8, np.uint16):
+        stored = np.arange(0, np.iinfo(dtype).max, 257 if dtype == np.uint16 else 1, dtype=dtype)
+        back = pixels.quantise(pixels.to_unit_float(stored), 16 if dtype == np.uint16 else 8)
+        assert back.dtype == dtype and np.array_equal(back, stored)

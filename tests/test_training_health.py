@@ -223,3 +223,12 @@ def test_resume_is_bit_identical_with_ema_validation_and_r1(tmp_path):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     ema, raw = jax.tree.leaves(a.ema), jax.tree.leaves(a.refiner)
     assert any(not np.array_equal(e, r) for e, r in zip(ema, raw, strict=True))
+
+
+def test_step_strings_from_library_callers_mean_what_the_cli_means(trained):
+    from refinekit.errors import UsageError
+
+    assert selection.resolve(trained, "10").step == selection.resolve(trained, 10).step == 10
+    assert selection.resolve(trained, "latest").step == 16
+    with pytest.raises(UsageError, match="expected best, latest or a step number"):
+        selection.resolve(trained, "newest")

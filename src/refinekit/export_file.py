@@ -152,6 +152,8 @@ def _config(header: dict, flag: str) -> TrainConfig:
         raise CheckpointError(f"{flag}: its config is invalid ({exc})") from None
     if config.channels not in (1, 3):
         raise CheckpointError(f"{flag}: its config has no channels (expected 1 or 3)")
+    if config.size is None:
+        raise CheckpointError(f"{flag}: its config has no size (expected [height, width])")
     return config
 
 

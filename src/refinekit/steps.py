@@ -21,12 +21,14 @@ from flax import nnx, struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import losses, microbatch, replay
-from .augment import AdaState, ada_adjust, ada_init, ada_observe, augment, parse_policy
+from .ada import AdaState, ada_adjust, ada_init, ada_observe
+from .augment import augment, parse_policy
 from .config import TrainConfig
 from .label_terms import LabelTerms
 from .models import build_models
 from .training import adversarial as gan
 from .training import ema
+from .training.optim import make_optimizer
 
 
 @struct.dataclass
@@ -61,16 +63,6 @@ def to_model_range(images: jax.Array) -> jax.Array:
     """Stored integers -> float32 in [-1, 1]."""
     scale = 65535.0 if images.dtype == jnp.uint16 else 255.0
     return images.astype(jnp.float32) * (2.0 / scale) - 1.0
-
-
-def make_optimizer(config: TrainConfig, lr: float) -> optax.GradientTransformation:
-    if config.optimizer == "sgd":
-        opt = optax.sgd(lr)
-    else:
-        opt = optax.adam(lr, b1=0.5, b2=0.999)  # beta1 = 0.5: the usual GAN setting
-    if config.grad_clip > 0:  # a global-norm clip caps the first steps after a saturated D
-        opt = optax.chain(optax.clip_by_global_norm(config.grad_clip), opt)
-    return opt
 
 
 @dataclass

@@ -55,12 +55,6 @@ class TrainingData:
     labels: labels.LabelData | None = None  # class ids from the folders (labels.py)
 
 
-def _quantise(images_f: np.ndarray, bit_depth: int) -> np.ndarray:
-    if bit_depth == 16:
-        return np.round(images_f * 65535).astype(np.uint16)
-    return np.round(images_f * 255).astype(np.uint8)
-
-
 def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
     """Decode both folders with one reading path; resolves `size` and `channels` in the config."""
     syn_paths = files.list_images(Path(config.synthetic), "--synthetic")
@@ -124,8 +118,8 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
     config = config.replace(size=tuple(syn.images.shape[1:3]), channels=int(channels))
     found = labels.find_labels(syn.paths, Path(config.synthetic), real.paths, Path(config.real))
     data = TrainingData(
-        _quantise(syn.images, depth),
-        _quantise(real.images, depth),
+        pixels.quantise(syn.images, depth),
+        pixels.quantise(real.images, depth),
         info,
         syn.skipped + real.skipped,
         found,

@@ -16,6 +16,13 @@ def to_unit_float(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32) / np.float32(scale)
 
 
+def quantise(unit: np.ndarray, bit_depth: int) -> np.ndarray:
+    """float [0, 1] -> uint8, or uint16 for bit_depth 16 (the inverse of to_unit_float)."""
+    if bit_depth == 16:
+        return np.round(unit * 65535).astype(np.uint16)
+    return np.round(unit * 255).astype(np.uint8)
+
+
 def colour_channels(array: np.ndarray) -> np.ndarray:
     """Drop the alpha channel: 2 -> 1 (gray+alpha) and 4 -> 3 (RGBA)."""
     if array.shape[-1] in (2, 4):

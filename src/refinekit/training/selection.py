@@ -117,6 +117,10 @@ def resolve(run: Path, requested: int | str | None) -> Choice:
         raise CheckpointError(
             f"{run}: no checkpoint found in {checkpoint.checkpoint_dir(run)} (train first, or check the path)"
         )
+    if isinstance(requested, str) and requested.strip().isdigit():
+        requested = int(requested)  # "12" from a library caller means step 12, as on the CLI
+    if isinstance(requested, str) and requested not in ("best", "latest"):
+        raise UsageError(f"--step {requested}: expected best, latest or a step number")
     if requested == "latest":
         return Choice(available[-1], "latest checkpoint (--step latest)")
     if isinstance(requested, int):
