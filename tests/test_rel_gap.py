@@ -5,6 +5,7 @@ checked before any work, and reports are written atomically (a full disk leaves 
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -119,3 +120,14 @@ def test_gap_report_save_refined_writes_complete_pngs_atomically(sets, exported,
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
+
+
+def test_relative_report_paths_in_existing_folders_are_accepted(sets, tmp_path, monkeypatch):
+    """`--json out/gap.json` relative to the working folder, as the walkthrough writes it."""
+    real, syn = sets
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    args = _gap(real.name, syn.name, "--json", "out/gap.json", "--html", "out/gap.html")
+    assert main(args) == 0
+    assert json.loads((tmp_path / "out" / "gap.json").read_text())["verdict"]["outcome"] is None
+    assert main(_gap(real.name, syn.name, "--json", "missing/gap.json")) == 2

@@ -108,7 +108,7 @@ def check_output_file(flag: str, path: Path, *, create_parents: bool = False) ->
         raise UsageError(
             f"{flag} {path}: {folder} is a file, not a folder, so nothing can be written below it"
         )
-    if folder != path.parent and not create_parents:
+    if folder != Path(os.path.abspath(path.parent)) and not create_parents:  # relative paths too
         raise UsageError(f"{flag} {path}: folder {path.parent} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {path}: folder {folder} is not writable")
