@@ -155,7 +155,9 @@ class TrainConfig:
     seed: int = 0
     # stability (docs/training.md)
     gan_loss: str = "bce"
-    r1_gamma: float = 10.0  # R1 penalty weight on real images (0: off)
+    r1_gamma: float = (
+        0.0  # R1 penalty weight on real images (0: off; 10 stalled D, docs/training.md)
+    )
     r1_every: int = 4  # lazy R1: every k-th discriminator step, weighted by k
     ema_decay: float = 0.999  # moving average of the refiner's weights (0: the raw weights)
     grad_clip: float = 0.0  # global-norm gradient clip of both networks (0: off)
