@@ -16,7 +16,7 @@ import numpy as np
 from . import checkpoint
 from .config import TrainConfig
 from .errors import CheckpointError, RefinekitError, UsageError
-from .export_file import EXPORT_FORMAT
+from .export_file import EXPORT_FORMAT, flatten
 from .training import selection
 
 
@@ -216,7 +216,7 @@ def export_refiner(run: Path, file: Path, step: int | str | None = None) -> Path
     assert choice.step is not None  # resolve always picks a step (or raises)
     chosen = int(choice.step)
     config, params = _refiner_params_from_run(run, chosen)
-    flat = _flatten(nnx.to_pure_dict(params))
+    flat = {k: np.asarray(v) for k, v in flatten(nnx.to_pure_dict(params)).items()}
     header = {
         "format": EXPORT_FORMAT,
         "config": config.to_dict(),
@@ -274,17 +274,6 @@ def _load_export(
         micro_batch,
         winograd,
     )
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
-    out = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name + "/"))
-        else:
-            out[name] = np.asarray(value)
-    return out
 
 
 def _unflatten(flat: dict[str, np.ndarray], like: dict, prefix: str = "") -> dict:
