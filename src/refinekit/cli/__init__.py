@@ -93,11 +93,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _click():
-    """click, which Typer >= 0.24 vendors as typer._click (older Typer depends on click)."""
-    try:
-        from typer import _click as click
-    except ImportError:  # pragma: no cover - Typer with click as a dependency
-        import click
+    """click, as Typer (>= 0.26, required in pyproject.toml) vendors it: refinekit imports only
+    from typer."""
+    from typer import _click as click
+
     return click
 
 
