@@ -68,6 +68,44 @@ def test_saturated_discriminator_needs_several_intervals_in_a_row(saturated):
     assert "--augment ada" in monitor.check(_adv(80, **saturated))[0].text()
 
 
+def test_colour_spread_matches_numpy_and_ignores_gray_and_brightness():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (8, 4, 4, 3)).astype(np.float32)
+    chroma = images - images.mean(-1, keepdims=True)
+    expected = np.std(chroma.mean(axis=(1, 2)), axis=0).mean()
+    assert float(health.colour_spread(images)) == pytest.approx(expected, rel=1e-6)
+    assert float(health.colour_spread(jax.numpy.asarray(images))) == pytest.approx(expected, 1e-5)
+    # a brightness change of each image alone leaves the chroma and so the spread unchanged
+    brighter = images + rng.uniform(-0.5, 0.5, (8, 1, 1, 1)).astype(np.float32)
+    assert float(health.colour_spread(brighter)) == pytest.approx(expected, rel=1e-5)
+    assert float(health.colour_spread(images[..., :1])) == 0.0  # gray: no colour to lose
+    # every image the same hue: zero spread whatever the shapes
+    magenta = np.zeros((8, 4, 4, 3), np.float32)
+    magenta[..., 0] = magenta[..., 2] = rng.uniform(0, 1, (8, 4, 4))
+    assert float(health.colour_spread(magenta)) > 0.0  # shapes vary -> some chroma spread
+    same = np.broadcast_to(magenta[:1], magenta.shape)
+    assert float(health.colour_spread(same)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_colour_collapse_is_flagged_against_the_smaller_of_synthetic_and_real():
+    def record(step, refined, synthetic=0.19, real=0.11):
+        return {
+            **_adv(step),
+            "refined_colour_spread": refined,
+            "synthetic_colour_spread": synthetic,
+            "real_colour_spread": real,
+        }
+
+    monitor = _monitor()
+    assert monitor.check(record(20, 0.056)) == []  # 0.056 / min(0.19, 0.11) = 0.51
+    warnings = monitor.check(record(30, 0.045))  # 0.41: the held-out colour case's magenta
+    assert [w.code for w in warnings] == ["colour"] and "0.41" in warnings[0].message
+    assert not monitor.healthy_at(30)
+    # near-gray sets (both spreads under the floor) have no colour variety to lose
+    assert monitor.check(record(40, 0.0, synthetic=0.015, real=0.3)) == []
+    assert monitor.check(_adv(50)) == []  # records without the fields (older runs) pass
+
+
 def test_non_finite_values_are_flagged_and_make_later_checkpoints_unhealthy():
     monitor = _monitor()
     warnings = monitor.check({**_adv(20), "disc_real": math.nan})

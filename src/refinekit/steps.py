@@ -27,7 +27,7 @@ from .config import TrainConfig
 from .label_terms import LabelTerms
 from .models import build_models
 from .training import adversarial as gan
-from .training import ema
+from .training import ema, health
 from .training.optim import make_optimizer
 
 
@@ -245,6 +245,8 @@ class StepFunctions:
             # Spread of the batch (per-pixel std over images): a collapsed refiner's is ~0.
             "refined_spread": refined.std(axis=0).mean(),
             "synthetic_spread": synthetic.std(axis=0).mean(),
+            "refined_colour_spread": health.colour_spread(refined),
+            "synthetic_colour_spread": health.colour_spread(synthetic),
             **extra_metrics,
         }
         return state.replace(refiner=params, opt_refiner=opt_state), metrics
@@ -317,6 +319,7 @@ class StepFunctions:
             "disc_history": gan.disc_loss(fake_logits[half:], False, kind),
             "disc_acc_real": gan.accuracy(real_logits, True),
             "disc_acc_refined": gan.accuracy(fake_logits, False),
+            "real_colour_spread": health.colour_spread(real),
             "history_fill": buffer.count.astype(jnp.float32) / buffer.capacity,
             "r1_penalty": r1,  # x r1_every on the steps it runs, 0 between: its interval mean
         }

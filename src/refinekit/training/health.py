@@ -7,6 +7,9 @@ Signs, each with a code, a message and what to try:
   its inputs, e.g. towards solid white by a discriminator that won pretraining.
 - identical: the refined batch's per-pixel spread below IDENTICAL_RATIO of the synthetic
   batch's: refined images (nearly) the same whatever the input (mode collapse).
+- colour: the spread over the batch of each refined image's mean colour (chroma: RGB minus its
+  gray) below COLOUR_RATIO of the smaller of the synthetic and the real batch's: every refined
+  image is pushed to one hue (a collapse the per-pixel spread misses, since shapes still vary).
 - saturated: every discriminator loss < SATURATED_LOSS, or its accuracy 1 on both sides, for
   SATURATED_INTERVALS intervals in a row: the refiner gets no useful gradient.
 Only adversarial-phase records are checked for drift, identical and saturated.
@@ -20,6 +23,8 @@ from dataclasses import dataclass, field
 DRIFT_FACTOR = 4.0
 DRIFT_MARGIN = 0.4  # in the model's [-1, 1] units, as metrics.jsonl logs mean_abs_change
 IDENTICAL_RATIO = 0.2
+COLOUR_RATIO = 0.5
+COLOUR_FLOOR = 0.02  # below this both sets are near-gray: no colour variety to lose
 SATURATED_LOSS = 0.01
 SATURATED_ACCURACY = 0.999
 SATURATED_INTERVALS = 3
@@ -29,9 +34,25 @@ ADVICE = {
     "drift": "try a larger --r1-gamma, --ema-decay 0.999, a lower --lr-refiner or a larger "
     "--lambda-reg; the best checkpoint before this point is kept",
     "identical": "mode collapse: try --augment ada, a larger --r1-gamma or more real images",
+    "colour": "colour collapse: try --augment ada, a larger --lambda-reg or a larger "
+    "--r1-gamma; the best checkpoint before this point is kept",
     "saturated": "the discriminator wins outright: try --augment ada, a larger --r1-gamma, a "
     "lower --lr-disc or fewer --pretrain-disc-steps",
 }
+
+
+def colour_spread(images):
+    """Std over the batch of each image's mean chroma, averaged over channels; 0 for gray.
+
+    images: (B, H, W, C) NumPy or JAX array. Chroma (RGB minus its per-pixel gray) ignores
+    brightness, so a refiner that darkens everything alike is not flagged, one that paints
+    every image magenta is.
+    """
+    if images.shape[-1] < 3:
+        return (images[..., :1] * 0).mean()
+    rgb = images[..., :3]
+    chroma = rgb - rgb.mean(axis=-1, keepdims=True)
+    return chroma.mean(axis=(1, 2)).std(axis=0).mean()
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,18 @@ class HealthMonitor:
                     f"{spread / base:.2f} of the synthetic batch's)",
                 )
             )
+        colour = record.get("refined_colour_spread")
+        bases = [record.get(k) for k in ("synthetic_colour_spread", "real_colour_spread")]
+        if colour is not None and all(b is not None for b in bases):
+            base = min(bases)
+            if base > COLOUR_FLOOR and colour < COLOUR_RATIO * base:
+                out.append(
+                    HealthWarning(
+                        "colour",
+                        f"refined images have lost their colour variety (colour spread "
+                        f"{colour / base:.2f} of the synthetic or real batch's)",
+                    )
+                )
         losses = [record.get(k) for k in ("disc_real", "disc_refined", "disc_history")]
         low = all(v is not None and v < SATURATED_LOSS for v in losses)
         perfect = (
