@@ -114,3 +114,41 @@ def test_quantise_inverts_to_unit_float_at_both_depths():
         stored = np.arange(0, np.iinfo(dtype).max, 257 if dtype == np.uint16 else 1, dtype=dtype)
         back = pixels.quantise(pixels.to_unit_float(stored), 16 if dtype == np.uint16 else 8)
         assert back.dtype == dtype and np.array_equal(back, stored)
+
+
+def test_pixel_conversions_match_hand_values_on_numpy_and_jax():
+    import jax.numpy as jnp
+    import numpy as np
+
+    from refinekit.io import pixels
+
+    stored8 = np.array([0, 51, 255], np.uint8)
+    stored16 = np.array([0, 13107, 65535], np.uint16)
+    for stored in (stored8, stored16):
+        for xp in (np, jnp):
+            x = xp.asarray(stored)
+            np.testing.assert_allclose(np.asarray(pixels.to_unit_float(x)), [0, 0.2, 1], 1e-6)
+            np.testing.assert_allclose(
+                np.asarray(pixels.to_model_range(x)), [-1, -0.6, 1], atol=1e-6
+            )
+            assert pixels.to_model_range(x).dtype == np.float32
+    model = np.array([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0], np.float32)
+    assert pixels.model_to_uint8(model).tolist() == [0, 0, 128, 191, 255, 255]  # 127.5 rounds even
+    unit = np.array([-0.5, 0.0, 0.2, 1.0, 7.0], np.float32)
+    assert pixels.unit_to_uint8(unit).tolist() == [0, 0, 51, 255, 255]
+    # the step's conversion and the sample grid's are inverses on every 8-bit value
+    every = np.arange(256, dtype=np.uint8)
+    assert np.array_equal(pixels.model_to_uint8(pixels.to_model_range(every)), every)
+
+
+def test_pad_to_batch_appends_zero_images_only_when_short():
+    import numpy as np
+
+    from refinekit.io import pixels
+
+    batch = np.ones((3, 2, 2, 1), np.float32)
+    padded = pixels.pad_to_batch(batch, 5)
+    assert padded.shape == (5, 2, 2, 1) and padded.dtype == np.float32
+    assert np.array_equal(padded[:3], batch) and not padded[3:].any()
+    assert pixels.pad_to_batch(batch, 3) is batch
+    assert pixels.pad_to_batch(batch, 2) is batch  # never truncates

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
 import logging
 import os
@@ -99,7 +98,6 @@ def _stderr_held():
     tracebacks straight to fd 2 while orbax unwinds; the user gets our one-line error instead.
     What was printed is replayed when the call succeeds.
     """
-    import os
     import sys
     import tempfile
 
@@ -196,26 +194,16 @@ def _shut_down(manager) -> None:
     time.sleep(0.3)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_digests(folder: Path) -> None:
+    from .io.atomic import atomic_write
+    from .io.files import file_sha256
+
     files = {
-        p.relative_to(folder).as_posix(): _sha256(p)
+        p.relative_to(folder).as_posix(): file_sha256(p)
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != DIGEST_NAME
     }
-    tmp = folder / f".{DIGEST_NAME}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump({"files": files}, f, indent=0)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / DIGEST_NAME)
+    atomic_write(folder / DIGEST_NAME, json.dumps({"files": files}, indent=0).encode())
 
 
 def verify(run: Path, step: int) -> None:
@@ -224,6 +212,8 @@ def verify(run: Path, step: int) -> None:
     Raises CheckpointError naming the first missing or changed file; does nothing for a
     checkpoint saved without checksums.
     """
+    from .io.files import file_sha256
+
     folder = checkpoint_dir(run) / str(step)
     digest_file = folder / DIGEST_NAME
     if not digest_file.is_file():
@@ -235,7 +225,7 @@ def verify(run: Path, step: int) -> None:
             path = folder / relative
             if not path.is_file():
                 problem = f"{relative} is missing"
-            elif _sha256(path) != expected:
+            elif file_sha256(path) != expected:
                 problem = f"{relative} differs from what was saved"
             if problem:
                 break

@@ -17,6 +17,7 @@ from . import checkpoint
 from .config import TrainConfig
 from .errors import CheckpointError, RefinekitError, UsageError
 from .export_file import EXPORT_FORMAT, flatten
+from .io.pixels import pad_to_batch
 from .training import selection
 
 
@@ -122,10 +123,7 @@ class Refiner:
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
             n = len(chunk)
-            if n < self.batch_size:
-                pad = np.zeros((self.batch_size - n, *chunk.shape[1:]), np.float32)
-                chunk = np.concatenate([chunk, pad])
-            batch = jax.device_put(chunk, self._batch_sharding)
+            batch = jax.device_put(pad_to_batch(chunk, self.batch_size), self._batch_sharding)
             started.append((self._apply(self._params, batch), n))
 
         def result() -> np.ndarray:

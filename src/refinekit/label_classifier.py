@@ -28,6 +28,7 @@ import optax
 from flax import nnx
 
 from . import losses
+from .io.pixels import pad_to_batch, to_model_range
 
 BATCH = 64
 LEARNING_RATE = 2e-3
@@ -114,8 +115,7 @@ class ClassifierFunctions:
         key = jax.random.fold_in(key, step)
         k_idx, k_aug = jax.random.split(key)
         idx = jax.random.randint(k_idx, (BATCH,), 0, images.shape[0])
-        scale = 65535.0 if images.dtype == jnp.uint16 else 255.0
-        batch = images[idx].astype(jnp.float32) * (2.0 / scale) - 1.0
+        batch = to_model_range(images[idx])
         batch = augment_for_classifier(batch, k_aug)
 
         def loss_fn(p):
@@ -156,14 +156,12 @@ def accuracy(
     fns: ClassifierFunctions, params: Any, images: np.ndarray, labels: np.ndarray
 ) -> float:
     """Fraction of labelled images (uint stored, (N, H, W, C)) that C puts in their class."""
-    scale = 65535.0 if images.dtype == np.uint16 else 255.0
     hits = total = 0
     chunk = 256
     for start in range(0, len(images), chunk):
-        part = images[start : start + chunk].astype(np.float32) * (2.0 / scale) - 1.0
+        part = to_model_range(images[start : start + chunk])
         y = labels[start : start + chunk]
-        padded = np.zeros((chunk, *part.shape[1:]), np.float32)  # one shape: one compile
-        padded[: len(part)] = part
+        padded = pad_to_batch(part, chunk)  # one shape: one compile
         logits = fns.predict(params, jnp.asarray(padded))[: len(part)]
         predicted = np.asarray(jnp.argmax(logits, -1))
         valid = y >= 0

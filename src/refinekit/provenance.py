@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 
 # The packages whose versions change the numbers refinekit computes.
@@ -17,9 +18,9 @@ def package_version(name: str) -> str | None:
         return None
 
 
-def package_versions() -> dict[str, str | None]:
-    """Python and every package in PACKAGES, by name (None: not installed)."""
+def package_versions(packages: Iterable[str] = PACKAGES) -> dict[str, str | None]:
+    """Python and every package in `packages`, by name (None: not installed)."""
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in packages:
         out[name] = package_version(name)
     return out

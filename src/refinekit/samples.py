@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .io.pixels import model_to_uint8
+
 MAX_DIFF_GAIN = 8.0  # small changes are amplified up to this factor so they stay visible
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """float NxHxWxC in [-1, 1] -> uint8."""
-    return np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)
 
 
 def sample_grid(
@@ -33,7 +30,7 @@ def sample_grid(
     width = n * (w * zoom + gap) + gap
     grid = np.full((height, width, 3), 40, np.uint8)
     for r, row in enumerate(rows):
-        cells = to_uint8(row)
+        cells = model_to_uint8(row)
         if c == 1:
             cells = np.repeat(cells, 3, axis=-1)
         for i, cell in enumerate(cells):

@@ -24,6 +24,7 @@ from . import losses, microbatch, replay
 from .ada import AdaState, ada_adjust, ada_init, ada_observe
 from .augment import augment, parse_policy
 from .config import TrainConfig
+from .io.pixels import to_model_range
 from .label_terms import LabelTerms
 from .models import build_models
 from .training import adversarial as gan
@@ -57,12 +58,6 @@ class DeviceData:
     # int32 (N,) class index, -1 without classes (numpy until train.py's jax.device_put)
     synthetic_labels: jax.Array | np.ndarray | None = None
     real_labels: jax.Array | np.ndarray | None = None  # int32 (M,)
-
-
-def to_model_range(images: jax.Array) -> jax.Array:
-    """Stored integers -> float32 in [-1, 1]."""
-    scale = 65535.0 if images.dtype == jnp.uint16 else 255.0
-    return images.astype(jnp.float32) * (2.0 / scale) - 1.0
 
 
 @dataclass

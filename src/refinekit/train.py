@@ -239,9 +239,9 @@ def _train(
         config.seed,
         SAMPLE_COUNT,
     )
-    fixed_syn = np.asarray(to_float(data.synthetic[shown]))
+    fixed_syn = np.asarray(pixels.to_model_range(data.synthetic[shown]))
     fixed_real = np.asarray(
-        to_float(data.real[np.linspace(0, len(data.real) - 1, len(shown)).astype(int)])
+        pixels.to_model_range(data.real[np.linspace(0, len(data.real) - 1, len(shown)).astype(int)])
     )
     watcher = watch.RunWatcher(run, config, fns, held, emit, primary)
     if resume_step is not None:
@@ -388,8 +388,3 @@ def _train(
         final = {k: float(v) / sums_n for k, v in jax.device_get(sums).items()}
     emit({"kind": "done", "step": step, "run": str(run)})
     return TrainResult(run, step, final, dict(fns.trace_counts))
-
-
-def to_float(stored: np.ndarray) -> np.ndarray:
-    """Stored uint8/uint16 -> float32 in [-1, 1], as the step sees it."""
-    return pixels.to_unit_float(stored) * 2.0 - 1.0

@@ -17,6 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..io.pixels import pad_to_batch
+
 INPUT_SIZE = 32
 WIDTHS = (16, 32, 64)
 BATCH = 64
@@ -242,11 +244,8 @@ def logits(model: Trained, images: np.ndarray) -> np.ndarray:
     for start in range(0, len(images), PREDICT_BATCH):
         batch = images[start : start + PREDICT_BATCH]
         real = len(batch)
-        if real < PREDICT_BATCH:
-            batch = np.concatenate(
-                [batch, np.zeros((PREDICT_BATCH - real, *batch.shape[1:]), batch.dtype)]
-            )
-        out[start : start + real] = np.asarray(predict(model.params, batch))[:real]
+        padded = pad_to_batch(batch, PREDICT_BATCH)
+        out[start : start + real] = np.asarray(predict(model.params, padded))[:real]
     return out
 
 

@@ -25,6 +25,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..io.pixels import pad_to_batch
+
 NET_SEEDS = (0, 1, 2)
 KERNEL_SIZES = (3, 5, 7)
 WIDTHS = (16, 32, 32)
@@ -129,10 +131,7 @@ def extract_features(
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
         real = len(batch)
-        if real < batch_size:
-            pad = np.zeros((batch_size - real, *images.shape[1:]), np.float32)
-            batch = np.concatenate([batch, pad])
-        out[start : start + real] = np.asarray(run(kernels, batch))[:real]
+        out[start : start + real] = np.asarray(run(kernels, pad_to_batch(batch, batch_size)))[:real]
         if on_batch is not None:
             on_batch(start + real)
     return out

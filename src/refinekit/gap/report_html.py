@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.pixels import unit_to_uint8
 from . import formatting
 from .svg import line_chart
 
@@ -23,7 +24,7 @@ def png_data_uri(image: np.ndarray) -> str:
     """float HxWxC in [0, 1] -> 'data:image/png;base64,...'."""
     import imageio.v3 as iio
 
-    pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    pixels = unit_to_uint8(image)
     if pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
     data = iio.imwrite("<bytes>", pixels, extension=".png")

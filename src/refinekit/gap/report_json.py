@@ -50,9 +50,9 @@ inputs and seed give a byte-identical file):
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 
+from ..provenance import package_versions
 from . import classifier, features, headline, swd
 from .bootstrap import CONFIDENCE, Estimate
 from .summary import Row
@@ -61,17 +61,12 @@ from .verdict import Verdict
 SCHEMA = "refinekit.gap-report/2"
 
 
-def versions() -> dict:
-    """Versions of what computed the numbers (the feature hash pins the weights themselves)."""
-    from importlib.metadata import PackageNotFoundError, version
+# What computes a report's numbers (the feature hash pins the weights themselves).
+REPORT_PACKAGES = ("refinekit", "jax", "jaxlib", "flax", "optax", "numpy")
 
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for package in ("refinekit", "jax", "jaxlib", "flax", "optax", "numpy"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
-    return out
+
+def versions() -> dict:
+    return package_versions(REPORT_PACKAGES)
 
 
 def _estimate(e: Estimate | None) -> dict | None:

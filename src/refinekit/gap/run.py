@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RefinekitError, UsageError
+from ..io.pixels import unit_to_uint8
 from . import bootstrap, compute, features, frechet, inputs, summary, swd
 from .checks import check_arguments
 from .parts import charts as _charts
@@ -330,7 +331,7 @@ def _save(images: inputs.ImageSet, folder: Path) -> None:
             )
         targets[target] = name
     for target, image in zip(targets, images.images, strict=True):
-        pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+        pixels = unit_to_uint8(image)
         try:
             atomic_write(target, encode_image(pixels, ".png"))
         except OSError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import OutputError
-from ..io.pixels import colour_channels, convert_channels, to_unit_float
+from ..io.pixels import colour_channels, convert_channels, quantise, to_unit_float
 
 
 def model_input(pixels: np.ndarray, channels: int) -> np.ndarray:
@@ -32,8 +32,7 @@ def restore_pixels(refined: np.ndarray, original: np.ndarray) -> np.ndarray:
         out = colour + (refined - luma)
     else:
         raise OutputError(f"cannot map {got} refined channels back to a {have}-channel image")
-    scale = 65535.0 if original.dtype == np.uint16 else 255.0
-    out = np.round(np.clip(out, 0.0, 1.0) * scale).astype(original.dtype)
+    out = quantise(np.clip(out, 0.0, 1.0), 16 if original.dtype == np.uint16 else 8)
     if original.shape[-1] in (2, 4):
         out = np.concatenate([out, original[..., -1:]], axis=-1)
     return out

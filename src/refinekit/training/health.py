@@ -114,10 +114,9 @@ class HealthMonitor:
                     f"{spread / base:.2f} of the synthetic batch's)",
                 )
             )
-        colour = record.get("refined_colour_spread")
-        bases = [record.get(k) for k in ("synthetic_colour_spread", "real_colour_spread")]
-        if colour is not None and all(b is not None for b in bases):
-            base = min(bases)
+        keys = ("refined_colour_spread", "synthetic_colour_spread", "real_colour_spread")
+        if all(record.get(k) is not None for k in keys):
+            colour, base = float(record[keys[0]]), min(float(record[k]) for k in keys[1:])
             if base > COLOUR_FLOOR and colour < COLOUR_RATIO * base:
                 out.append(
                     HealthWarning(
