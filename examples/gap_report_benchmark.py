@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="write the images here and keep them")
     args = parser.parse_args()
 
+    from refinekit.events import Stage
     from refinekit.gap import gap_report
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="gap-bench-"))
@@ -72,9 +73,9 @@ def main() -> None:
 
     marks: list[tuple[str, float]] = []
 
-    def progress(label: str, total: int):
-        marks.append((label, time.perf_counter()))
-        return lambda n=1: None
+    def on_event(event) -> None:
+        if isinstance(event, Stage):
+            marks.append((event.name, time.perf_counter()))
 
     load_before = os.getloadavg()
     start = time.perf_counter()
@@ -84,7 +85,7 @@ def main() -> None:
         refined=root / "refined" if args.refined else None,
         json_path=root / "gap.json",
         html_path=root / "gap.html",
-        progress=progress,
+        on_event=on_event,
     )
     total = time.perf_counter() - start
     marks.append(("end", time.perf_counter()))

@@ -8,7 +8,8 @@ The public API::
     refinekit.refine_folder("syn/", "refined/", refiner)
     report = refinekit.gap_report(real="real/", synthetic="syn/", refined="refined/")
 
-See docs/api.md.
+Each long job takes `on_event=`, which receives the typed events of `refinekit.events`
+(Started, Stage, Progress, Note, Saved, Finished). See docs/api.md.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 # Imported now, not on first use: importing the submodule refinekit.train later would rebind
 # the package attribute `train` to the module and hide the function.
+from . import events
 from .config import TrainConfig
 from .train import TrainResult, train
 
@@ -38,6 +40,7 @@ _LAZY = {
 
 __all__ = [
     "__version__",
+    "events",
     "TrainConfig",
     "TrainResult",
     "train",

@@ -11,7 +11,6 @@ for one refiner update. `prepare` runs the classifier phase before step 0 of a f
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -20,6 +19,7 @@ import numpy as np
 
 from . import content, label_classifier, labels
 from .config import TrainConfig
+from .events import Note, OnEvent, Progress, Stage
 
 
 class LabelTerms:
@@ -92,7 +92,7 @@ def prepare(
     synthetic: Any,
     synthetic_ids: np.ndarray,
     resumed: bool,
-    emit: Callable[[dict], None],
+    emit: OnEvent,
 ) -> Any:
     """The classifier phase: on a fresh run with the label loss on, train C on the synthetic
     images (device array `synthetic`, uint) and their class ids, and freeze it into
@@ -101,23 +101,29 @@ def prepare(
     if fns is None or resumed:
         return state
     steps = terms.config.classifier_steps
-    emit({"kind": "phase", "phase": "classifier", "step": 0, "end": steps})
+    emit(Stage("train", "classifier", steps))
 
     def progress(step: int, loss: float) -> None:
-        emit({"kind": "classifier_progress", "step": step, "total": steps, "loss": loss})
+        emit(Progress("train", "classifier", step, steps, {"loss": loss}))
 
     ids = jnp.asarray(synthetic_ids, jnp.int32)
     params = label_classifier.train_classifier(
         fns, synthetic, ids, steps, terms.config.seed, progress
     )
     accuracy = label_classifier.accuracy(fns, params, np.asarray(synthetic), synthetic_ids)
+    classes = terms.plan.n_classes
     emit(
-        {
-            "kind": "classifier",
-            "steps": steps,
-            "accuracy": accuracy,
-            "classes": terms.plan.n_classes,
-            "compiles": fns.trace_count,
-        }
+        Note(
+            "train",
+            "info",
+            f"label classifier trained ({steps} steps, {classes} classes): "
+            f"{accuracy:.1%} of the synthetic images in their class; frozen",
+            details={
+                "steps": steps,
+                "accuracy": accuracy,
+                "classes": classes,
+                "compiles": fns.trace_count,
+            },
+        )
     )
     return state.replace(extras={**state.extras, "classifier": params})

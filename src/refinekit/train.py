@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 from . import checkpoint, labels
 from .config import TrainConfig
 from .errors import ConfigError, DataError, NonFiniteError
+from .events import Finished, Note, OnEvent, Progress, Saved, Stage, Started, ignore
 from .io import files, pixels, sets
 from .io.atomic import atomic_write
 from .io.encode import encode_image
@@ -33,7 +34,6 @@ from .training.runfolder import trim_metrics as _trim_metrics
 from .training.runfolder import versions as _versions
 from .training.runfolder import write_json_atomic as _write_json_atomic
 
-Event = dict[str, Any]
 MIN_TRAIN_SIDE = 4  # TrainConfig's minimum --size
 SAMPLE_COUNT = 8
 
@@ -127,16 +127,16 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
     return config, data
 
 
-def train(
-    config: TrainConfig | Mapping[str, Any], on_event: Callable[[Event], None] | None = None
-) -> TrainResult:
+def train(config: TrainConfig | Mapping[str, Any], on_event: OnEvent | None = None) -> TrainResult:
     """Train (or resume) a SimGAN run described by `config`; returns the final step and metrics.
 
     `config` is a TrainConfig, or a mapping of the settings you choose (keys as TrainConfig's
     fields or the CLI's flag names): then, as with `refinekit train`, an existing run folder
     supplies every setting not given, so the same call resumes it.
 
-    on_event receives dicts with a "kind": start, phase, log, sample, checkpoint, done.
+    on_event receives refinekit.events (docs/api.md): Started, a Stage per phase, a Progress per
+    log interval (its values the metrics.jsonl record), Saved checkpoints, samples and scores,
+    Notes (warnings, health warnings), then Finished.
     Raises DataError/ConfigError for bad input, NonFiniteError if a loss becomes NaN/inf,
     stop.Interrupted after saving a checkpoint when SIGINT/SIGTERM arrives, CheckpointError
     for a damaged checkpoint, RefinekitError when the run folder cannot be written (full disk,
@@ -154,7 +154,7 @@ def train(
 
 
 def _train(
-    config: TrainConfig, on_event: Callable[[Event], None] | None, resources: contextlib.ExitStack
+    config: TrainConfig, on_event: OnEvent | None, resources: contextlib.ExitStack
 ) -> TrainResult:
     import jax
 
@@ -164,7 +164,7 @@ def _train(
     from .steps import DeviceData, StepFunctions, make_mesh
     from .training import watch
 
-    emit = on_event or (lambda event: None)
+    emit = on_event or ignore
     if not config.out:
         raise ConfigError("--out: a run folder is required")
     config, resume_step = resolve_run_config(config)
@@ -204,10 +204,11 @@ def _train(
         ]
         if changed:
             emit(
-                {
-                    "kind": "warning",
-                    "message": f"the {' and '.join(changed)} data changed since this run started",
-                }
+                Note(
+                    "train",
+                    "warning",
+                    f"the {' and '.join(changed)} data changed since this run started",
+                )
             )
         if primary:
             _write_json_atomic(run / "config.json", config.to_dict())
@@ -249,22 +250,24 @@ def _train(
 
     geometry = patch_geometry(config.discriminator_layers, (h, w))
     emit(
-        {
-            "kind": "start",
-            "run": str(run),
-            "resumed_from": resume_step,
-            "start_step": start,
-            "total_steps": config.total_steps,
-            "size": (h, w),
-            "channels": c,
-            "geometry": geometry,
-            "data": data.info,
-            "skipped": data.skipped,
-            "devices": [str(d) for d in jax.devices()],
-            "history_size": config.history_size,
-            "augment": config.augment,
-            "labels": fns.label_terms.plan.reasons,
-        }
+        Started(
+            "train",
+            config.total_steps,
+            start,
+            {
+                "run": str(run),
+                "resumed_from": resume_step,
+                "size": (h, w),
+                "channels": c,
+                "geometry": geometry,
+                "data": data.info,
+                "skipped": data.skipped,
+                "devices": [str(d) for d in jax.devices()],
+                "history_size": config.history_size,
+                "augment": config.augment,
+                "labels": fns.label_terms.plan.reasons,
+            },
+        )
     )
     # The label classifier's own phase (fresh runs; a resumed state holds it already).
     state = label_terms.prepare(
@@ -290,7 +293,7 @@ def _train(
         saved = config.to_dict()
         saved["extra"] = {**saved["extra"], "scores": scores}
         checkpoint.save(manager, step, state, saved)
-        emit({"kind": "checkpoint", "step": step})
+        emit(Saved("train", "checkpoint", step, checkpoint.checkpoint_dir(run) / str(step)))
         watcher.after_save(scores, manager)
 
     def write_sample(state) -> None:
@@ -300,7 +303,7 @@ def _train(
         path = run / "samples" / f"step_{int(state.step):07d}.png"
         atomic_write(path, encode_image(sample_grid(fixed_syn, refined, fixed_real), ".png"))
         watcher.latest_sample = path
-        emit({"kind": "sample", "path": str(path), "step": int(state.step)})
+        emit(Saved("train", "sample", int(state.step), path))
 
     metrics_file = open(run / "metrics.jsonl" if primary else os.devnull, "a")  # noqa: SIM115 - closed in finally
     step = start
@@ -317,14 +320,7 @@ def _train(
                 if phase_of(config, step) != phase:
                     phase = phase_of(config, step)
                     sums, sums_n = None, 0
-                    emit(
-                        {
-                            "kind": "phase",
-                            "phase": phase,
-                            "step": step,
-                            "end": phase_end(config, step),
-                        }
-                    )
+                    emit(Stage("train", phase, phase_end(config, step), step))
                 boundary = min(
                     phase_end(config, step),
                     _next_multiple(step, config.log_every),
@@ -357,7 +353,7 @@ def _train(
                     metrics_file.write(json.dumps(record) + "\n")
                     metrics_file.flush()
                     sums, sums_n = None, 0
-                    emit({"kind": "log", **record})
+                    emit(Progress("train", phase, step, config.total_steps, dict(record)))
                     if bad >= 0:
                         raise NonFiniteError(
                             f"a loss became NaN or infinite at step {bad}; training stopped, the last good checkpoint "
@@ -386,5 +382,5 @@ def _train(
     final = {}
     if sums is not None:
         final = {k: float(v) / sums_n for k, v in jax.device_get(sums).items()}
-    emit({"kind": "done", "step": step, "run": str(run)})
+    emit(Finished("train", {"step": step, "run": str(run)}))
     return TrainResult(run, step, final, dict(fns.trace_counts))

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
+from ..events import Event, Progress, Stage
 from .common import console, interactive, log, progress_bar, stdout_write
-
-if TYPE_CHECKING:
-    from ..gap.compute import Advance
 
 
 def gap_report(
@@ -156,7 +154,7 @@ def gap_report(
             max_images=max_images,
             strict=strict,
             save_refined=save_refined,
-            progress=stages,
+            on_event=stages,
         )
     finally:
         stages.close()
@@ -208,9 +206,9 @@ def _plain_table(document: dict) -> str:
 class _LogStages:
     """One line per stage, for logs and CI."""
 
-    def __call__(self, label: str, total: int) -> Advance:
-        log(f"gap-report: {label}")
-        return lambda n=1: None
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Stage):
+            log(f"gap-report: {event.name}")
 
     def close(self) -> None:
         pass
@@ -223,20 +221,21 @@ class _RichStages:
         self.progress = progress_bar("{task.description}", "rate")
         self.progress.start()
         self.current = None
+        self.done = 0  # the current stage's count
 
-    def __call__(self, label: str, total: int) -> Advance:
-        if self.current is not None:
-            task = self.progress.tasks[self.current]
-            self.progress.update(self.current, completed=task.total)
-        self.current = self.progress.add_task(label, total=max(total, 1), rate="")
-        task_id = self.current
-
-        def advance(n: int = 1) -> None:
-            self.progress.advance(task_id, n)
-            speed = self.progress.tasks[task_id].speed
-            self.progress.update(task_id, rate=f"{speed:.1f}/s" if speed else "")
-
-        return advance
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Stage):
+            if self.current is not None:
+                task = self.progress.tasks[self.current]
+                self.progress.update(self.current, completed=task.total)
+            self.current = self.progress.add_task(event.name, total=max(event.total, 1), rate="")
+            self.done = event.done
+        elif isinstance(event, Progress) and self.current is not None:
+            # advance, not update(completed=): rich samples the rate on every advance
+            self.progress.advance(self.current, event.done - self.done)
+            self.done = event.done
+            speed = self.progress.tasks[self.current].speed
+            self.progress.update(self.current, rate=f"{speed:.1f}/s" if speed else "")
 
     def close(self) -> None:
         if self.current is not None:

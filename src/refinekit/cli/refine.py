@@ -5,13 +5,15 @@ from __future__ import annotations
 import gc
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from ..errors import RefinekitError, UsageError
+from ..events import Event, Progress, Started
 from ..stop import StopOnSignals
 from .common import interactive, log, progress_bar, stdout_write
 
@@ -175,7 +177,7 @@ def refine(
                 overwrite=overwrite,
                 fail_fast=fail_fast,
                 workers=workers,
-                on_progress=reporter,
+                on_event=reporter,
                 should_stop=signals.requested,
             )
         finally:
@@ -210,6 +212,27 @@ def refine(
         )
 
 
+def _counts(event: Event) -> Mapping[str, Any] | None:
+    """The counts of a Started (all zero) or Progress event; None for the others."""
+    if isinstance(event, Progress):
+        return event.values
+    if isinstance(event, Started):
+        zero = {"refined": 0, "copied": 0, "failed": 0, "images_per_s": 0.0, "record": None}
+        return {
+            **zero,
+            "images_total": event.details["images"],
+            "others_total": event.details["others"],
+        }
+    return None
+
+
+def _failure(counts: Mapping[str, Any]) -> str | None:
+    record = counts["record"]
+    if record is not None and record.action == "failed":
+        return f"[red]failed:[/] {escape(record.input)}: {escape(str(record.error))}"
+    return None
+
+
 class _LogReporter:
     """Plain lines for logs and CI: each failure, and a progress line every 10 seconds."""
 
@@ -218,16 +241,19 @@ class _LogReporter:
     def __init__(self) -> None:
         self.last = time.monotonic()
 
-    def __call__(self, progress) -> None:
-        record = progress.record
-        if record is not None and record.action == "failed":
-            log(f"[red]failed:[/] {escape(record.input)}: {escape(str(record.error))}")
+    def __call__(self, event: Event) -> None:
+        counts = _counts(event)
+        if counts is None:
+            return
+        failure = _failure(counts)
+        if failure is not None:
+            log(failure)
         if time.monotonic() - self.last >= self.every_s:
             self.last = time.monotonic()
             log(
-                f"  {progress.refined + progress.failed}/{progress.images_total} images, "
-                f"{progress.copied}/{progress.others_total} other files, "
-                f"{progress.images_per_s:.1f} images/s"
+                f"  {counts['refined'] + counts['failed']}/{counts['images_total']} images, "
+                f"{counts['copied']}/{counts['others_total']} other files, "
+                f"{counts['images_per_s']:.1f} images/s"
             )
 
     def close(self) -> None:
@@ -242,23 +268,21 @@ class _RichReporter:
         self.task = None
         self.progress.start()
 
-    def __call__(self, progress) -> None:
+    def __call__(self, event: Event) -> None:
+        counts = _counts(event)
+        if counts is None:
+            return
         if self.task is None:
-            self.task = self.progress.add_task(
-                "refine", total=progress.images_total + progress.others_total, rate="", extra=""
-            )
-        record = progress.record
-        if record is not None and record.action == "failed":
-            self.progress.console.print(
-                f"[red]failed:[/] {escape(record.input)}: {escape(str(record.error))}",
-                soft_wrap=True,
-                highlight=False,
-            )
+            total = counts["images_total"] + counts["others_total"]
+            self.task = self.progress.add_task("refine", total=total, rate="", extra="")
+        failure = _failure(counts)
+        if failure is not None:
+            self.progress.console.print(failure, soft_wrap=True, highlight=False)
         self.progress.update(
             self.task,
-            completed=progress.refined + progress.copied + progress.failed,
-            rate=f"{progress.images_per_s:.1f} images/s",
-            extra=f"copied {progress.copied}, failed {progress.failed}",
+            completed=counts["refined"] + counts["copied"] + counts["failed"],
+            rate=f"{counts['images_per_s']:.1f} images/s",
+            extra=f"copied {counts['copied']}, failed {counts['failed']}",
         )
 
     def close(self) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ..events import Event, Note, Progress, Saved, Stage, Started
 from .common import interactive, log, progress_bar
 
 if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
+    from rich.progress import Progress as ProgressBar
+    from rich.progress import TaskID
 
 
 def report_best(run: Path) -> None:
@@ -30,46 +33,51 @@ def report_best(run: Path) -> None:
 
 
 class ProgressView:
-    """Renders training events: a rich progress bar on a terminal, plain lines otherwise."""
+    """Renders training events (refinekit.events): a rich progress bar on a terminal, plain
+    lines otherwise."""
 
     def __init__(self) -> None:
-        self.progress: Progress | None = None
+        self.progress: ProgressBar | None = None
         self.task: TaskID | None = None
         self.started = time.perf_counter()
 
-    def __call__(self, event: dict) -> None:
-        kind = event["kind"]
-        if kind == "start":
-            self._start(event)
-        elif kind == "phase":
-            log(f"phase {event['phase']}: steps {event['step']}..{event['end']}")
-        elif kind == "log":
-            self._log(event)
-        elif kind == "checkpoint":
-            if not self.progress:
-                log(f"checkpoint saved at step {event['step']}")
-        elif kind == "classifier_progress":
-            if not self.progress:
-                log(f"classifier step {event['step']}/{event['total']}: loss {event['loss']:.4f}")
-        elif kind == "classifier":
-            log(
-                f"label classifier trained ({event['steps']} steps, {event['classes']} classes): "
-                f"{event['accuracy']:.1%} of the synthetic images in their class; frozen"
-            )
-        elif kind == "warning":
-            log(f"[yellow]warning:[/] {event['message']}")
-        elif kind == "health":
-            log(f"[bold yellow]health warning[/] at step {event['step']}: {event['message']}")
-        elif kind == "scores" and event.get("distance") is not None:
-            retention = event.get("retention")
-            kept = f", retention {retention:.3f}" if retention is not None else ""
-            log(
-                f"step {event['step']} scores: distance {event['distance']:.4g}{kept}"
-                f"{'' if event.get('healthy') else ' (unhealthy)'}; best so far: "
-                f"{event['best'] if event['best'] is not None else 'none'}"
-            )
+    def __call__(self, event: Event) -> None:
+        match event:
+            case Started():
+                self._start(event)
+            case Stage(name=name, done=first, total=end):
+                log(f"phase {name}: steps {first}..{end}")
+            case Progress(stage="classifier"):
+                if not self.progress:
+                    loss = event.values["loss"]
+                    log(f"classifier step {event.done}/{event.total}: loss {loss:.4f}")
+            case Progress():
+                self._log(event.values)
+            case Saved(what="checkpoint"):
+                if not self.progress:
+                    log(f"checkpoint saved at step {event.step}")
+            case Saved(what="scores"):
+                self._scores(event.details)
+            case Note(level="warning"):
+                log(f"[yellow]warning:[/] {event.text}")
+            case Note(level="health"):
+                log(f"[bold yellow]health warning[/] at step {event.step}: {event.text}")
+            case Note():
+                log(event.text)
 
-    def _start(self, event: dict) -> None:
+    def _scores(self, scores: Mapping[str, Any]) -> None:
+        if scores.get("distance") is None:
+            return
+        retention = scores.get("retention")
+        kept = f", retention {retention:.3f}" if retention is not None else ""
+        log(
+            f"step {scores['step']} scores: distance {scores['distance']:.4g}{kept}"
+            f"{'' if scores.get('healthy') else ' (unhealthy)'}; best so far: "
+            f"{scores['best'] if scores['best'] is not None else 'none'}"
+        )
+
+    def _start(self, started: Started) -> None:
+        event = started.details
         g = event["geometry"]
         h, w = event["size"]
         d = event["data"]
@@ -107,15 +115,15 @@ class ProgressView:
             self.progress = progress_bar("[bold]{task.fields[phase]}", "rate", "info")
             self.task = self.progress.add_task(
                 "train",
-                total=event["total_steps"],
-                completed=event["start_step"],
+                total=started.total,
+                completed=started.done,
                 phase="start",
                 rate="",
                 info="",
             )
             self.progress.start()
 
-    def _log(self, event: dict) -> None:
+    def _log(self, event: Mapping[str, Any]) -> None:
         phase = event["phase"]
         if phase == "pretrain_refiner":
             info = f"reg {event['self_regularisation']:.4f}"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
+from ..events import StartStage, stages
 from . import (
     classifier,
     colour,
@@ -93,17 +93,7 @@ class Computed:
             self.details.setdefault(metric, {})[name] = details
 
 
-class Advance(Protocol):
-    """A stage's progress callback: advance(n) moves it on by n steps, advance() by one."""
-
-    def __call__(self, n: int = 1) -> None: ...
-
-
-Stage = Callable[[str, int], Advance]  # (label, total) -> advance(n)
-
-
-def _no_progress(label: str, total: int) -> Advance:
-    return lambda n=1: None
+_NO_STAGES = stages(None, "gap-report")  # start(name, total) -> advance(n) that does nothing
 
 
 def compute_metrics(
@@ -111,7 +101,7 @@ def compute_metrics(
     candidates: dict[str, Prepared],
     seed: int,
     classes: int = 0,
-    stage: Stage = _no_progress,
+    stage: StartStage = _NO_STAGES,
     floor: str | None = "real_holdout",
     basis: swd.Basis | None = None,
     headline_only: bool = False,
@@ -119,7 +109,8 @@ def compute_metrics(
     """Compare every candidate with the reference.
 
     classes: number of shared class labels (0: skip train-on-X, test-on-real).
-    stage(label, total) starts a progress stage and returns its advance(n) callback.
+    stage(name, total) starts a progress stage and returns its advance(n) callback
+    (refinekit.events.stages makes one that emits Stage and Progress events).
     floor: the candidate that is the held-out real half; the headline is standardised by it.
     basis: the swd bins the sets were prepared with (their patch histograms need it).
     headline_only: only the headline and its components (the fast scoring API, tests).
@@ -268,7 +259,7 @@ def label_retention(
     class_names: list[str],
     seed: int,
     out: Computed,
-    stage: Stage = _no_progress,
+    stage: StartStage = _NO_STAGES,
 ) -> retention.Scores:
     """Retention row: "refined" = fraction keeping its synthetic label, "synthetic" = ceiling.
 

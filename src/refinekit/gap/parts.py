@@ -14,7 +14,7 @@ SAMPLES_PER_SET = 16
 CHART_BINS = 64
 
 
-def label_retention(syn, ref_set, paired, prepared, seed, computed, progress):
+def label_retention(syn, ref_set, paired, prepared, seed, computed, stage):
     """Label retention when the synthetic set has class subfolders and a paired refined set.
 
     Returns the indices of the refined images that changed class most confidently, or None.
@@ -33,7 +33,7 @@ def label_retention(syn, ref_set, paired, prepared, seed, computed, progress):
         class_names,
         seed,
         computed,
-        progress,
+        stage,
     )
     changed = computed.details[retention.KEY]["refined"]["changed"]
     for entry in changed:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RefinekitError, UsageError
+from ..events import Finished, OnEvent, Started, stages
 from ..io.pixels import unit_to_uint8
 from . import bootstrap, compute, features, frechet, inputs, summary, swd
 from .checks import check_arguments
@@ -25,13 +26,7 @@ from .parts import samples as _samples
 from .report_json import build_document, write_json
 from .verdict import decide
 
-# start(label, total) -> advance(n): the CLI draws progress bars with it.
-Progress = compute.Stage
 REFINE_CHUNK = 256
-
-
-def _silent(label: str, total: int) -> compute.Advance:
-    return lambda n=1: None
 
 
 @dataclass
@@ -61,7 +56,7 @@ def gap_report(
     max_images: int | None = 10_000,
     strict: bool = False,
     save_refined: Path | None = None,
-    progress: Progress = _silent,
+    on_event: OnEvent | None = None,
 ) -> GapReport:
     """Measure the synthetic-to-real gap, and how much of it refinement closed.
 
@@ -71,6 +66,8 @@ def gap_report(
     channels: 1 or 3 (default: the synthetic set's). replicates: bootstrap resamples.
     batch_size: images per feature-network (and refiner) batch; it does not change the
     numbers. max_images: larger sets are subsampled (seeded) to this many.
+    on_event: receives refinekit.events (docs/api.md): Started, then per stage a Stage and
+    Progress events whose `done` reaches the stage's `total`, then Finished.
     Raises UsageError/DataError for bad arguments or inputs, RefinekitError for a failure
     (e.g. a non-finite metric).
     """
@@ -89,6 +86,16 @@ def gap_report(
         max_images,
         save_refined,
     )
+    if on_event is not None:
+        given = {
+            "real": real,
+            "synthetic": synthetic,
+            "refined": refined,
+            "run": run,
+            "model": model,
+        }
+        on_event(Started("gap-report", None, 0, {k: str(v) for k, v in given.items() if v}))
+    stage = stages(on_event, "gap-report")  # the stages' cheap start(name, total) -> advance(n)
     sets = _read_sets(
         Path(real),
         Path(synthetic),
@@ -96,12 +103,12 @@ def gap_report(
         size,
         channels,
         strict,
-        progress,
+        stage,
     )
     sets.subsample(max_images, seed)
     if run is not None or model is not None:
         sets.refined, sets.refined_info = _refine_on_the_fly(
-            sets.synthetic, run, step, model, batch_size, sets.channels, progress
+            sets.synthetic, run, step, model, batch_size, sets.channels, stage
         )
         sets.paired = True
         if save_refined is not None:
@@ -115,12 +122,10 @@ def gap_report(
 
     named = _resamples(real_a, real_b, syn, ref_set, sets.paired, replicates, seed)
     basis = swd.fit_basis(real_a.images)
-    prepared = _prepare(named, classes, batch_size, progress, basis)
+    prepared = _prepare(named, classes, batch_size, stage, basis)
     reference = prepared.pop("reference")
-    computed = compute.compute_metrics(
-        reference, prepared, seed, len(classes), progress, basis=basis
-    )
-    changed = _label_retention(syn, ref_set, sets.paired, prepared, seed, computed, progress)
+    computed = compute.compute_metrics(reference, prepared, seed, len(classes), stage, basis=basis)
+    changed = _label_retention(syn, ref_set, sets.paired, prepared, seed, computed, stage)
     rows = summary.summarise(computed)
     sizes = {
         "real reference": len(reference),
@@ -156,6 +161,8 @@ def gap_report(
         from .report_html import write_html
 
         write_html(Path(html_path), report)
+    if on_event is not None:
+        on_event(Finished("gap-report", {"verdict": verdict.text, "outcome": verdict.outcome}))
     return report
 
 
@@ -192,9 +199,9 @@ class _Sets:
                 self.subsampled["refined"] = len(keep)
 
 
-def _read_sets(real, synthetic, refined, size, channels, strict, progress) -> _Sets:
+def _read_sets(real, synthetic, refined, size, channels, strict, stage) -> _Sets:
     """Every set through the one reading path, at one size and one channel count."""
-    advance = progress("read images", 3 if refined is not None else 2)
+    advance = stage("read images", 3 if refined is not None else 2)
     size = inputs.common_size(real, tuple(size) if size else None)
     syn = inputs.read_set("synthetic", synthetic, "--synthetic", channels, size, strict)
     channels = channels or syn.images.shape[-1]  # follow the synthetic set
@@ -236,9 +243,9 @@ def _resamples(real_a, real_b, syn, ref_set, paired, replicates, seed) -> dict:
     return named
 
 
-def _prepare(named, classes, batch_size, progress, basis) -> dict[str, compute.Prepared]:
+def _prepare(named, classes, batch_size, stage, basis) -> dict[str, compute.Prepared]:
     """Features (standardised with the real set's statistics) and image statistics per set."""
-    advance = progress("features and image statistics", sum(len(s) for s, _ in named.values()))
+    advance = stage("features and image statistics", sum(len(s) for s, _ in named.values()))
     prepared = {}
     for name, (image_set, counts) in named.items():
         done = [0]
@@ -258,7 +265,7 @@ def _prepare(named, classes, batch_size, progress, basis) -> dict[str, compute.P
     return prepared
 
 
-def _refine_on_the_fly(syn, run, step, model, batch_size, channels, progress):
+def _refine_on_the_fly(syn, run, step, model, batch_size, channels, stage):
     """Refine the synthetic set with a trained refiner (at the common size); nothing is written.
 
     Returns the refined set (paired with the synthetic one) and what the JSON says about it.
@@ -275,7 +282,7 @@ def _refine_on_the_fly(syn, run, step, model, batch_size, channels, progress):
     source = syn.images
     if refiner.channels != source.shape[-1]:
         source = convert_channels(source, refiner.channels)
-    advance = progress("refine synthetic", len(source))
+    advance = stage("refine synthetic", len(source))
     chunks = []
     for start in range(0, len(source), REFINE_CHUNK):
         chunk = np.asarray(refiner(source[start : start + REFINE_CHUNK]), np.float32)

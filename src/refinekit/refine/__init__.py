@@ -32,7 +32,7 @@ callable with the attributes of `inference.Refiner`.
 from .convert import model_input, restore_pixels
 from .pipeline import default_workers
 from .plan import RefinePlan, check_paths, plan_refine
-from .results import RefineProgress, RefineSummary
+from .results import RefineSummary
 from .resume import describe_model, same_model
 from .run import refine_folder, run_refine
 from .runner import RefinerLike
@@ -40,7 +40,6 @@ from .shard import parse_shard, shard_of
 
 __all__ = [
     "RefinePlan",
-    "RefineProgress",
     "RefineSummary",
     "RefinerLike",
     "check_paths",

@@ -1,29 +1,9 @@
-"""What a refine run reports: a progress snapshot per file, and a summary at the end."""
+"""What a refine run reports at the end (its progress goes to `on_event`, refinekit.events)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-from .manifest import Record
-
-
-@dataclass(frozen=True)
-class RefineProgress:
-    """A snapshot after each finished file (and once before the first, with record None)."""
-
-    images_total: int  # images this run refines (after resume skips)
-    others_total: int  # other files this run copies
-    refined: int
-    copied: int
-    skipped: int
-    failed: int
-    elapsed_s: float
-    record: Record | None = None
-
-    @property
-    def images_per_s(self) -> float:
-        return self.refined / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ from contextlib import closing
 from pathlib import Path
 
 from ..errors import UsageError
+from ..events import Finished, OnEvent
 from ..lock import OUT_LOCK_NAME, FolderLock
 from .manifest import ManifestWriter
 from .pipeline import chunks, default_workers, file_pool, prefetch
 from .plan import RefinePlan, plan_notes, plan_refine
-from .results import RefineProgress, RefineSummary
+from .results import RefineSummary
 from .resume import remaining_work, remove_temp_files
 from .runner import Decoded, RefinerLike, Runner
 
@@ -27,7 +28,7 @@ def run_refine(
     overwrite: bool = False,
     fail_fast: bool = False,
     workers: int | None = None,
-    on_progress: Callable[[RefineProgress], None] | None = None,
+    on_event: OnEvent | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RefineSummary:
     """Refine the images of `plan` with `refiner` and copy its other files.
@@ -42,7 +43,9 @@ def run_refine(
       fail_fast: stop at the first file that cannot be read or written.
       workers: threads that decode, and threads that encode and write (default: half the
         CPUs, 1 to 16 each); 0 does all file work in the calling thread, between device batches.
-      on_progress: called in this thread before the first file and after each file.
+      on_event: receives refinekit.events in this thread (docs/api.md): Started (total: the
+        files of this run), a Progress after each file (its `values`: the counts, elapsed_s,
+        images_per_s and the manifest `record`), and Finished (the summary's `to_dict()`).
       should_stop: polled in this thread between files; once it returns True no new file is
         started, the files in flight are finished and recorded, and the summary says
         `interrupted` (the CLI sets it on SIGINT/SIGTERM).
@@ -69,7 +72,7 @@ def run_refine(
             overwrite=overwrite,
             fail_fast=fail_fast,
             workers=workers,
-            on_progress=on_progress,
+            on_event=on_event,
             should_stop=should_stop,
         )
 
@@ -83,7 +86,7 @@ def _run_locked(
     overwrite: bool,
     fail_fast: bool,
     workers: int | None,
-    on_progress: Callable[[RefineProgress], None] | None,
+    on_event: OnEvent | None,
     should_stop: Callable[[], bool] | None,
 ) -> RefineSummary:
     output = plan.output
@@ -113,13 +116,13 @@ def _run_locked(
             window=2 * -(-batch_size // chunk) + max(1, workers),
             jpeg_quality=int(jpeg_quality),
             fail_fast=fail_fast,
-            on_progress=on_progress,
+            on_event=on_event,
             totals=(len(work.images), len(work.others)),
             skipped=work.skipped,
             should_stop=should_stop,
             chunk=chunk,
         )
-        runner.report(None)
+        runner.started()
         try:
             _feed(runner, readers, work.images, work.others, batch_size, chunk)
             runner.window.drain()
@@ -129,7 +132,7 @@ def _run_locked(
             writers.shutdown(wait=True, cancel_futures=True)
         elapsed = time.perf_counter() - runner.start
     refined = runner.counts["refined"]
-    return RefineSummary(
+    summary = RefineSummary(
         output=output,
         manifest=plan.manifest_path,
         refined=refined,
@@ -146,6 +149,9 @@ def _run_locked(
         notes=tuple(sorted(runner.notes | plan_notes(plan, copy_other))),
         model=model,
     )
+    if on_event is not None:
+        on_event(Finished("refine", summary.to_dict()))
+    return summary
 
 
 def _feed(

@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import OutputError, RefinekitError
+from ..events import OnEvent, Progress, Started
 from ..io.atomic import Written, atomic_copy_many, atomic_write_many
 from ..io.decode import read_source
 from ..io.encode import encode_image
@@ -27,7 +28,6 @@ from .convert import model_input, restore_pixels
 from .manifest import ManifestWriter, Record, now
 from .pipeline import OneInFlight, Window
 from .plan import RefinePlan
-from .results import RefineProgress
 
 
 class RefinerLike(Protocol):
@@ -55,7 +55,7 @@ class Decoded:
 
 
 # A batch on the device: its files, its NxHxWxC shape, and a call that waits for its result.
-Started = tuple[list[Decoded], tuple[int, ...], Callable[[], np.ndarray]]
+OnDevice = tuple[list[Decoded], tuple[int, ...], Callable[[], np.ndarray]]
 
 
 def short_error(exc: BaseException, path: Path) -> str:
@@ -87,7 +87,7 @@ class Runner:
         window: int,
         jpeg_quality: int,
         fail_fast: bool,
-        on_progress: Callable[[RefineProgress], None] | None,
+        on_event: OnEvent | None,
         totals: tuple[int, int],
         skipped: int,
         should_stop: Callable[[], bool] | None = None,
@@ -97,7 +97,7 @@ class Runner:
         self.chunk = chunk  # files per reading, writing or copying task
         self.model = dict(refiner.model_id)
         self.channels = int(refiner.channels)
-        self.jpeg_quality, self.fail_fast, self.on_progress = jpeg_quality, fail_fast, on_progress
+        self.jpeg_quality, self.fail_fast, self.on_event = jpeg_quality, fail_fast, on_event
         self.totals, self.skipped = totals, skipped
         self.counts = {"refined": 0, "copied": 0, "failed": 0}
         self.failures: list[str] = []
@@ -106,7 +106,7 @@ class Runner:
         self.interrupted = False  # should_stop() said so
         self.should_stop = should_stop
         self.window: Window[Record] = Window(writers, window, self.finish)
-        self.device: OneInFlight[Started] = OneInFlight(self._hand_to_writers)
+        self.device: OneInFlight[OnDevice] = OneInFlight(self._hand_to_writers)
         self.start = time.perf_counter()
 
     def halted(self) -> bool:
@@ -125,20 +125,32 @@ class Runner:
                 self.stop = True
         self.report(record)
 
-    def report(self, record: Record | None) -> None:
-        if self.on_progress is not None:
-            self.on_progress(
-                RefineProgress(
-                    self.totals[0],
-                    self.totals[1],
-                    self.counts["refined"],
-                    self.counts["copied"],
-                    self.skipped,
-                    self.counts["failed"],
-                    time.perf_counter() - self.start,
-                    record,
-                )
-            )
+    def started(self) -> None:
+        """Started: the files of this run (those an earlier run completed are not counted)."""
+        if self.on_event is not None:
+            images, others = self.totals
+            details = {"images": images, "others": others, "skipped": self.skipped}
+            self.on_event(Started("refine", images + others, 0, details))
+
+    def report(self, record: Record) -> None:
+        """One Progress per finished file (refined, copied or failed), with the counts so far."""
+        if self.on_event is None:
+            return
+        elapsed = time.perf_counter() - self.start
+        counts, (images, others) = self.counts, self.totals
+        values = {
+            "images_total": images,
+            "others_total": others,
+            "refined": counts["refined"],
+            "copied": counts["copied"],
+            "skipped": self.skipped,
+            "failed": counts["failed"],
+            "elapsed_s": elapsed,
+            "images_per_s": counts["refined"] / elapsed if elapsed > 0 else 0.0,
+            "record": record,
+        }
+        done = counts["refined"] + counts["copied"] + counts["failed"]
+        self.on_event(Progress("refine", None, done, images + others, values))
 
     def fail(self, relative: str, error: str, item: Decoded | None = None) -> Record:
         """Record a failure now (the main thread's decode failures and refiner errors)."""
@@ -283,7 +295,7 @@ class Runner:
         """Wait for the batch in flight (if any) and give its results to the writers."""
         self.device.flush()
 
-    def _start(self, items: list[Decoded]) -> Started | None:
+    def _start(self, items: list[Decoded]) -> OnDevice | None:
         batch = np.stack([item.model_in for item in items if item.model_in is not None])
         try:
             dispatch = getattr(self.refiner, "dispatch", None)
@@ -299,8 +311,8 @@ class Runner:
             item.model_in = None  # free the float copy; the writer needs the original only
         return items, batch.shape, wait
 
-    def _hand_to_writers(self, started: Started) -> None:
-        items, shape, wait = started
+    def _hand_to_writers(self, in_flight: OnDevice) -> None:
+        items, shape, wait = in_flight
         try:
             refined = np.asarray(wait())
             if refined.shape != shape:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import RefinekitError
+from ..events import Note, OnEvent, Saved
 from ..io import pixels
 from ..io.atomic import atomic_write
 from . import selection, validation, watch_page
 from .health import HealthMonitor
-
-Event = dict[str, Any]
 
 
 class CollapseStopped(RefinekitError):
@@ -68,7 +66,7 @@ def split_off(data, config, run: Path):
 class RunWatcher:
     """Health at every log, scores at every checkpoint, best.json, pruning and index.html."""
 
-    def __init__(self, run: Path, config, fns, held: HeldOut, emit: Callable, primary: bool):
+    def __init__(self, run: Path, config, fns, held: HeldOut, emit: OnEvent, primary: bool):
         self.run, self.config, self.fns, self.held = Path(run), config, fns, held
         self.emit, self.primary = emit, primary
         self.monitor = HealthMonitor()
@@ -98,12 +96,7 @@ class RunWatcher:
         record["health"] = [w.code for w in warnings]
         for warning in warnings:
             self.emit(
-                {
-                    "kind": "health",
-                    "step": record["step"],
-                    "code": warning.code,
-                    "message": warning.text(),
-                }
+                Note("train", "health", warning.text(), record["step"], {"code": warning.code})
             )
         return record
 
@@ -150,7 +143,10 @@ class RunWatcher:
         from .. import checkpoint
 
         checkpoint.prune(manager, self.config.keep, protect={best.step})
-        self.emit({"kind": "scores", **record, "best": best.step, "best_reason": best.reason})
+        details = {**record, "best": best.step, "best_reason": best.reason}
+        self.emit(
+            Saved("train", "scores", record["step"], self.run / selection.SCORES_FILE, details)
+        )
         self.write_page()
 
     def write_page(self) -> None:
