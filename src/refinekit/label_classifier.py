@@ -132,12 +132,13 @@ def train_classifier(
     labels: jax.Array,
     steps: int,
     seed: int,
-    on_progress: Callable[[int, float], None] | None = None,
+    on_report: Callable[[int, float], None] | None = None,
 ) -> Any:
     """C's parameters after `steps` Adam steps on augmented batches of the labelled images.
 
     images: (N, H, W, C) uint8/uint16 on the device; labels: int32 (N,), -1 rows ignored.
     Batches come from fold_in(key, step): the result does not depend on how it is called.
+    on_report(step, loss) is called five times (label_terms turns it into Progress events).
     """
     params = jax.tree.map(jnp.copy, fns.init_params)
     opt_state = fns.optimizer.init(params)
@@ -147,8 +148,8 @@ def train_classifier(
         params, opt_state, loss = fns.train_step(
             params, opt_state, images, labels, key, jnp.int32(step)
         )
-        if on_progress is not None and ((step + 1) % report == 0 or step + 1 == steps):
-            on_progress(step + 1, float(loss))
+        if on_report is not None and ((step + 1) % report == 0 or step + 1 == steps):
+            on_report(step + 1, float(loss))
     return params
 
 
