@@ -138,7 +138,7 @@ def train_classifier(
 
     images: (N, H, W, C) uint8/uint16 on the device; labels: int32 (N,), -1 rows ignored.
     Batches come from fold_in(key, step): the result does not depend on how it is called.
-    on_report(step, loss) is called five times (label_terms turns it into Progress events).
+    on_report(step, loss) every steps // 5 steps and at the last (label_terms sends Progress).
     """
     params = jax.tree.map(jnp.copy, fns.init_params)
     opt_state = fns.optimizer.init(params)
