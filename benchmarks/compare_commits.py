@@ -65,7 +65,9 @@ def bench(src: Path, *args: str) -> float:
 
 
 def end_to_end(src: Path, run: Path, data: Path, out: Path) -> float:
-    step = ["--step", "latest"] if "--step" in cli(src, "refine", "--help").stdout else []
+    # the last checkpoint by number: older commits take only integers for --step
+    last = max(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    step = ["--step", str(last)]
     done = cli(src, "refine", str(data), str(out), "--run", str(run), "--batch-size", "32", *step)
     found = re.findall(r"\(([\d.]+) images/s\)", done.stdout + done.stderr)
     if done.returncode or not found:
