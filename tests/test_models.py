@@ -1,6 +1,7 @@
 """Network shapes, patch geometry and FLOP counts."""
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from refinekit.config import TrainConfig
@@ -57,3 +58,21 @@ def test_sample_grid_layout_and_signed_difference():
         128,
     ]  # largest change -> black; half as large brighter -> 3/4; none -> mid-gray
     assert grid[gap + 3 * (cell + gap) + 1, gap + 1, 0] == 255  # real row
+
+
+def test_residual_refiner_starts_as_the_identity_and_direct_does_not():
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32)
+    x[0, 0, 0] = [-1.0, 1.0, 0.0]  # saturated pixels stay finite
+    residual, _ = build_models(TrainConfig(preset="tiny"), 3, seed=0)
+    out = np.asarray(residual(jnp.asarray(x)))
+    # tanh(atanh(0.999 x)) = 0.999 x: within 1e-3, an eighth of an 8-bit step
+    np.testing.assert_allclose(out, 0.999 * x, atol=1e-5)
+    direct, _ = build_models(TrainConfig(preset="tiny", refiner_output="direct"), 3, seed=0)
+    assert np.abs(np.asarray(direct(jnp.asarray(x))) - x).mean() > 0.1
+
+
+def test_saved_configs_without_the_setting_are_direct_new_ones_residual():
+    assert TrainConfig.from_dict({}).refiner_output == "residual"
+    assert TrainConfig.from_dict({}, saved=True).refiner_output == "direct"
+    kept = TrainConfig.from_dict({"refiner_output": "residual"}, saved=True)
+    assert kept.refiner_output == "residual"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .limits import check_layers, check_limits
+from .limits import check_limits, parse_layers
 
 # Discriminator layer specs: ("conv", kernel, stride, features) or ("pool", kernel, stride).
 # The last conv has 2 features: one real/refined logit pair per patch.
@@ -73,6 +73,19 @@ CONTENTS = ("l1", "lowpass", "nce")
 CLASS_CONDITIONAL = ("auto", "on", "off")
 GAN_LOSSES = ("bce", "lsgan", "hinge")
 ON_COLLAPSE = ("warn", "stop")
+REFINER_OUTPUTS = ("residual", "direct")
+CHOICES = {
+    "refiner_output": REFINER_OUTPUTS,
+    "content": CONTENTS,
+    "class_conditional": CLASS_CONDITIONAL,
+    "psi": PSI_CHOICES,
+    "optimizer": OPTIMIZERS,
+    "precision": PRECISIONS,
+    "augment": AUGMENTS,
+    "gan_loss": GAN_LOSSES,
+}
+# What a setting was before it existed: a saved run or export without the key was trained so.
+LEGACY = {"refiner_output": "direct"}
 
 # Fields that define what a checkpoint holds or how its numbers evolve; changing one of
 # them on resume would silently train a different model, so it is an error.
@@ -81,6 +94,7 @@ RUN_DEFINING = (
     "width",
     "blocks",
     "kernel",
+    "refiner_output",
     "disc_layers",
     "channels",
     "size",
@@ -131,6 +145,7 @@ class TrainConfig:
     width: int | None = None  # refiner feature maps (preset's if None)
     blocks: int | None = None  # refiner ResNet blocks
     kernel: int | None = None  # refiner kernel size
+    refiner_output: str = "residual"  # tanh(atanh(x) + f(x)): identity at init; direct: tanh(f(x))
     disc_layers: DiscLayers | None = None
     # data
     size: tuple[int, int] | None = None  # (H, W); None: the synthetic images' common size
@@ -171,9 +186,7 @@ class TrainConfig:
     ada_interval: int = 4
     ada_speed: float = 20_000.0  # images for p to move 0 -> 1 (ADA uses 500k on large sets)
     # labels and content (docs/labels.md)
-    lambda_label: float = (
-        5.0  # weight of CE(C(R(x)), y); used when class subfolders exist (docs/labels.md)
-    )
+    lambda_label: float = 5.0  # weight of CE(C(R(x)), y) when class subfolders exist
     class_conditional: str = "auto"  # projection discriminator when real has the same classes
     content: str = "l1"  # what self-regularisation compares: l1, lowpass, nce
     lambda_nce: float = 1.0  # weight of PatchNCE when content is nce
@@ -220,22 +233,13 @@ class TrainConfig:
         _check("lambda_label", self.lambda_label >= 0, "a number >= 0 (0 turns the label loss off)")
         _check("lambda_nce", self.lambda_nce >= 0, "a number >= 0")
         _check("classifier_steps", self.classifier_steps >= 1, "an integer >= 1")
-        _check("content", self.content in CONTENTS, f"one of {', '.join(CONTENTS)}")
-        _check(
-            "class_conditional",
-            self.class_conditional in CLASS_CONDITIONAL,
-            f"one of {', '.join(CLASS_CONDITIONAL)}",
-        )
+        for name, allowed in CHOICES.items():
+            _check(name, getattr(self, name) in allowed, f"one of {', '.join(allowed)}")
         _check("lr_refiner", self.lr_refiner > 0, "a learning rate > 0")
         _check("lr_disc", self.lr_disc > 0, "a learning rate > 0")
-        _check("psi", self.psi in PSI_CHOICES, f"one of {', '.join(PSI_CHOICES)}")
-        _check("optimizer", self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}")
-        _check("precision", self.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}")
-        _check("augment", self.augment in AUGMENTS, f"one of {', '.join(AUGMENTS)}")
         _check("channels", self.channels in (None, 1, 3), "1 (gray) or 3 (RGB)")
         _check("ada_target", 0 < self.ada_target < 1, "a number between 0 and 1")
         _check("ada_speed", self.ada_speed > 0, "a number > 0")
-        _check("gan_loss", self.gan_loss in GAN_LOSSES, f"one of {', '.join(GAN_LOSSES)}")
         _check("on_collapse", self.on_collapse in ON_COLLAPSE, "warn or stop")
         _check("r1_gamma", self.r1_gamma >= 0, "a number >= 0")
         _check("ema_decay", 0 <= self.ema_decay < 1, "a number in [0, 1)")
@@ -257,7 +261,7 @@ class TrainConfig:
                 f"a multiple of half the batch size ({half}), so appending fills it exactly",
             )
         if self.disc_layers is not None:
-            object.__setattr__(self, "disc_layers", _parse_layers(self.disc_layers))
+            object.__setattr__(self, "disc_layers", parse_layers(self.disc_layers))
 
     # Resolved model shape (preset values unless overridden).
     @property
@@ -291,7 +295,11 @@ class TrainConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
+    def from_dict(
+        cls, data: dict[str, Any], source: str = "config", saved: bool = False
+    ) -> TrainConfig:
+        """A config from settings; `saved`: they come from a run or an export, so a setting
+        they lack takes its LEGACY value (what it was before it existed), not today's default."""
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
@@ -299,6 +307,8 @@ class TrainConfig:
                 f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(known)}"
             )
         values = {k.replace("-", "_"): v for k, v in data.items()}
+        if saved:
+            values = {**LEGACY, **values}
         for key, value in values.items():
             _check_type(key, value, known[key].type, source)
         if values.get("size") is not None:
@@ -375,26 +385,3 @@ def _check_type(key: str, value: Any, annotation: object, source: str) -> None:
         ok = True
     if not ok:
         raise ConfigError(f"{source}: {key} = {value!r} has the wrong type (expected {annotation})")
-
-
-def _parse_layers(layers: Any) -> DiscLayers:
-    parsed: list[tuple] = []
-    try:
-        for layer in layers:
-            kind = layer[0]
-            if kind == "conv" and len(layer) == 4:
-                parsed.append(("conv", int(layer[1]), int(layer[2]), int(layer[3])))
-            elif kind == "pool" and len(layer) == 3:
-                parsed.append(("pool", int(layer[1]), int(layer[2])))
-            else:
-                raise ValueError(layer)
-    except (TypeError, ValueError, IndexError) as exc:
-        raise ConfigError(
-            f"disc_layers: expected entries ['conv', kernel, stride, features] or ['pool', kernel, stride], got {layers!r}"
-        ) from exc
-    check_layers(parsed)
-    if not parsed or parsed[-1][0] != "conv" or parsed[-1][3] != 2:
-        raise ConfigError(
-            "disc_layers: the last layer must be a conv with 2 features (real/refined logits)"
-        )
-    return tuple(parsed)

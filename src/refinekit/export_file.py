@@ -142,7 +142,7 @@ def _config(header: dict, flag: str) -> TrainConfig:
         what = "no config" if settings is None else f"config is a {type(settings).__name__}"
         raise CheckpointError(f"{flag}: its header has {what}, expected an object of settings")
     try:
-        config = TrainConfig.from_dict(settings, source=f"{flag} config")
+        config = TrainConfig.from_dict(settings, source=f"{flag} config", saved=True)
     except ConfigError as exc:
         message = str(exc)
         raise CheckpointError(

@@ -137,7 +137,7 @@ def _refiner_params_from_run(run: Path, step: int) -> tuple[TrainConfig, Any]:
 
     try:
         config = TrainConfig.from_dict(
-            checkpoint.load_config(run, step), source=f"{run} step {step} config"
+            checkpoint.load_config(run, step), source=f"{run} step {step} config", saved=True
         )
     except UsageError as exc:
         raise CheckpointError(str(exc)) from exc

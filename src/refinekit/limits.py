@@ -84,3 +84,27 @@ def check_layers(parsed: list[tuple]) -> None:
 def check(name: str, ok: bool, expected: str) -> None:
     if not ok:
         raise ConfigError(f"--{name.replace('_', '-')}: expected {expected}")
+
+
+def parse_layers(layers: Any) -> tuple[tuple, ...]:
+    """A disc_layers spec (lists from JSON/TOML) -> checked tuples; ConfigError otherwise."""
+    parsed: list[tuple] = []
+    try:
+        for layer in layers:
+            kind = layer[0]
+            if kind == "conv" and len(layer) == 4:
+                parsed.append(("conv", int(layer[1]), int(layer[2]), int(layer[3])))
+            elif kind == "pool" and len(layer) == 3:
+                parsed.append(("pool", int(layer[1]), int(layer[2])))
+            else:
+                raise ValueError(layer)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ConfigError(
+            f"disc_layers: expected entries ['conv', kernel, stride, features] or ['pool', kernel, stride], got {layers!r}"
+        ) from exc
+    check_layers(parsed)
+    if not parsed or parsed[-1][0] != "conv" or parsed[-1][3] != 2:
+        raise ConfigError(
+            "disc_layers: the last layer must be a conv with 2 features (real/refined logits)"
+        )
+    return tuple(parsed)

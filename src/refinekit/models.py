@@ -38,6 +38,11 @@ class ResBlock(nnx.Module):
 class Refiner(nnx.Module):
     """conv k x k -> width + ReLU, `blocks` ResNet blocks, conv 1x1 -> channels, tanh.
 
+    `residual` (the default): R(x) = tanh(atanh(x) + f(x)) with the last conv zero-initialised,
+    so R starts as the identity and f only learns the change (docs/training.md: with the
+    paper's direct tanh(f(x)) the refiner still differed from its input by 0.09-0.34 after
+    1,000 pretraining steps).
+
     No striding, pooling or normalisation: it runs on images of any size. `conv_fn` computes the
     convolutions (`winograd.conv_general_dilated` for faster forward passes on CPU).
     """
@@ -52,13 +57,17 @@ class Refiner(nnx.Module):
         dtype=None,
         rngs: nnx.Rngs,
         conv_fn=jax.lax.conv_general_dilated,
+        residual: bool = False,
     ):
         conv = dict(padding="SAME", dtype=dtype, rngs=rngs, conv_general_dilated=conv_fn)
+        self.residual = residual
         self.conv_in = nnx.Conv(channels, width, (kernel, kernel), **conv)
         self.blocks = nnx.List(
             [ResBlock(width, kernel, dtype, rngs, conv_fn) for _ in range(blocks)]
         )
         self.conv_out = nnx.Conv(width, channels, (1, 1), dtype=dtype, rngs=rngs)
+        if residual:  # f starts at 0, so R starts as the identity
+            self.conv_out.kernel[...] = jnp.zeros_like(self.conv_out.kernel[...])
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.forward_with_features(x)[0]
@@ -73,7 +82,11 @@ class Refiner(nnx.Module):
         for block in self.blocks:
             h = block(h)
             hidden.append(h)
-        return jnp.tanh(self.conv_out(h).astype(jnp.float32)), hidden
+        out = self.conv_out(h).astype(jnp.float32)
+        if self.residual:
+            # (1 - 1e-3) keeps atanh finite at -1 and 1; 1e-3 is an eighth of an 8-bit step.
+            out = out + jnp.arctanh(x.astype(jnp.float32) * (1.0 - 1e-3))
+        return jnp.tanh(out), hidden
 
 
 class PatchDiscriminator(nnx.Module):
@@ -168,6 +181,7 @@ def build_models(
         dtype=dtype,
         rngs=rngs,
         conv_fn=conv_fn,
+        residual=config.refiner_output == "residual",
     )
     disc = PatchDiscriminator(
         channels, config.discriminator_layers, dtype=dtype, rngs=rngs, classes=classes

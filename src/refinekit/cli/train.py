@@ -36,6 +36,11 @@ class ClassConditional(StrEnum):
     off = "off"
 
 
+class RefinerOutput(StrEnum):
+    residual = "residual"
+    direct = "direct"
+
+
 class GanLoss(StrEnum):
     bce = "bce"
     lsgan = "lsgan"
@@ -107,6 +112,13 @@ def train(
     ] = None,
     kernel: Annotated[
         int | None, typer.Option("--kernel", help="Refiner kernel size, odd (gaze 3, hand 7).")
+    ] = None,
+    refiner_output: Annotated[
+        RefinerOutput | None,
+        typer.Option(
+            "--refiner-output",
+            help="residual (default: tanh(atanh(x) + f(x)), the identity at the start) or direct (the paper's tanh(f(x))).",
+        ),
     ] = None,
     lambda_reg: Annotated[
         float | None,
@@ -313,55 +325,12 @@ def train(
     ] = None,
 ) -> None:
     """Train a SimGAN refiner and patch discriminator (resumes an existing --out)."""
+    # Every parameter but --config is the TrainConfig field of its name (checked by
+    # tests/test_settings_source.py), so the flags are this call's arguments.
+    flags = {name: value for name, value in locals().items() if name != "config_file"}
     from ..config import load_config_file
 
     values = load_config_file(config_file) if config_file else {}
-    flags = {
-        "synthetic": synthetic,
-        "real": real,
-        "out": out,
-        "steps": steps,
-        "batch_size": batch_size,
-        "seed": seed,
-        "preset": preset,
-        "width": width,
-        "blocks": blocks,
-        "kernel": kernel,
-        "lambda_reg": lambda_reg,
-        "psi": psi,
-        "lambda_label": lambda_label,
-        "class_conditional": class_conditional,
-        "content": content,
-        "lambda_nce": lambda_nce,
-        "classifier_steps": classifier_steps,
-        "gan_loss": gan_loss,
-        "r1_gamma": r1_gamma,
-        "r1_every": r1_every,
-        "ema_decay": ema_decay,
-        "grad_clip": grad_clip,
-        "on_collapse": on_collapse,
-        "val_fraction": val_fraction,
-        "kg": kg,
-        "kd": kd,
-        "pretrain_refiner_steps": pretrain_refiner_steps,
-        "pretrain_disc_steps": pretrain_disc_steps,
-        "buffer_size": buffer_size,
-        "optimizer": optimizer,
-        "lr_refiner": lr_refiner,
-        "lr_disc": lr_disc,
-        "size": size,
-        "channels": channels,
-        "real_crop": real_crop,
-        "strict": strict,
-        "augment": augment,
-        "augment_policy": augment_policy,
-        "steps_per_call": steps_per_call,
-        "precision": precision,
-        "checkpoint_every": checkpoint_every,
-        "keep": keep,
-        "sample_every": sample_every,
-        "log_every": log_every,
-    }
     for name, value in flags.items():
         if value is not None:
             values[name] = (

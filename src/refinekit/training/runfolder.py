@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import checkpoint
-from ..config import TrainConfig, incompatible_fields
+from ..config import LEGACY, TrainConfig, incompatible_fields
 from ..errors import CheckpointError, ConfigError, RefinekitError, UsageError
 from ..io.atomic import atomic_write, temp_target
 
@@ -61,6 +61,7 @@ def resume_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
         saved = json.loads(saved_path.read_text())
     except (OSError, json.JSONDecodeError):
         return values  # resolve_run_config reports the damaged file
+    saved = {**LEGACY, **saved}  # a run saved before a setting existed was trained without it
     saved.pop("extra", None)
     for key in ("synthetic", "real", "out"):
         saved.pop(key, None)
@@ -89,7 +90,9 @@ def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
             )
         return config, None
     try:
-        saved = TrainConfig.from_dict(json.loads(saved_path.read_text()), source=str(saved_path))
+        saved = TrainConfig.from_dict(
+            json.loads(saved_path.read_text()), source=str(saved_path), saved=True
+        )
     except (json.JSONDecodeError, RefinekitError) as exc:
         raise ConfigError(f"--out {run}: its config.json is unreadable ({exc})") from exc
     fill = {
@@ -132,7 +135,9 @@ def _check_checkpoint_config(run: Path, step: int, config: TrainConfig) -> None:
     """The checkpoint to resume from must hold this run's model (not one copied from another)."""
     folder = checkpoint.checkpoint_dir(run) / str(step)
     try:
-        saved = TrainConfig.from_dict(checkpoint.load_config(run, step), source=f"{folder} config")
+        saved = TrainConfig.from_dict(
+            checkpoint.load_config(run, step), source=f"{folder} config", saved=True
+        )
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {folder}: its config is unreadable ({exc})") from exc
     changed = incompatible_fields(saved, config)
