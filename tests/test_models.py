@@ -76,3 +76,23 @@ def test_saved_configs_without_the_setting_are_direct_new_ones_residual():
     assert TrainConfig.from_dict({}, saved=True).refiner_output == "direct"
     kept = TrainConfig.from_dict({"refiner_output": "residual"}, saved=True)
     assert kept.refiner_output == "residual"
+
+
+def test_residual_refiner_is_the_identity_under_the_training_xla_flags():
+    # The flags must be set before JAX starts, so in a child process. jnp.arctanh was wrong
+    # (max error 1.47) under the YNNPACK eltwise fusion train enables; the refiner must not use it.
+    import subprocess
+    import sys
+
+    code = """
+from refinekit.runtime import setup
+setup(kind="train")
+import jax.numpy as jnp, numpy as np
+from refinekit.config import TrainConfig
+from refinekit.models import build_models
+x = np.random.default_rng(0).uniform(-0.9, 0.9, (32, 16, 16, 1)).astype(np.float32)
+refiner, _ = build_models(TrainConfig(), 1, seed=0)
+print(float(np.abs(np.asarray(refiner(jnp.asarray(x))) - 0.999 * x).max()))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(done.stdout.strip().splitlines()[-1]) < 1e-5

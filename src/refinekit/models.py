@@ -84,8 +84,11 @@ class Refiner(nnx.Module):
             hidden.append(h)
         out = self.conv_out(h).astype(jnp.float32)
         if self.residual:
-            # (1 - 1e-3) keeps atanh finite at -1 and 1; 1e-3 is an eighth of an 8-bit step.
-            out = out + jnp.arctanh(x.astype(jnp.float32) * (1.0 - 1e-3))
+            # atanh in its log form: jnp.arctanh is miscomputed (errors up to 1.47) under the
+            # YNNPACK eltwise fusion that train enables on CPU (runtime.py, docs/performance.md).
+            # (1 - 1e-3) keeps it finite at -1 and 1; 1e-3 is an eighth of an 8-bit step.
+            y = x.astype(jnp.float32) * (1.0 - 1e-3)
+            out = out + 0.5 * (jnp.log1p(y) - jnp.log1p(-y))
         return jnp.tanh(out), hidden
 
 
