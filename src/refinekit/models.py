@@ -84,11 +84,12 @@ class Refiner(nnx.Module):
             hidden.append(h)
         out = self.conv_out(h).astype(jnp.float32)
         if self.residual:
-            # atanh in its log form: jnp.arctanh is miscomputed (errors up to 1.47) under the
-            # YNNPACK eltwise fusion that train enables on CPU (runtime.py, docs/performance.md).
+            # atanh as log(1 + y) - log(1 - y): XLA:CPU's YNNPACK eltwise fusion, which train
+            # enables (runtime.py), miscomputes atanh (errors up to 1.47), and XLA rewrites the
+            # log1p form into atanh; this form stays logs (tests/test_models.py, under jit).
             # (1 - 1e-3) keeps it finite at -1 and 1; 1e-3 is an eighth of an 8-bit step.
             y = x.astype(jnp.float32) * (1.0 - 1e-3)
-            out = out + 0.5 * (jnp.log1p(y) - jnp.log1p(-y))
+            out = out + 0.5 * (jnp.log(1.0 + y) - jnp.log(1.0 - y))
         return jnp.tanh(out), hidden
 
 
