@@ -145,7 +145,7 @@ class TrainConfig:
     width: int | None = None  # refiner feature maps (preset's if None)
     blocks: int | None = None  # refiner ResNet blocks
     kernel: int | None = None  # refiner kernel size
-    refiner_output: str = "residual"  # tanh(atanh(x) + f(x)): identity at init; direct: tanh(f(x))
+    refiner_output: str = "direct"  # the paper's tanh(f(x)); residual: tanh(atanh(x) + f(x))
     disc_layers: DiscLayers | None = None
     # data
     size: tuple[int, int] | None = None  # (H, W); None: the synthetic images' common size

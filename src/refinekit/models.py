@@ -38,10 +38,9 @@ class ResBlock(nnx.Module):
 class Refiner(nnx.Module):
     """conv k x k -> width + ReLU, `blocks` ResNet blocks, conv 1x1 -> channels, tanh.
 
-    `residual` (the default): R(x) = tanh(atanh(x) + f(x)) with the last conv zero-initialised,
-    so R starts as the identity and f only learns the change (docs/training.md: with the
-    paper's direct tanh(f(x)) the refiner still differed from its input by 0.09-0.34 after
-    1,000 pretraining steps).
+    `residual` (--refiner-output residual): R(x) = tanh(atanh(x) + f(x)), the last conv
+    zero-initialised, so R starts as the identity and f learns only the change; the default is
+    the paper's direct tanh(f(x)) (docs/training.md compares them).
 
     No striding, pooling or normalisation: it runs on images of any size. `conv_fn` computes the
     convolutions (`winograd.conv_general_dilated` for faster forward passes on CPU).

@@ -117,7 +117,7 @@ def train(
         RefinerOutput | None,
         typer.Option(
             "--refiner-output",
-            help="residual (default: tanh(atanh(x) + f(x)), the identity at the start) or direct (the paper's tanh(f(x))).",
+            help="direct (default: the paper's tanh(f(x))) or residual (tanh(atanh(x) + f(x)), the identity at the start; measured worse on the stroke case, docs/training.md).",
         ),
     ] = None,
     lambda_reg: Annotated[
