@@ -152,3 +152,36 @@ def test_refiner_extra_loss_is_lambda_times_the_classifier_cross_entropy():
     off = StepFunctions(config.replace(lambda_label=0.0), (16, 16, 1), make_mesh())
     loss_off, metrics_off = off.refiner_extra_loss(state, state.refiner, refined, x, y, key, True)
     assert float(loss_off) == 0.0 and metrics_off == {}
+
+
+def test_a_classifier_too_weak_to_trust_turns_the_label_loss_off_and_resume_agrees(
+    tmp_path, capsys
+):
+    # The same ten images in both class folders: no classifier can beat 50%, so its gradient
+    # would only repaint images. The label loss must go off, and the refiner then learns
+    # exactly what it learns with --lambda-label 0.
+    write_images(tmp_path / "syn" / "a", 10, (16, 16), 0, smooth=True)
+    write_images(tmp_path / "syn" / "b", 10, (16, 16), 0, smooth=True)
+    flat_real = write_images(tmp_path / "real", 12, (16, 16), 5, smooth=False)
+    syn = tmp_path / "syn"
+    run, reference = tmp_path / "gated", tmp_path / "off"
+    assert main(_args(syn, flat_real, run, 6)) == 0
+    err = capsys.readouterr().err
+    assert "label classifier trained (8 steps, 2 classes)" in err
+    assert "training it again for 32 steps" in err
+    assert "label classifier trained (32 steps, 2 classes)" in err
+    assert "label loss off: the label classifier puts only" in err and "needs 90%" in err
+    assert main(_args(syn, flat_real, reference, 6, "--lambda-label", "0")) == 0
+    capsys.readouterr()
+    _, gated = _state_at(run, 16)
+    config = TrainConfig.from_dict(json.loads((reference / "config.json").read_text()))
+    fns = StepFunctions(config, (*config.size, config.channels), make_mesh())
+    off = jax.device_get(checkpoint.restore(reference, 16, fns.init_state()))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-6), gated.refiner, off.refiner
+    )
+    # resume measures the restored classifier again and keeps the loss off, saying so
+    assert main(_args(syn, flat_real, run, 8)) == 0
+    err = capsys.readouterr().err
+    assert "resuming from step 16" in err and "label loss off: the label classifier" in err
+    assert "label classifier trained" not in err

@@ -85,7 +85,11 @@ CHOICES = {
     "gan_loss": GAN_LOSSES,
 }
 # What a setting was before it existed: a saved run or export without the key was trained so.
-LEGACY = {"refiner_output": "direct"}
+LEGACY: dict[str, Any] = {
+    "refiner_output": "direct",
+    "lr_pretrain_refiner": None,
+    "lambda_label_pretrain": None,
+}
 
 # Fields that define what a checkpoint holds or how its numbers evolve; changing one of
 # them on resume would silently train a different model, so it is an error.
@@ -110,6 +114,7 @@ RUN_DEFINING = (
     "optimizer",
     "lr_refiner",
     "lr_disc",
+    "lr_pretrain_refiner",
     "precision",
     "real_crop",
     "augment",
@@ -119,6 +124,7 @@ RUN_DEFINING = (
     "ada_speed",
     # label-aware training (docs/labels.md)
     "lambda_label",
+    "lambda_label_pretrain",
     "class_conditional",
     "content",
     "lambda_nce",
@@ -167,6 +173,8 @@ class TrainConfig:
         5e-5  # 4x below lr_disc: no drift when D wins pretraining (docs/training.md)
     )
     lr_disc: float = 2e-4
+    # refiner pretraining only (None: --lr-refiner); fast so pretraining ends near the identity
+    lr_pretrain_refiner: float | None = None
     seed: int = 0
     # stability (docs/training.md)
     gan_loss: str = "bce"
@@ -187,6 +195,8 @@ class TrainConfig:
     ada_speed: float = 20_000.0  # images for p to move 0 -> 1 (ADA uses 500k on large sets)
     # labels and content (docs/labels.md)
     lambda_label: float = 5.0  # weight of CE(C(R(x)), y) when class subfolders exist
+    # ... during refiner pretraining (None: lambda_label, as runs saved before it existed)
+    lambda_label_pretrain: float | None = None
     class_conditional: str = "auto"  # projection discriminator when real has the same classes
     content: str = "l1"  # what self-regularisation compares: l1, lowpass, nce
     lambda_nce: float = 1.0  # weight of PatchNCE when content is nce
@@ -231,12 +241,22 @@ class TrainConfig:
         _check("kernel", self.kernel is None or self.kernel % 2 == 1, "an odd kernel size")
         _check("lambda_reg", self.lambda_reg >= 0, "a number >= 0")
         _check("lambda_label", self.lambda_label >= 0, "a number >= 0 (0 turns the label loss off)")
+        _check(
+            "lambda_label_pretrain",
+            self.lambda_label_pretrain is None or self.lambda_label_pretrain >= 0,
+            "a number >= 0",
+        )
         _check("lambda_nce", self.lambda_nce >= 0, "a number >= 0")
         _check("classifier_steps", self.classifier_steps >= 1, "an integer >= 1")
         for name, allowed in CHOICES.items():
             _check(name, getattr(self, name) in allowed, f"one of {', '.join(allowed)}")
         _check("lr_refiner", self.lr_refiner > 0, "a learning rate > 0")
         _check("lr_disc", self.lr_disc > 0, "a learning rate > 0")
+        _check(
+            "lr_pretrain_refiner",
+            self.lr_pretrain_refiner is None or self.lr_pretrain_refiner > 0,
+            "a learning rate > 0",
+        )
         _check("channels", self.channels in (None, 1, 3), "1 (gray) or 3 (RGB)")
         _check("ada_target", 0 < self.ada_target < 1, "a number between 0 and 1")
         _check("ada_speed", self.ada_speed > 0, "a number > 0")

@@ -21,6 +21,14 @@ from . import content, label_classifier, labels
 from .config import TrainConfig
 from .events import Note, OnEvent, Progress, Stage
 
+# C is trained again, RETRY_FACTOR x longer, when it puts fewer than RETRY_BELOW of the
+# synthetic images in their class (colour-randomised sets need ~4x the default steps: 35% at
+# 600 steps, 94% at 2,400, docs/labels.md). Below MIN_ACCURACY its gradient points nowhere
+# useful: the label loss would repaint images to please a classifier that is mostly wrong.
+RETRY_BELOW = 0.97
+RETRY_FACTOR = 4
+MIN_ACCURACY = 0.9
+
 
 class LabelTerms:
     def __init__(self, config: TrainConfig, image_shape: tuple[int, int, int]):
@@ -34,6 +42,9 @@ class LabelTerms:
             if self.plan.label_loss
             else None
         )
+        # 0 when prepare() finds C too weak to trust; read when the steps are traced, which
+        # happens after prepare (train.py), so a weak classifier costs nothing per step.
+        self.label_weight = 1.0
 
     @property
     def disc_classes(self) -> int:
@@ -62,6 +73,7 @@ class LabelTerms:
         synthetic: jax.Array,
         class_ids: jax.Array,
         key: jax.Array,
+        adversarial: bool = True,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """(weighted extra loss, metrics) for one refiner update.
 
@@ -74,7 +86,10 @@ class LabelTerms:
             ce, acc = self.classifier.label_loss(
                 extras["classifier"], refined, class_ids, jax.random.fold_in(key, 11)
             )
-            total = total + self.config.lambda_label * ce
+            weight = self.config.lambda_label
+            if not adversarial and self.config.lambda_label_pretrain is not None:
+                weight = self.config.lambda_label_pretrain
+            total = total + weight * self.label_weight * ce
             metrics["label_loss"] = ce
             metrics["label_accuracy"] = acc
         if self.config.content == "nce":
@@ -96,11 +111,49 @@ def prepare(
 ) -> Any:
     """The classifier phase: on a fresh run with the label loss on, train C on the synthetic
     images (device array `synthetic`, uint) and their class ids, and freeze it into
-    state.extras["classifier"]. A resumed state already holds it (from the checkpoint)."""
+    state.extras["classifier"]. A resumed state already holds it (from the checkpoint); its
+    accuracy is measured again, so the label loss is on or off exactly as in the first run."""
     fns = terms.classifier
-    if fns is None or resumed:
+    if fns is None:
+        return state
+    images = np.asarray(synthetic)
+    if resumed:
+        params = state.extras["classifier"]
+        accuracy = label_classifier.accuracy(fns, params, images, synthetic_ids)
+        _gate(terms, accuracy, emit)
         return state
     steps = terms.config.classifier_steps
+    params, accuracy = _train(terms, fns, synthetic, synthetic_ids, steps, emit)
+    if accuracy < RETRY_BELOW:
+        emit(
+            Note(
+                "train",
+                "info",
+                f"label classifier: {accuracy:.1%} of the synthetic images in their class after "
+                f"{steps} steps; training it again for {RETRY_FACTOR * steps} steps",
+            )
+        )
+        h, w, c = images.shape[1:]
+        longer = label_classifier.ClassifierFunctions(
+            c, terms.plan.n_classes, (h, w), terms.config.seed, RETRY_FACTOR * steps
+        )
+        retry, retry_accuracy = _train(
+            terms, longer, synthetic, synthetic_ids, RETRY_FACTOR * steps, emit
+        )
+        if retry_accuracy > accuracy:
+            params, accuracy = retry, retry_accuracy
+    _gate(terms, accuracy, emit)
+    return state.replace(extras={**state.extras, "classifier": params})
+
+
+def _train(
+    terms: LabelTerms,
+    fns: label_classifier.ClassifierFunctions,
+    synthetic: Any,
+    synthetic_ids: np.ndarray,
+    steps: int,
+    emit: OnEvent,
+) -> tuple[Any, float]:
     emit(Stage("train", "classifier", steps))
 
     def progress(step: int, loss: float) -> None:
@@ -126,4 +179,22 @@ def prepare(
             },
         )
     )
-    return state.replace(extras={**state.extras, "classifier": params})
+    return params, accuracy
+
+
+def _gate(terms: LabelTerms, accuracy: float, emit: OnEvent) -> None:
+    """Turn the label loss off (weight 0) when C is too weak to trust, and say so."""
+    if accuracy >= MIN_ACCURACY:
+        return
+    terms.label_weight = 0.0
+    emit(
+        Note(
+            "train",
+            "warning",
+            f"label loss off: the label classifier puts only {accuracy:.1%} of the synthetic "
+            f"images in their class (needs {MIN_ACCURACY:.0%}); its gradient would repaint "
+            "images rather than keep their class. Try a larger --classifier-steps; the L1 "
+            "self-regularisation still keeps refined images near their inputs",
+            details={"accuracy": accuracy, "label_loss": False},
+        )
+    )

@@ -35,6 +35,7 @@ _COUNTS = (
     "ada_interval",
 )
 _FLOATS = ("lambda_reg", "lr_refiner", "lr_disc", "ada_target", "ada_speed")
+_OPTIONAL_FLOATS = ("lr_pretrain_refiner", "lambda_label_pretrain")
 MAX_SIDE = 16384  # pixels per side of the training size
 
 
@@ -51,8 +52,10 @@ def check_limits(config: Any) -> None:
             f"--steps: the three phases add up to {config.total_steps} steps, more than "
             f"{INT32_MAX} (the step counter is a 32-bit integer)"
         )
-    for name in _FLOATS:
+    for name in _FLOATS + _OPTIONAL_FLOATS:
         value = getattr(config, name)
+        if value is None and name in _OPTIONAL_FLOATS:
+            continue
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         check(name, ok and math.isfinite(value), "a finite number")
     if config.size is not None and isinstance(config.size, list | tuple):

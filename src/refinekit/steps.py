@@ -29,7 +29,7 @@ from .label_terms import LabelTerms
 from .models import build_models
 from .training import adversarial as gan
 from .training import ema, health
-from .training.optim import make_optimizer
+from .training.optim import make_optimizer, refiner_learning_rate
 
 
 @struct.dataclass
@@ -78,7 +78,7 @@ class StepFunctions:
         self.refiner_graph, refiner_params = nnx.split(refiner, nnx.Param)
         self.disc_graph, disc_params = nnx.split(disc, nnx.Param)
         self._init_params = (refiner_params, disc_params)
-        self.opt_refiner = make_optimizer(config, config.lr_refiner)
+        self.opt_refiner = make_optimizer(config, refiner_learning_rate(config))
         self.opt_disc = make_optimizer(config, config.lr_disc)
         self.half = config.batch_size // 2
         # Forward-only refiner passes (the discriminator's fake batch, sample grids) run a few
@@ -204,7 +204,7 @@ class StepFunctions:
             labels = jnp.full((synthetic.shape[0],), -1, jnp.int32)
         refiner = nnx.merge(self.refiner_graph, params)
         return self.label_terms.refiner_extra_loss(
-            state.extras, refiner, refined, synthetic, labels, key
+            state.extras, refiner, refined, synthetic, labels, key, adversarial
         )
 
     def _refiner_update(

@@ -141,6 +141,13 @@ def train(
             help="Weight of the label loss CE(C(R(x)), y) of a frozen classifier trained on the synthetic class subfolders (default 5; on when class subfolders exist; 0 turns it off).",
         ),
     ] = None,
+    lambda_label_pretrain: Annotated[
+        float | None,
+        typer.Option(
+            "--lambda-label-pretrain",
+            help="Weight of the label loss during refiner pretraining (default: --lambda-label's).",
+        ),
+    ] = None,
     class_conditional: Annotated[
         ClassConditional | None,
         typer.Option(
@@ -254,6 +261,14 @@ def train(
     ] = None,
     lr_disc: Annotated[
         float | None, typer.Option("--lr-disc", help="Discriminator learning rate (default 2e-4).")
+    ] = None,
+    lr_pretrain_refiner: Annotated[
+        float | None,
+        typer.Option(
+            "--lr-pretrain-refiner",
+            help="Refiner learning rate during its pretraining (default: --lr-refiner's); "
+            "--lr-refiner applies after it.",
+        ),
     ] = None,
     size: Annotated[
         tuple[int, int] | None,

@@ -7,7 +7,22 @@ import optax
 from ..config import TrainConfig
 
 
-def make_optimizer(config: TrainConfig, lr: float) -> optax.GradientTransformation:
+def refiner_learning_rate(config: TrainConfig) -> float | optax.Schedule:
+    """--lr-pretrain-refiner for the refiner's pretraining updates, then --lr-refiner.
+
+    The schedule reads the optimizer's own update count, which is in the state, so resume is
+    exact. A constant when the two agree keeps the optimizer state of older runs loadable.
+    """
+    pretrain = config.lr_pretrain_refiner
+    steps = config.pretrain_refiner_steps
+    if pretrain is None or pretrain == config.lr_refiner or steps == 0:
+        return config.lr_refiner
+    return optax.join_schedules(
+        [optax.constant_schedule(pretrain), optax.constant_schedule(config.lr_refiner)], [steps]
+    )
+
+
+def make_optimizer(config: TrainConfig, lr: float | optax.Schedule) -> optax.GradientTransformation:
     if config.optimizer == "sgd":
         opt = optax.sgd(lr)
     else:
