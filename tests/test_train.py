@@ -91,7 +91,12 @@ def test_rgb_32x32_run(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "augment", [[], ["--augment", "ada", "--augment-policy", "color,translation,cutout,noise"]]
+    "augment",
+    [
+        [],
+        ["--augment", "ada", "--augment-policy", "color,translation,cutout,noise"],
+        ["--lr-pretrain-refiner", "1e-3", "--lambda-label-pretrain", "0"],
+    ],
 )
 def test_resume_is_bit_identical_to_an_uninterrupted_run(gray16, tmp_path, augment):
     syn, real = gray16
