@@ -92,3 +92,17 @@ def test_harness_end_to_end(tmp_path):
     assert len(attempts.splitlines()) == 1
     with pytest.raises(SystemExit, match="other flags"):
         run.main(argv[:-1] + [TINY_TRAIN + " --lambda-reg 0.3"])
+
+
+def test_a_row_is_added_to_results_as_they_are_on_disk_not_as_they_were(tmp_path, monkeypatch):
+    # Two harness processes on one --out: each started with its own copy of results.json.
+    # The second's row must not erase the row the first wrote in the meantime.
+    monkeypatch.setattr(run.report, "markdown", lambda results: json.dumps(results))
+    entry = {"meta": {"case": "stroke"}, "baseline": {}, "variants": {}}
+    run.record(tmp_path, "stroke", entry, "first", {"score": 1})
+    run.record(tmp_path, "stroke", entry, "second", {"score": 2})  # entry: a stale copy
+    run.record(tmp_path, "texture", {**entry, "meta": {"case": "texture"}}, "third", {"score": 3})
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["cases"]["stroke"]["variants"] == {"first": {"score": 1}, "second": {"score": 2}}
+    assert saved["cases"]["texture"]["variants"] == {"third": {"score": 3}}
+    assert json.loads((tmp_path / "results.md").read_text()) == saved

@@ -353,14 +353,25 @@ def main(argv: list[str] | None = None) -> int:
         entry["baseline"] = baseline_step(out, case, case_data, classes, evals, args.judges)["sets"]
         for spec in [v for v in args.variants.split(",") if v]:
             name = parse_variant(spec, args.real_count)[0]
-            entry["variants"][name] = run_variant(out, args, case, case_data, classes, evals, spec)
-            write_json(out / "results.json", results)
-            (out / "results.md").write_text(report.markdown(results))
+            row = run_variant(out, args, case, case_data, classes, evals, spec)
+            results = record(out, case, entry, name, row)
         log(out, f"{case} done")
-    write_json(out / "results.json", results)
-    (out / "results.md").write_text(report.markdown(results))
     print(report.markdown(results))
     return 0
+
+
+def record(out: Path, case: str, entry: dict, name: str, row: dict) -> dict:
+    """Add one variant's row to results.json as it is on disk now, not as it was when this
+    process started: another harness process (waiting on the training lock) may have added
+    rows since, and a whole-file write of a stale copy would drop them."""
+    with training_lock(str(out / ".results.lock")):
+        results = read_json(out / "results.json") or {"cases": {}}
+        current = results["cases"].setdefault(case, {"variants": {}})
+        current["meta"], current["baseline"] = entry["meta"], entry["baseline"]
+        current["variants"][name] = row
+        write_json(out / "results.json", results)
+        (out / "results.md").write_text(report.markdown(results))
+    return results
 
 
 if __name__ == "__main__":
