@@ -170,6 +170,30 @@ def test_best_checkpoint_rule():
     assert selection.choose_best([_rec(20, None), _rec(30, None)]).step == 30
     none = selection.choose_best([_rec(20, 0.1, healthy=False)])
     assert none.step is None and "unhealthy" in none.reason
+    assert choice.warning is None  # 0.975 against 1.0 before the adversarial phase
+
+
+def test_a_choice_that_lost_labels_since_pretraining_carries_a_warning(tmp_path, capsys):
+    # The 50-real stroke run's numbers: 0.94 at the end of pretraining, 0.62 at best after.
+    records = [
+        _rec(1000, 1.80, 0.94, phase="pretrain_disc"),
+        _rec(1500, 0.84, 0.41),
+        _rec(2000, 0.46, 0.62),
+        _rec(2500, 0.18, 0.56),
+    ]
+    choice = selection.choose_best(records)
+    assert choice.step == 2000 and choice.warning is not None
+    assert (
+        "0.620 at step 2000 against 0.940" in choice.warning and "--augment ada" in choice.warning
+    )
+    # a drop of exactly LABELS_AT_RISK is not flagged; a bit more is
+    edge = [_rec(1000, 1.8, 0.90, phase="pretrain_disc"), _rec(1500, 0.5, 0.75)]
+    assert selection.choose_best(edge).warning is None
+    edge[1]["retention"] = 0.74
+    assert selection.choose_best(edge).warning is not None
+    # recorded in best.json and printed by the commands that use the choice
+    selection.write_best(tmp_path, records)
+    assert "labels at risk" in json.loads((tmp_path / "best.json").read_text())["warning"]
 
 
 def _stress(tmp_path, syn=60, real=40):
@@ -214,6 +238,26 @@ def test_fake_scorer_picks_the_best_checkpoint_and_refine_uses_it(tmp_path, monk
     page = (run / "index.html").read_text()
     assert "<svg" in page and "data:image/png;base64," in page and "&#9733; best" in page
     assert "http" not in page.replace("http-equiv", "")
+
+
+def test_train_refine_and_the_page_say_when_the_best_checkpoint_lost_labels(
+    tmp_path, monkeypatch, capsys
+):
+    import refinekit.gap.scores as scores
+
+    kept = iter([0.95, 0.95, 0.5, 0.6, 0.55, 0.5])  # checkpoints 10, 20 (pretraining), 30-60
+    monkeypatch.setattr(scores, "headline_distance", lambda real, images, seed=0: 0.5)
+    monkeypatch.setattr(scores, "label_retention", lambda s, y, r, seed=0: next(kept))
+    syn, real = _stress(tmp_path)
+    run = tmp_path / "run"
+    assert main(_train_args(syn, real, run, 40)) == 0
+    err = capsys.readouterr().err
+    assert "best checkpoint: step 40" in err
+    assert "warning: labels at risk: validation label retention 0.600 at step 40" in err
+    assert main(["refine", str(syn), str(tmp_path / "out"), "--run", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "using step 40" in err and "labels at risk" in err
+    assert "labels at risk" in (run / "index.html").read_text()
 
 
 def test_forced_collapse_is_flagged_and_stop_stops_there(tmp_path, capsys):

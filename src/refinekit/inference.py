@@ -53,6 +53,7 @@ class Refiner:
         self.train_size = tuple(cast("tuple[int, int]", config.size))
         self.model_id = model_id
         self.selection_reason = ""  # why this checkpoint of a run (set by load_refiner)
+        self.selection_warning: str | None = None  # labels at risk (selection.Choice.warning)
         mesh = make_mesh()
         devices = mesh.devices.size
         self.batch_size = max(
@@ -190,6 +191,7 @@ def load_refiner(
         winograd,
     )
     refiner.selection_reason = choice.reason
+    refiner.selection_warning = choice.warning
     return refiner
 
 

@@ -133,6 +133,8 @@ def gap_report(
 
         choice = resolve(run, parse_step(step))
         log(f"using step {choice.step} of {escape(str(run))}: {escape(choice.reason)}")
+        if choice.warning:
+            log(f"[yellow]warning:[/] {escape(choice.warning)}")
         run_step = choice.step
     started = time.monotonic()
     stages = _RichStages() if interactive() else _LogStages()

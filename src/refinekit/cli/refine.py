@@ -165,6 +165,8 @@ def refine(
         log(f"model: {escape(describe_model(refiner.model_id))}, {refiner.channels} channel(s)")
         if getattr(refiner, "selection_reason", ""):
             log(f"using step {refiner.model_id['step']}: {escape(refiner.selection_reason)}")
+        if getattr(refiner, "selection_warning", None):
+            log(f"[yellow]warning:[/] {escape(refiner.selection_warning)}")
         if signals.requested():
             raise _stopped(signals, " before writing anything")
         reporter = _RichReporter() if interactive() else _LogReporter()

@@ -25,6 +25,8 @@ def report_best(run: Path) -> None:
     choice = selection.choose_best(records)
     if choice.step is not None:
         log(f"best checkpoint: step {choice.step}, {choice.reason}; refine --run uses it")
+        if choice.warning:
+            log(f"[yellow]warning:[/] {choice.warning}")
     elif any(r.get("phase") == "adversarial" for r in records):
         raise selection.NoHealthyCheckpoint(
             f"{run}: no healthy checkpoint ({choice.reason}); see the warnings above and "

@@ -156,6 +156,7 @@ def render(run: Path, scores: list[dict], sample: Path | None) -> str:
     last = metrics[-1]["step"] if metrics else 0
     best_text = (
         f"best checkpoint: step {best.step} ({escape(best.reason)})"
+        + (f"<br><b>warning:</b> {escape(best.warning)}" if best.warning else "")
         if best.step is not None
         else f"no best checkpoint: {escape(best.reason)}"
     )
