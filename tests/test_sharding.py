@@ -125,8 +125,14 @@ def test_two_processes_with_jax_distributed_match_one(tmp_path):
                 text=True,
             )
         )
-    for proc in procs:
-        _, err = proc.communicate(timeout=300)
+    try:
+        errs = [proc.communicate(timeout=300)[1] for proc in procs]
+    finally:  # a failed or timed-out peer must not outlive the test (nor warn in the next)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    for proc, err in zip(procs, errs, strict=True):
         assert proc.returncode == 0, err
     devices = next(line for line in err.splitlines() if "devices:" in line).split("devices:")[1]
     assert len(devices.split(",")) == 2, err  # one global mesh over both processes' devices
