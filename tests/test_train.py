@@ -312,3 +312,19 @@ def test_progress_bar_on_a_terminal(gray16, tmp_path, monkeypatch, capsys):
     assert main(_args(syn, real, tmp_path / "run", 4, "--log-every", "2")) == 0
     err = capsys.readouterr().err
     assert "adversarial" in err and re.search(r"\d+/14", err) and "img/s" in err, err[-2000:]
+
+
+def test_augment_auto_is_ada_below_100_real_images_and_none_from_100(tmp_path, capsys):
+    syn = write_images(tmp_path / "syn", 12, (16, 16), 0, smooth=True)
+    for count, expected in ((99, "ada"), (100, "none")):
+        real = write_images(tmp_path / f"real{count}", count, (16, 16), 1, smooth=False)
+        run = tmp_path / f"run{count}"
+        assert main(_args(syn, real, run, 2)) == 0
+        err = capsys.readouterr().err
+        assert json.loads((run / "config.json").read_text())["augment"] == expected
+        said = "discriminator augmentation: ada (only 99 real images" in err
+        assert said == (expected == "ada")
+        # resuming keeps what auto chose, with no flag given
+        assert main(_args(syn, real, run, 4)) == 0
+        capsys.readouterr()
+        assert json.loads((run / "config.json").read_text())["augment"] == expected

@@ -68,7 +68,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 PSI_CHOICES = ("identity", "mean-channels", "downsample")
 OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("float32", "bf16")
-AUGMENTS = ("none", "diffaugment", "ada")
+AUGMENTS = ("auto", "none", "diffaugment", "ada")
+# --augment auto: ADA below this many real images (docs/few-real-images.md), none from it on.
+AUTO_ADA_BELOW = 100
 CONTENTS = ("l1", "lowpass", "nce")
 CLASS_CONDITIONAL = ("auto", "on", "off")
 GAN_LOSSES = ("bce", "lsgan", "hinge")
@@ -188,7 +190,7 @@ class TrainConfig:
     on_collapse: str = "warn"
     val_fraction: float = 0.1  # of the real set held out for scoring checkpoints (0: none)
     # discriminator augmentation (few real images)
-    augment: str = "none"
+    augment: str = "auto"  # ada with fewer than AUTO_ADA_BELOW real images, else none
     augment_policy: str = "color,translation,cutout"
     ada_target: float = 0.6
     ada_interval: int = 4
@@ -241,22 +243,12 @@ class TrainConfig:
         _check("kernel", self.kernel is None or self.kernel % 2 == 1, "an odd kernel size")
         _check("lambda_reg", self.lambda_reg >= 0, "a number >= 0")
         _check("lambda_label", self.lambda_label >= 0, "a number >= 0 (0 turns the label loss off)")
-        _check(
-            "lambda_label_pretrain",
-            self.lambda_label_pretrain is None or self.lambda_label_pretrain >= 0,
-            "a number >= 0",
-        )
         _check("lambda_nce", self.lambda_nce >= 0, "a number >= 0")
         _check("classifier_steps", self.classifier_steps >= 1, "an integer >= 1")
         for name, allowed in CHOICES.items():
             _check(name, getattr(self, name) in allowed, f"one of {', '.join(allowed)}")
         _check("lr_refiner", self.lr_refiner > 0, "a learning rate > 0")
         _check("lr_disc", self.lr_disc > 0, "a learning rate > 0")
-        _check(
-            "lr_pretrain_refiner",
-            self.lr_pretrain_refiner is None or self.lr_pretrain_refiner > 0,
-            "a learning rate > 0",
-        )
         _check("channels", self.channels in (None, 1, 3), "1 (gray) or 3 (RGB)")
         _check("ada_target", 0 < self.ada_target < 1, "a number between 0 and 1")
         _check("ada_speed", self.ada_speed > 0, "a number > 0")

@@ -35,7 +35,11 @@ _COUNTS = (
     "ada_interval",
 )
 _FLOATS = ("lambda_reg", "lr_refiner", "lr_disc", "ada_target", "ada_speed")
-_OPTIONAL_FLOATS = ("lr_pretrain_refiner", "lambda_label_pretrain")
+# Settings that may be None (follow another setting); when given: finite, and in range.
+_OPTIONAL_FLOATS = {
+    "lr_pretrain_refiner": (0.0, False, "a learning rate > 0"),
+    "lambda_label_pretrain": (0.0, True, "a number >= 0"),
+}
 MAX_SIDE = 16384  # pixels per side of the training size
 
 
@@ -52,12 +56,15 @@ def check_limits(config: Any) -> None:
             f"--steps: the three phases add up to {config.total_steps} steps, more than "
             f"{INT32_MAX} (the step counter is a 32-bit integer)"
         )
-    for name in _FLOATS + _OPTIONAL_FLOATS:
+    for name in (*_FLOATS, *_OPTIONAL_FLOATS):
         value = getattr(config, name)
         if value is None and name in _OPTIONAL_FLOATS:
             continue
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         check(name, ok and math.isfinite(value), "a finite number")
+        if name in _OPTIONAL_FLOATS:
+            floor, inclusive, expected = _OPTIONAL_FLOATS[name]
+            check(name, value >= floor if inclusive else value > floor, expected)
     if config.size is not None and isinstance(config.size, list | tuple):
         for side in config.size:
             if isinstance(side, int) and not isinstance(side, bool) and side > MAX_SIDE:

@@ -92,7 +92,7 @@ class StepFunctions:
             else None
         )
         self.policy: tuple[str, ...] = ()
-        if config.augment != "none":
+        if config.augment not in ("none", "auto"):  # train() resolves auto; unresolved: none
             self.policy = parse_policy(config.augment_policy, self.image_shape[2])
         self.trace_counts: dict[str, int] = {}
         self.pretrain_refiner = jax.jit(

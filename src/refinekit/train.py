@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint, labels
-from .config import TrainConfig
+from .config import AUTO_ADA_BELOW, TrainConfig
 from .errors import ConfigError, DataError, NonFiniteError
 from .events import Finished, Note, OnEvent, Progress, Saved, Stage, Started, ignore
 from .io import files, pixels, sets
@@ -116,6 +116,8 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
         "bit_depth": depth,
     }
     config = config.replace(size=tuple(syn.images.shape[1:3]), channels=int(channels))
+    if config.augment == "auto":  # resolved here, so the run folder records what was used
+        config = config.replace(augment="ada" if len(real.paths) < AUTO_ADA_BELOW else "none")
     found = labels.find_labels(syn.paths, Path(config.synthetic), real.paths, Path(config.real))
     data = TrainingData(
         pixels.quantise(syn.images, depth),

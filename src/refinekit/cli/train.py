@@ -53,6 +53,7 @@ class OnCollapse(StrEnum):
 
 
 class Augment(StrEnum):
+    auto = "auto"
     none = "none"
     diffaugment = "diffaugment"
     ada = "ada"
@@ -300,7 +301,8 @@ def train(
         Augment | None,
         typer.Option(
             "--augment",
-            help="Discriminator augmentation for few real images: none (default), diffaugment, ada.",
+            help="Discriminator augmentation for few real images: auto (default: ada below 100 "
+            "real images, else none), none, diffaugment, ada.",
         ),
     ] = None,
     augment_policy: Annotated[

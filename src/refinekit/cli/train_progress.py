@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import AUTO_ADA_BELOW
 from ..events import Event, Note, Progress, Saved, Stage, Started
 from .common import interactive, log, progress_bar
 
@@ -103,7 +104,12 @@ class ProgressView:
             first = "; ".join(event["skipped"][:3])
             log(f"[yellow]skipped {len(event['skipped'])} undecodable file(s)[/]: {first}")
         small = d["real"]["images"]
-        if event.get("augment", "none") == "none" and small < 100:
+        if event.get("augment") == "ada" and small < AUTO_ADA_BELOW:
+            log(
+                f"discriminator augmentation: ada (only {small} real images; --augment auto "
+                f"uses it below {AUTO_ADA_BELOW}, --augment none turns it off)"
+            )
+        if event.get("augment", "none") == "none" and small < AUTO_ADA_BELOW:
             log(
                 f"[yellow]note:[/] only {small} real images: the discriminator will memorise them; consider --augment ada "
                 "(with 50 real images it lowered KID about 5x in docs/few-real-images.md)"
