@@ -327,7 +327,9 @@ def test_defaults_stay_bounded_when_the_discriminator_wins_pretraining(tmp_path)
     runs in CI: D must win its pretraining outright (the situation of issue 13), and the
     adversarial phase must then neither drift nor collapse. The team's failure was refined images
     going solid white (mean |R(x)-x| 1.54); test_forced_collapse shows these checks do fire."""
-    syn, real = write_case(tmp_path / "case", 120, 60, seed=0)
+    # 100 real images: --augment auto then means none, and D wins (below 100 ADA stops it:
+    # with 60, D's pretraining ended at a loss of 0.11).
+    syn, real = write_case(tmp_path / "case", 120, 100, seed=0)
     run = tmp_path / "run"
     args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run),
             "--width", "16", "--blocks", "2", "--steps", "200", "--pretrain-refiner-steps", "300",
