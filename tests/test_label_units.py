@@ -29,6 +29,32 @@ def test_masked_cross_entropy_is_the_mean_over_labelled_rows():
     assert float(losses.masked_cross_entropy(jnp.asarray(logits), jnp.full(5, -1))) == 0.0
 
 
+def test_masked_kl_matches_numpy_and_is_zero_for_equal_logits():
+    rng = np.random.default_rng(1)
+    target, logits = rng.normal(size=(2, 4, 3)).astype(np.float32)
+    valid = np.array([True, False, True, True])
+    p, logq = np.exp(_np_log_softmax(target)), _np_log_softmax(logits)
+    expected = np.mean([(p[i] * (np.log(p[i]) - logq[i])).sum() for i in (0, 2, 3)])
+    got = float(losses.masked_kl(jnp.asarray(target), jnp.asarray(logits), jnp.asarray(valid)))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    same = losses.masked_kl(jnp.asarray(target), jnp.asarray(target), jnp.asarray(valid))
+    assert abs(float(same)) < 1e-6
+
+
+def test_prediction_target_costs_nothing_for_the_identity_but_class_target_does():
+    """label_target prediction compares C(aug(R(x))) with C(aug(x)): an untrained C is unsure,
+    so the class target penalises the identity while the prediction target does not."""
+    fns = label_classifier.ClassifierFunctions(1, 3, (16, 16), seed=0)
+    x = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (4, 16, 16, 1)), jnp.float32)
+    y = jnp.asarray([0, 1, 2, -1])
+    key = jax.random.key(3)
+    kl, _ = fns.label_loss(fns.init_params, x, y, key, synthetic=x)
+    ce, _ = fns.label_loss(fns.init_params, x, y, key)
+    assert abs(float(kl)) < 1e-6 and float(ce) > 0.5
+    moved, _ = fns.label_loss(fns.init_params, -x, y, key, synthetic=x)
+    assert float(moved) > 0.0
+
+
 def test_projection_discriminator_matches_a_hand_computation():
     """Two 1x1 convs (3 -> 2 features, 2 -> 2 logits) and a 2-class embedding."""
     layers = (("conv", 1, 1, 2), ("conv", 1, 1, 2))

@@ -72,6 +72,7 @@ AUGMENTS = ("auto", "none", "diffaugment", "ada")
 # --augment auto: ADA below this many real images (docs/few-real-images.md), none from it on.
 AUTO_ADA_BELOW = 100
 CONTENTS = ("l1", "lowpass", "nce")
+LABEL_TARGETS = ("class", "prediction")
 CLASS_CONDITIONAL = ("auto", "on", "off")
 GAN_LOSSES = ("bce", "lsgan", "hinge")
 ON_COLLAPSE = ("warn", "stop")
@@ -79,6 +80,7 @@ REFINER_OUTPUTS = ("residual", "direct")
 CHOICES = {
     "refiner_output": REFINER_OUTPUTS,
     "content": CONTENTS,
+    "label_target": LABEL_TARGETS,
     "class_conditional": CLASS_CONDITIONAL,
     "psi": PSI_CHOICES,
     "optimizer": OPTIMIZERS,
@@ -91,6 +93,7 @@ LEGACY: dict[str, Any] = {
     "refiner_output": "direct",
     "lr_pretrain_refiner": None,
     "lambda_label_pretrain": None,
+    "label_target": "class",
 }
 
 # Fields that define what a checkpoint holds or how its numbers evolve; changing one of
@@ -127,6 +130,7 @@ RUN_DEFINING = (
     # label-aware training (docs/labels.md)
     "lambda_label",
     "lambda_label_pretrain",
+    "label_target",
     "class_conditional",
     "content",
     "lambda_nce",
@@ -171,18 +175,14 @@ class TrainConfig:
     pretrain_disc_steps: int = 200
     buffer_size: int | None = None  # None: 32 x batch_size
     optimizer: str = "adam"
-    lr_refiner: float = (
-        5e-5  # 4x below lr_disc: no drift when D wins pretraining (docs/training.md)
-    )
+    lr_refiner: float = 5e-5  # 4x below lr_disc: no drift when D wins pretraining
     lr_disc: float = 2e-4
     # refiner pretraining only (None: --lr-refiner); fast so pretraining ends near the identity
     lr_pretrain_refiner: float | None = None
     seed: int = 0
     # stability (docs/training.md)
     gan_loss: str = "bce"
-    r1_gamma: float = (
-        0.0  # R1 penalty weight on real images (0: off; 10 stalled D, docs/training.md)
-    )
+    r1_gamma: float = 0.0  # R1 penalty weight on real images (0: off; 10 stalled D)
     r1_every: int = 4  # lazy R1: every k-th discriminator step, weighted by k
     ema_decay: float = 0.999  # moving average of the refiner's weights (0: the raw weights)
     grad_clip: float = 0.0  # global-norm gradient clip of both networks (0: off)
@@ -199,6 +199,8 @@ class TrainConfig:
     lambda_label: float = 5.0  # weight of CE(C(R(x)), y) when class subfolders exist
     # ... during refiner pretraining (None: lambda_label, as runs saved before it existed)
     lambda_label_pretrain: float | None = None
+    # class: CE(C(R(x)), y); prediction: KL(C(x) || C(R(x))), C's own reading of x kept
+    label_target: str = "class"
     class_conditional: str = "auto"  # projection discriminator when real has the same classes
     content: str = "l1"  # what self-regularisation compares: l1, lowpass, nce
     lambda_nce: float = 1.0  # weight of PatchNCE when content is nce

@@ -101,14 +101,27 @@ class ClassifierFunctions:
         return nnx.merge(self.graph, params)(images)
 
     def label_loss(
-        self, params: Any, refined: jax.Array, labels: jax.Array, key: jax.Array
+        self,
+        params: Any,
+        refined: jax.Array,
+        labels: jax.Array,
+        key: jax.Array,
+        synthetic: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array]:
-        """(CE of C on augmented refined images, accuracy on them); -1 labels are ignored."""
-        logits = self.apply(jax.lax.stop_gradient(params), augment_for_classifier(refined, key))
+        """(loss, C's accuracy on the augmented refined images); -1 labels are ignored.
+
+        loss: CE against the labels, or, given the synthetic inputs, KL(C(x) || C(R(x))) with
+        both augmented alike (the same key), so the identity scores exactly 0.
+        """
+        params = jax.lax.stop_gradient(params)
+        logits = self.apply(params, augment_for_classifier(refined, key))
         valid = labels >= 0
         hit = (jnp.argmax(logits, -1) == labels) & valid
         accuracy = hit.sum() / jnp.maximum(valid.sum(), 1)
-        return losses.masked_cross_entropy(logits, labels), accuracy
+        if synthetic is None:
+            return losses.masked_cross_entropy(logits, labels), accuracy
+        target = self.apply(params, augment_for_classifier(synthetic, key))
+        return losses.masked_kl(jax.lax.stop_gradient(target), logits, valid), accuracy
 
     def _train_step(self, params, opt_state, images, labels, key, step):
         self.trace_count += 1  # runs at trace time only

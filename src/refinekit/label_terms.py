@@ -84,7 +84,11 @@ class LabelTerms:
         metrics: dict[str, jax.Array] = {}
         if self.classifier is not None:
             ce, acc = self.classifier.label_loss(
-                extras["classifier"], refined, class_ids, jax.random.fold_in(key, 11)
+                extras["classifier"],
+                refined,
+                class_ids,
+                jax.random.fold_in(key, 11),
+                synthetic if self.config.label_target == "prediction" else None,
             )
             weight = self.config.lambda_label
             if not adversarial and self.config.lambda_label_pretrain is not None:

@@ -101,3 +101,10 @@ def masked_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     valid = labels >= 0
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
     return jnp.where(valid, ce, 0.0).sum() / jnp.maximum(valid.sum(), 1)
+
+
+def masked_kl(target_logits: jax.Array, logits: jax.Array, valid: jax.Array) -> jax.Array:
+    """Mean over valid rows of KL(softmax(target_logits) || softmax(logits)); (N, K), (N,)."""
+    target_logp = jax.nn.log_softmax(target_logits)
+    kl = (jnp.exp(target_logp) * (target_logp - jax.nn.log_softmax(logits))).sum(-1)
+    return jnp.where(valid, kl, 0.0).sum() / jnp.maximum(valid.sum(), 1)

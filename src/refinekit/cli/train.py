@@ -30,6 +30,11 @@ class Content(StrEnum):
     nce = "nce"
 
 
+class LabelTarget(StrEnum):
+    class_ = "class"
+    prediction = "prediction"
+
+
 class ClassConditional(StrEnum):
     auto = "auto"
     on = "on"
@@ -147,6 +152,13 @@ def train(
         typer.Option(
             "--lambda-label-pretrain",
             help="Weight of the label loss during refiner pretraining (default: --lambda-label's).",
+        ),
+    ] = None,
+    label_target: Annotated[
+        LabelTarget | None,
+        typer.Option(
+            "--label-target",
+            help="What the label loss keeps: class (default, CE(C(R(x)), y) with the folder class), prediction (KL(C(x) || C(R(x))): C's own reading of x, so the identity costs nothing where C is unsure).",
         ),
     ] = None,
     class_conditional: Annotated[
