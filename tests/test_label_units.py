@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from refinekit import content, label_classifier, labels, losses, replay
+from refinekit import content, label_classifier, label_terms, labels, losses, replay
 from refinekit.config import TrainConfig
 from refinekit.errors import ConfigError
 from refinekit.models import PatchDiscriminator
@@ -202,3 +202,22 @@ def test_label_loss_equals_cross_entropy_of_the_frozen_classifier():
     np.testing.assert_allclose(float(ce), -np.mean([logp[i, int(y[i])] for i in rows]), rtol=1e-5)
     hits = [int(np.argmax(logits[i]) == int(y[i])) for i in rows]
     np.testing.assert_allclose(float(acc), np.mean(hits), rtol=1e-6)
+
+
+def test_label_warmup_ramps_the_pretraining_weight_linearly():
+    def extra_loss(step, adversarial=False, warmup=10):
+        config = TrainConfig(extra={"classes": ["a", "b"]}, label_warmup=warmup)
+        terms = label_terms.LabelTerms(config, (16, 16, 1))
+        x = jnp.asarray(np.random.default_rng(4).uniform(-1, 1, (4, 16, 16, 1)), jnp.float32)
+        total, metrics = terms.refiner_extra_loss(
+            terms.init_extras(), None, x, x, jnp.asarray([0, 1, 0, 1]), jax.random.key(0),
+            adversarial, jnp.int32(step),
+        )  # fmt: skip
+        return float(total), float(metrics["label_loss"])
+
+    full, ce = extra_loss(0, warmup=0)
+    np.testing.assert_allclose(full, 5.0 * ce, rtol=1e-6)  # lambda_label 5, no ramp
+    assert extra_loss(0)[0] == 0.0
+    np.testing.assert_allclose(extra_loss(5)[0], 0.5 * full, rtol=1e-5)
+    np.testing.assert_allclose(extra_loss(25)[0], full, rtol=1e-6)
+    np.testing.assert_allclose(extra_loss(0, adversarial=True)[0], full, rtol=1e-6)

@@ -94,6 +94,7 @@ LEGACY: dict[str, Any] = {
     "lr_pretrain_refiner": None,
     "lambda_label_pretrain": None,
     "label_target": "class",
+    "label_warmup": 0,
 }
 
 # Fields that define what a checkpoint holds or how its numbers evolve; changing one of
@@ -131,6 +132,7 @@ RUN_DEFINING = (
     "lambda_label",
     "lambda_label_pretrain",
     "label_target",
+    "label_warmup",
     "class_conditional",
     "content",
     "lambda_nce",
@@ -201,6 +203,7 @@ class TrainConfig:
     lambda_label_pretrain: float | None = None
     # class: CE(C(R(x)), y); prediction: KL(C(x) || C(R(x))), C's own reading of x kept
     label_target: str = "class"
+    label_warmup: int = 0  # pretraining steps over which the label weight ramps up from 0
     class_conditional: str = "auto"  # projection discriminator when real has the same classes
     content: str = "l1"  # what self-regularisation compares: l1, lowpass, nce
     lambda_nce: float = 1.0  # weight of PatchNCE when content is nce

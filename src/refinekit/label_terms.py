@@ -74,6 +74,7 @@ class LabelTerms:
         class_ids: jax.Array,
         key: jax.Array,
         adversarial: bool = True,
+        step: jax.Array | int = 0,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """(weighted extra loss, metrics) for one refiner update.
 
@@ -93,6 +94,10 @@ class LabelTerms:
             weight = self.config.lambda_label
             if not adversarial and self.config.lambda_label_pretrain is not None:
                 weight = self.config.lambda_label_pretrain
+            if not adversarial and self.config.label_warmup > 0:
+                # Pretraining starts far from the identity; the full label weight there steers
+                # the refiner to a repainting C likes before L1 has taught it to copy its input.
+                weight = weight * jnp.clip(step / self.config.label_warmup, 0.0, 1.0)
             total = total + weight * self.label_weight * ce
             metrics["label_loss"] = ce
             metrics["label_accuracy"] = acc

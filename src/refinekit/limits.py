@@ -33,6 +33,7 @@ _COUNTS = (
     "sample_every",
     "log_every",
     "ada_interval",
+    "label_warmup",
 )
 _FLOATS = ("lambda_reg", "lr_refiner", "lr_disc", "ada_target", "ada_speed")
 # Settings that may be None (follow another setting); when given: finite, and in range.

@@ -204,7 +204,7 @@ class StepFunctions:
             labels = jnp.full((synthetic.shape[0],), -1, jnp.int32)
         refiner = nnx.merge(self.refiner_graph, params)
         return self.label_terms.refiner_extra_loss(
-            state.extras, refiner, refined, synthetic, labels, key, adversarial
+            state.extras, refiner, refined, synthetic, labels, key, adversarial, state.step
         )
 
     def _refiner_update(

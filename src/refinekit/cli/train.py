@@ -161,6 +161,13 @@ def train(
             help="What the label loss keeps: class (default, CE(C(R(x)), y) with the folder class), prediction (KL(C(x) || C(R(x))): C's own reading of x, so the identity costs nothing where C is unsure).",
         ),
     ] = None,
+    label_warmup: Annotated[
+        int | None,
+        typer.Option(
+            "--label-warmup",
+            help="Refiner pretraining steps over which the label loss weight ramps up linearly from 0 (default 0: full weight from the first step).",
+        ),
+    ] = None,
     class_conditional: Annotated[
         ClassConditional | None,
         typer.Option(
