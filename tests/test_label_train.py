@@ -135,7 +135,10 @@ def test_label_and_nce_steps_compile_once(classes16, tmp_path):
 
 def test_refiner_extra_loss_is_lambda_times_the_classifier_cross_entropy():
     config = TrainConfig(
-        preset="tiny", lambda_label=2.5, extra={"classes": ["a", "b", "c"], "real_classes": False}
+        preset="tiny",
+        lambda_label=2.5,
+        label_target="class",
+        extra={"classes": ["a", "b", "c"], "real_classes": False},
     )
     fns = StepFunctions(config, (16, 16, 1), make_mesh())
     state = fns.init_state()
@@ -149,6 +152,13 @@ def test_refiner_extra_loss_is_lambda_times_the_classifier_cross_entropy():
     )
     np.testing.assert_allclose(float(loss), 2.5 * float(ce), rtol=1e-6)
     np.testing.assert_allclose(float(metrics["label_loss"]), float(ce), rtol=1e-6)
+    kl_fns = StepFunctions(config.replace(label_target="prediction"), (16, 16, 1), make_mesh())
+    kl_loss, _ = kl_fns.refiner_extra_loss(state, state.refiner, refined, x, y, key, True)
+    kl, _ = fns.label_terms.classifier.label_loss(
+        state.extras["classifier"], refined, y, jax.random.fold_in(key, 11), synthetic=x
+    )
+    np.testing.assert_allclose(float(kl_loss), 2.5 * float(kl), rtol=1e-6)
+    assert abs(float(kl) - float(ce)) > 1e-3  # the two targets differ
     off = StepFunctions(config.replace(lambda_label=0.0), (16, 16, 1), make_mesh())
     loss_off, metrics_off = off.refiner_extra_loss(state, state.refiner, refined, x, y, key, True)
     assert float(loss_off) == 0.0 and metrics_off == {}

@@ -221,3 +221,13 @@ def test_label_warmup_ramps_the_pretraining_weight_linearly():
     np.testing.assert_allclose(extra_loss(5)[0], 0.5 * full, rtol=1e-5)
     np.testing.assert_allclose(extra_loss(25)[0], full, rtol=1e-6)
     np.testing.assert_allclose(extra_loss(0, adversarial=True)[0], full, rtol=1e-6)
+
+
+def test_label_warmup_default_ramps_on_rgb_only():
+    config = TrainConfig(extra={"classes": ["a", "b"]}, pretrain_refiner_steps=600)
+    assert label_terms.LabelTerms(config, (16, 16, 3)).warmup == 300
+    assert label_terms.LabelTerms(config, (16, 16, 1)).warmup == 0
+    chosen = config.replace(label_warmup=40)
+    assert label_terms.LabelTerms(chosen, (16, 16, 1)).warmup == 40
+    with pytest.raises(ConfigError, match="--label-warmup"):
+        TrainConfig(label_warmup=-1)

@@ -202,8 +202,9 @@ class TrainConfig:
     # ... during refiner pretraining (None: lambda_label, as runs saved before it existed)
     lambda_label_pretrain: float | None = None
     # class: CE(C(R(x)), y); prediction: KL(C(x) || C(R(x))), C's own reading of x kept
-    label_target: str = "class"
-    label_warmup: int = 0  # pretraining steps over which the label weight ramps up from 0
+    label_target: str = "prediction"
+    # pretraining steps over which the label weight ramps up from 0 (None: half of them on RGB)
+    label_warmup: int | None = None
     class_conditional: str = "auto"  # projection discriminator when real has the same classes
     content: str = "l1"  # what self-regularisation compares: l1, lowpass, nce
     lambda_nce: float = 1.0  # weight of PatchNCE when content is nce
@@ -250,6 +251,7 @@ class TrainConfig:
         _check("lambda_label", self.lambda_label >= 0, "a number >= 0 (0 turns the label loss off)")
         _check("lambda_nce", self.lambda_nce >= 0, "a number >= 0")
         _check("classifier_steps", self.classifier_steps >= 1, "an integer >= 1")
+        _check("label_warmup", self.label_warmup is None or self.label_warmup >= 0, "a count >= 0")
         for name, allowed in CHOICES.items():
             _check(name, getattr(self, name) in allowed, f"one of {', '.join(allowed)}")
         _check("lr_refiner", self.lr_refiner > 0, "a learning rate > 0")

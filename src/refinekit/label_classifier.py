@@ -4,7 +4,7 @@ C is trained on the synthetic images and their folder classes in its own phase, 
 of a fresh run (outside the global step counter, so phases and step numbers do not move), then
 frozen: it lives in `TrainState.extras["classifier"]`, is saved in every checkpoint, and only
 the refiner is differentiated through it. The refiner's loss gains
-`lambda_label * CE(C(aug(R(x))), y)`.
+`lambda_label * KL(C(aug(x)) || C(aug(R(x))))` (`--label-target class`: `CE(C(aug(R(x))), y)`).
 
 So that C reads shapes rather than pixel-exact patterns a refiner could learn to imprint, C is
 trained on augmented images (shift, contrast/brightness, blur, noise: `augment_for_classifier`)

@@ -3,7 +3,8 @@
 `LabelTerms(config, image_shape)` resolves the plan (labels.plan), owns the frozen classifier's
 functions, fills `TrainState.extras`, and computes
 
-    lambda_label * CE(C(aug(R(x))), y)      when the synthetic set has classes (label loss)
+    lambda_label * KL(C(aug(x)) || C(aug(R(x))))   when the synthetic set has classes (label
+                                                   loss; --label-target class: CE(..., y))
     lambda_nce * PatchNCE(R features of R(x), of x)   when --content nce
 
 for one refiner update. `prepare` runs the classifier phase before step 0 of a fresh run.
@@ -42,6 +43,10 @@ class LabelTerms:
             if self.plan.label_loss
             else None
         )
+        # On RGB the full label weight from step 0 repaints colours before L1 has taught the
+        # refiner to copy its input (docs/labels.md); gray sets did better without the ramp.
+        auto = config.pretrain_refiner_steps // 2 if c == 3 else 0
+        self.warmup: int = auto if config.label_warmup is None else config.label_warmup
         # 0 when prepare() finds C too weak to trust; read when the steps are traced, which
         # happens after prepare (train.py), so a weak classifier costs nothing per step.
         self.label_weight = 1.0
@@ -91,13 +96,11 @@ class LabelTerms:
                 jax.random.fold_in(key, 11),
                 synthetic if self.config.label_target == "prediction" else None,
             )
-            weight = self.config.lambda_label
+            weight: jax.Array | float = self.config.lambda_label
             if not adversarial and self.config.lambda_label_pretrain is not None:
                 weight = self.config.lambda_label_pretrain
-            if not adversarial and self.config.label_warmup > 0:
-                # Pretraining starts far from the identity; the full label weight there steers
-                # the refiner to a repainting C likes before L1 has taught it to copy its input.
-                weight = weight * jnp.clip(step / self.config.label_warmup, 0.0, 1.0)
+            if not adversarial and self.warmup > 0:
+                weight = weight * jnp.clip(step / self.warmup, 0.0, 1.0)
             total = total + weight * self.label_weight * ce
             metrics["label_loss"] = ce
             metrics["label_accuracy"] = acc

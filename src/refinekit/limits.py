@@ -33,7 +33,6 @@ _COUNTS = (
     "sample_every",
     "log_every",
     "ada_interval",
-    "label_warmup",
 )
 _FLOATS = ("lambda_reg", "lr_refiner", "lr_disc", "ada_target", "ada_speed")
 # Settings that may be None (follow another setting); when given: finite, and in range.
@@ -41,6 +40,7 @@ _OPTIONAL_FLOATS = {
     "lr_pretrain_refiner": (0.0, False, "a learning rate > 0"),
     "lambda_label_pretrain": (0.0, True, "a number >= 0"),
 }
+_OPTIONAL_COUNTS = ("label_warmup",)
 MAX_SIDE = 16384  # pixels per side of the training size
 
 
@@ -52,6 +52,9 @@ def check_limits(config: Any) -> None:
             _check_int(name, value, low, high)
     for name in _COUNTS:
         _check_int(name, getattr(config, name), 0, INT32_MAX)
+    for name in _OPTIONAL_COUNTS:
+        if getattr(config, name) is not None:
+            _check_int(name, getattr(config, name), 0, INT32_MAX)
     if config.total_steps > INT32_MAX:
         raise ConfigError(
             f"--steps: the three phases add up to {config.total_steps} steps, more than "

@@ -158,14 +158,14 @@ def train(
         LabelTarget | None,
         typer.Option(
             "--label-target",
-            help="What the label loss keeps: class (default, CE(C(R(x)), y) with the folder class), prediction (KL(C(x) || C(R(x))): C's own reading of x, so the identity costs nothing where C is unsure).",
+            help="What the label loss keeps: prediction (default, KL(C(x) || C(R(x))): C's own reading of x, so the identity costs nothing where C is unsure), class (CE(C(R(x)), y) with the folder class).",
         ),
     ] = None,
     label_warmup: Annotated[
         int | None,
         typer.Option(
             "--label-warmup",
-            help="Refiner pretraining steps over which the label loss weight ramps up linearly from 0 (default 0: full weight from the first step).",
+            help="Refiner pretraining steps over which the label loss weight ramps up linearly from 0 (default: half the pretraining on RGB images, 0 on gray).",
         ),
     ] = None,
     class_conditional: Annotated[
