@@ -198,7 +198,7 @@ class TrainConfig:
     ada_interval: int = 4
     ada_speed: float = 20_000.0  # images for p to move 0 -> 1 (ADA uses 500k on large sets)
     # labels and content (docs/labels.md)
-    lambda_label: float = 5.0  # weight of CE(C(R(x)), y) when class subfolders exist
+    lambda_label: float = 5.0  # weight of the label loss when class subfolders exist
     # ... during refiner pretraining (None: lambda_label, as runs saved before it existed)
     lambda_label_pretrain: float | None = None
     # class: CE(C(R(x)), y); prediction: KL(C(x) || C(R(x))), C's own reading of x kept
@@ -251,7 +251,6 @@ class TrainConfig:
         _check("lambda_label", self.lambda_label >= 0, "a number >= 0 (0 turns the label loss off)")
         _check("lambda_nce", self.lambda_nce >= 0, "a number >= 0")
         _check("classifier_steps", self.classifier_steps >= 1, "an integer >= 1")
-        _check("label_warmup", self.label_warmup is None or self.label_warmup >= 0, "a count >= 0")
         for name, allowed in CHOICES.items():
             _check(name, getattr(self, name) in allowed, f"one of {', '.join(allowed)}")
         _check("lr_refiner", self.lr_refiner > 0, "a learning rate > 0")
