@@ -52,6 +52,30 @@ def test_drift_is_flagged_far_above_the_end_of_pretraining_value():
     assert [w.code for w in monitor.check(_adv(30, change=1.54))] == ["drift"]
 
 
+def test_the_data_shift_raises_the_drift_floor():
+    # Real images on a gray background, synthetic ones on black: matching the real mean image
+    # needs a mean change of at least 0.6, so 0.9 is ordinary and only 1.0+ is a drift.
+    monitor = health.HealthMonitor(data_shift=0.6)
+    monitor.check({"step": 10, "phase": "pretrain_refiner", "mean_abs_change": 0.05})
+    assert monitor.check(_adv(20, change=0.99)) == []
+    drift = monitor.check(_adv(30, change=1.01))
+    assert [w.code for w in drift] == ["drift"] and "0.600 needed" in drift[0].message
+
+
+def test_mean_shift_matches_numpy_and_reads_both_bit_depths():
+    rng = np.random.default_rng(0)
+    syn = rng.integers(0, 256, (7, 4, 5, 3), dtype=np.uint8)
+    real = rng.integers(0, 256, (5, 4, 5, 3), dtype=np.uint8)
+    expected = np.abs((real / 255 * 2 - 1).mean(0) - (syn / 255 * 2 - 1).mean(0)).mean()
+    assert health.mean_shift(syn, real, chunk=3) == pytest.approx(expected, abs=1e-6)
+    assert health.mean_shift(syn.astype(np.uint16) * 257, real, chunk=2) == pytest.approx(
+        expected, abs=1e-6
+    )
+    black, gray = np.zeros((2, 4, 4, 1), np.uint8), np.full((3, 4, 4, 1), 64, np.uint8)
+    assert health.mean_shift(black, gray) == pytest.approx(64 / 255 * 2, abs=1e-6)
+    assert health.mean_shift(black, np.zeros((2, 5, 5, 1), np.uint8)) == 0.0  # shapes differ
+
+
 def test_identical_batch_is_flagged():
     monitor = _monitor()
     assert monitor.check(_adv(20, spread=0.09)) == []  # 0.09 / 0.4 = 0.225 > 0.2

@@ -164,7 +164,7 @@ def _train(
     from .models import patch_geometry
     from .samples import sample_grid, sample_indices
     from .steps import DeviceData, StepFunctions, make_mesh
-    from .training import watch
+    from .training import health, watch
 
     emit = on_event or ignore
     if not config.out:
@@ -246,7 +246,9 @@ def _train(
     fixed_real = np.asarray(
         pixels.to_model_range(data.real[np.linspace(0, len(data.real) - 1, len(shown)).astype(int)])
     )
-    watcher = watch.RunWatcher(run, config, fns, held, emit, primary)
+    # The training sets' own shift (health.mean_shift) sets the drift sign's floor.
+    shift = health.mean_shift(data.synthetic, data.real)
+    watcher = watch.RunWatcher(run, config, fns, held, emit, primary, data_shift=shift)
     if resume_step is not None:
         watcher.resume(start)
 

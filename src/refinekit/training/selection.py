@@ -104,8 +104,9 @@ def _labels_warning(records: list[dict], best: dict) -> str | None:
     return (
         f"labels at risk: validation label retention {best['retention']:.3f} at step "
         f"{best['step']} against {reference['retention']:.3f} before the adversarial phase "
-        f"(step {reference['step']}); every adversarial checkpoint lost labels. With few real "
-        "images try --augment ada; otherwise a larger --lambda-reg or --lambda-label. Check "
+        f"(step {reference['step']}); every adversarial checkpoint lost labels. Try a larger "
+        "--lambda-reg or --lambda-label, and --augment ada if it is off (--augment auto turns "
+        "it on below 100 real images). Check "
         "gap-report's label retention before training on these images"
     )
 

@@ -66,10 +66,19 @@ def split_off(data, config, run: Path):
 class RunWatcher:
     """Health at every log, scores at every checkpoint, best.json, pruning and index.html."""
 
-    def __init__(self, run: Path, config, fns, held: HeldOut, emit: OnEvent, primary: bool):
+    def __init__(
+        self,
+        run: Path,
+        config,
+        fns,
+        held: HeldOut,
+        emit: OnEvent,
+        primary: bool,
+        data_shift: float = 0.0,
+    ):
         self.run, self.config, self.fns, self.held = Path(run), config, fns, held
         self.emit, self.primary = emit, primary
-        self.monitor = HealthMonitor()
+        self.monitor = HealthMonitor(data_shift=data_shift)
         self.records = selection.read_scores(self.run)
         self.latest_sample: Path | None = None
         self.validate = None
