@@ -26,17 +26,26 @@ from .errors import CheckpointError
 
 
 class _AbandonedOrbaxWrites(logging.Filter):
-    """Drop asyncio's "Task exception was never retrieved" for orbax's write coroutines.
+    """Drop asyncio's "... exception was never retrieved" for orbax's write coroutines.
 
-    After a failed save (full disk) orbax abandons its per-array write tasks; asyncio logs each
-    one with a traceback whenever the garbage collector gets to it, possibly at interpreter
+    After a failed save (full disk) orbax abandons its per-array write tasks and the futures
+    gathering them (a Task or a _GatheringFuture, depending on where the write failed);
+    asyncio logs each one with a traceback whenever the garbage collector gets to it, possibly at interpreter
     exit, long after we reported the failure as one CheckpointError. refinekit runs no asyncio
     code of its own, so nothing else is hidden.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not (message.startswith("Task exception was never retrieved") and "orbax" in message)
+        if not message.split("\n", 1)[0].endswith("exception was never retrieved"):
+            return True
+        return not ("orbax" in message or _raised_in_orbax(record.exc_info))
+
+
+def _raised_in_orbax(exc_info) -> bool:
+    """Whether the logged exception's traceback passes through orbax's code."""
+    tb = exc_info[2] if exc_info and len(exc_info) == 3 else None
+    return any("orbax" in frame.filename for frame in traceback.extract_tb(tb)) if tb else False
 
 
 def _quiet_orbax_unraisable(previous):

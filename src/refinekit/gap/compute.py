@@ -8,7 +8,7 @@ tests compare disturbance levels the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,6 +105,7 @@ def compute_metrics(
     floor: str | None = "real_holdout",
     basis: swd.Basis | None = None,
     headline_only: bool = False,
+    domain_sets: Collection[str] | None = None,
 ) -> Computed:
     """Compare every candidate with the reference.
 
@@ -114,6 +115,8 @@ def compute_metrics(
     floor: the candidate that is the held-out real half; the headline is standardised by it.
     basis: the swd bins the sets were prepared with (their patch histograms need it).
     headline_only: only the headline and its components (the fast scoring API, tests).
+    domain_sets: the candidates the domain classifier is trained for (default: all); it is
+    the costliest metric, and a test of the others need not pay for it on every set.
     """
     out = Computed()
     _distribution_metrics(reference, candidates, out, stage, headline_only)
@@ -129,7 +132,8 @@ def compute_metrics(
             out.put(headline.KEY, name, v, **details[name])
     if headline_only:
         return out
-    _domain_classifier(reference, candidates, seed, out, stage)
+    judged = {k: v for k, v in candidates.items() if domain_sets is None or k in domain_sets}
+    _domain_classifier(reference, judged, seed, out, stage)
     if classes >= 2:
         _train_on_x(reference, candidates, seed, classes, out, stage)
     return out
