@@ -328,3 +328,25 @@ def test_augment_auto_is_ada_below_100_real_images_and_none_from_100(tmp_path, c
         assert main(_args(syn, real, run, 4)) == 0
         capsys.readouterr()
         assert json.loads((run / "config.json").read_text())["augment"] == expected
+
+
+def test_training_sets_are_padded_to_shared_lengths_and_batches_skip_the_padding():
+    from refinekit.steps import DeviceData, bucket_length, pad_to_bucket
+
+    assert [bucket_length(n) for n in (1, 24, 64, 65, 1000, 1024, 1025, 3000)] == [
+        64, 64, 64, 128, 1024, 1024, 2048, 3072,
+    ]  # fmt: skip
+    syn = np.full((5, 16, 16, 1), 200, np.uint8)
+    real = np.full((70, 16, 16, 1), 100, np.uint8)
+    padded = pad_to_bucket(DeviceData(syn, real, np.arange(5, dtype=np.int32), None))
+    assert padded.synthetic.shape == (64, 16, 16, 1) and padded.real.shape == (128, 16, 16, 1)
+    assert (padded.synthetic[5:] == 0).all() and (padded.synthetic[:5] == 200).all()
+    assert padded.synthetic_labels.tolist() == [0, 1, 2, 3, 4] + [-1] * 59
+    assert padded.real_labels is None
+    assert (int(padded.synthetic_count), int(padded.real_count)) == (5, 70)
+    # Every drawn batch comes from the 5 real images (zero padding would read as -1).
+    fns = StepFunctions(TrainConfig(preset="tiny", batch_size=64), (16, 16, 1), make_mesh())
+    draw = jax.jit(fns._sample_indexed)
+    for seed in range(4):
+        batch, idx = draw(padded.synthetic, jax.random.key(seed), padded.synthetic_count)
+        assert int(idx.max()) < 5 and np.allclose(np.asarray(batch), 200 / 127.5 - 1)

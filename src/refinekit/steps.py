@@ -51,6 +51,36 @@ class TrainState:
         def replace(self, **updates: Any) -> TrainState: ...
 
 
+def bucket_length(n: int) -> int:
+    """The padded length of an n-image training set: a power of two from 64 to 1024, then a
+    multiple of 1024. Sets of nearby sizes then share compiled steps (and the persistent
+    compile cache: a test suite's or a user's second run on a slightly larger set starts
+    without compiling); at most 1024 padding images beyond 1024."""
+    if n <= 1024:
+        return max(64, 1 << max(n - 1, 0).bit_length())
+    return -(-n // 1024) * 1024
+
+
+def pad_to_bucket(data: DeviceData) -> DeviceData:
+    """Host arrays padded with zero images (labels -1) to bucket_length, with their counts."""
+
+    def pad(array, fill):
+        if array is None:
+            return None
+        extra = bucket_length(len(array)) - len(array)
+        widths = [(0, extra)] + [(0, 0)] * (np.ndim(array) - 1)
+        return np.pad(np.asarray(array), widths, constant_values=fill)
+
+    return DeviceData(
+        pad(data.synthetic, 0),
+        pad(data.real, 0),
+        pad(data.synthetic_labels, -1),
+        pad(data.real_labels, -1),
+        np.asarray(len(data.synthetic), np.int32),
+        np.asarray(len(data.real), np.int32),
+    )
+
+
 @struct.dataclass
 class DeviceData:
     synthetic: jax.Array  # (N, H, W, C) uint8 or uint16
@@ -58,6 +88,10 @@ class DeviceData:
     # int32 (N,) class index, -1 without classes (numpy until train.py's jax.device_put)
     synthetic_labels: jax.Array | np.ndarray | None = None
     real_labels: jax.Array | np.ndarray | None = None  # int32 (M,)
+    # How many leading images are real data when the arrays are padded (pad_to_bucket); None:
+    # all of them. Batches are drawn from these only.
+    synthetic_count: jax.Array | np.ndarray | None = None  # int32 ()
+    real_count: jax.Array | np.ndarray | None = None  # int32 ()
 
 
 @dataclass
@@ -172,9 +206,13 @@ class StepFunctions:
     def _sample(self, images: jax.Array, key: jax.Array) -> jax.Array:
         return self._sample_indexed(images, key)[0]
 
-    def _sample_indexed(self, images: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """A random batch in [-1, 1] and the indices it was drawn from."""
-        idx = jax.random.randint(key, (self.config.batch_size,), 0, images.shape[0])
+    def _sample_indexed(
+        self, images: jax.Array, key: jax.Array, count: Any = None
+    ) -> tuple[jax.Array, jax.Array]:
+        """A random batch in [-1, 1] from the first `count` images (default: all), and the
+        indices it was drawn from."""
+        high = images.shape[0] if count is None else count
+        idx = jax.random.randint(key, (self.config.batch_size,), 0, high)
         batch = to_model_range(images[idx])
         if self.batch_sharding is not None:
             batch = jax.lax.with_sharding_constraint(batch, self.batch_sharding)
@@ -334,8 +372,8 @@ class StepFunctions:
 
     def _disc_batches(self, data: DeviceData, k_syn: jax.Array, k_real: jax.Array):
         """(synthetic, real, synthetic labels, real labels) for one discriminator update."""
-        synthetic, syn_idx = self._sample_indexed(data.synthetic, k_syn)
-        real, real_idx = self._sample_indexed(data.real, k_real)
+        synthetic, syn_idx = self._sample_indexed(data.synthetic, k_syn, data.synthetic_count)
+        real, real_idx = self._sample_indexed(data.real, k_real, data.real_count)
         syn_labels = None if data.synthetic_labels is None else data.synthetic_labels[syn_idx]
         real_labels = None if data.real_labels is None else data.real_labels[real_idx]
         return synthetic, real, syn_labels, real_labels
@@ -343,7 +381,7 @@ class StepFunctions:
     # ---- phases --------------------------------------------------------------------------
     def _pretrain_refiner_step(self, state: TrainState, data: DeviceData):
         (k_syn,) = self._keys(state, 1)
-        synthetic, idx = self._sample_indexed(data.synthetic, k_syn)
+        synthetic, idx = self._sample_indexed(data.synthetic, k_syn, data.synthetic_count)
         labels = None if data.synthetic_labels is None else data.synthetic_labels[idx]
         state, metrics = self._refiner_update(state, synthetic, k_syn, False, labels)
         bad = self._mark_bad(state, metrics["self_regularisation"])
@@ -363,7 +401,7 @@ class StepFunctions:
         c = self.config
         keys = self._keys(state, c.kg + c.kd * 5)
         for i in range(c.kg):
-            synthetic, idx = self._sample_indexed(data.synthetic, keys[i])
+            synthetic, idx = self._sample_indexed(data.synthetic, keys[i], data.synthetic_count)
             labels = None if data.synthetic_labels is None else data.synthetic_labels[idx]
             state, r_metrics = self._refiner_update(
                 state, synthetic, jax.random.fold_in(keys[i], 7), True, labels

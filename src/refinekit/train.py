@@ -163,7 +163,7 @@ def _train(
     from . import label_terms
     from .models import patch_geometry
     from .samples import sample_grid, sample_indices
-    from .steps import DeviceData, StepFunctions, make_mesh
+    from .steps import DeviceData, StepFunctions, make_mesh, pad_to_bucket
     from .training import health, watch
 
     emit = on_event or ignore
@@ -229,10 +229,12 @@ def _train(
     if primary:
         _trim_metrics(run / "metrics.jsonl", start)
     device_data = jax.device_put(
-        DeviceData(
-            data.synthetic,
-            data.real,
-            *labels.id_arrays(data.labels, len(data.synthetic), len(data.real)),
+        pad_to_bucket(
+            DeviceData(
+                data.synthetic,
+                data.real,
+                *labels.id_arrays(data.labels, len(data.synthetic), len(data.real)),
+            )
         ),
         fns.replicated,
     )
@@ -277,7 +279,7 @@ def _train(
     state = label_terms.prepare(
         fns.label_terms,
         state,
-        device_data.synthetic,
+        device_data.synthetic[: len(data.synthetic)],  # C's own phase samples every image
         labels.id_arrays(data.labels, len(data.synthetic), len(data.real))[0],
         resume_step is not None,
         emit,
