@@ -4,8 +4,9 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # The suite compiles hundreds of tiny programs and compiling is most of its time; LLVM at -O2
-# compiles them faster than XLA's default -O3 (whole suite 1000 s -> 836 s on the 2-core
-# machine, session 11). Users keep the default: at real sizes -O2 runs slower (`refinekit bench`,
+# compiles them faster than XLA's default -O3 (2-core machine, back to back: a tiny run 14.6 /
+# 13.5 s -> 11.6 s, the stress test 44 / 41 s -> 35 s; whole suite 836 s, against 1000 s the day
+# before without it). Users keep the default: at real sizes -O2 runs slower (`refinekit bench`,
 # gaze 35x55: 82 vs 87-94 training images/s). Child processes inherit it.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
