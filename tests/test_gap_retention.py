@@ -79,3 +79,30 @@ def test_gap_report_measures_retention_per_class_and_the_verdict_says_labels_cha
     assert document["verdict"]["outcome"] in ("mixed", "worse")
     html = (tmp_path / "gap.html").read_text()
     assert "Confusion matrix" in html and "changed class most confidently" in html
+
+
+def test_checkpoint_scoring_reuses_the_fold_classifiers_and_gets_the_same_numbers(monkeypatch):
+    """Training scores the same held-out synthetic images at every checkpoint: the fold
+    classifiers are trained once, and a cached score equals a freshly trained one."""
+    from refinekit.gap import classifier, retention
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(30) % 3
+    synthetic = rng.random((30, 16, 16, 1)).astype(np.float32) / 2
+    synthetic[labels == 1, :8] += 0.5  # learnable classes
+    synthetic[labels == 2, 8:] += 0.5
+    refined = [np.clip(synthetic + s * rng.random(synthetic.shape), 0, 1) for s in (0.1, 0.6)]
+    fresh = []
+    for images in refined:
+        retention._FOLD_CACHE.clear()
+        fresh.append(label_retention(synthetic, labels, images, seed=3))
+    trainings = []
+    original = classifier.train_early_stopping
+    monkeypatch.setattr(
+        classifier, "train_early_stopping", lambda *a: trainings.append(1) or original(*a)
+    )
+    retention._FOLD_CACHE.clear()
+    cached = [label_retention(synthetic, labels, images, seed=3) for images in refined]
+    assert len(trainings) == retention.FOLDS  # trained for the first checkpoint, reused after
+    assert cached == fresh
+    assert fresh[0] > fresh[1]  # the scores still see the refined images

@@ -14,6 +14,7 @@ resamples both; the classifiers stay fixed.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,17 +50,43 @@ def cross_fit(
     n = len(labels)
     fold_of = np.random.default_rng([seed, 21]).permutation(n) % FOLDS
     probs_s, probs_r = np.empty((n, classes)), np.empty((n, classes))
-    for fold in range(FOLDS):
-        train, test = fold_of != fold, fold_of == fold
-        model = classifier.train_early_stopping(
-            synthetic[train], labels[train], classes, seed, 100 + fold, on_step
-        )
+    models = _fold_models(synthetic, labels, classes, seed, fold_of, on_step)
+    for fold, model in enumerate(models):
+        test = fold_of == fold
         for source, out in ((synthetic, probs_s), (refined, probs_r)):
             logit = classifier.logits(model, source[test])
             logit = logit - logit.max(axis=1, keepdims=True)
             p = np.exp(logit)
             out[test] = p / p.sum(axis=1, keepdims=True)
     return Scores(probs_s, probs_r)
+
+
+# The fold classifiers depend only on the synthetic images, labels and seed. Training scores the
+# same held-out synthetic images at every checkpoint, so the last few sets' models are kept
+# (without a progress callback only: a report's progress bar counts the steps it trains).
+_FOLD_CACHE: dict[str, list[classifier.Trained]] = {}
+_FOLD_CACHE_SIZE = 2
+
+
+def _fold_models(synthetic, labels, classes, seed, fold_of, on_step) -> list[classifier.Trained]:
+    digest = hashlib.sha256()
+    for part in (synthetic, labels, fold_of):
+        digest.update(str((part.shape, part.dtype)).encode())
+        digest.update(np.ascontiguousarray(part).tobytes())
+    key = f"{digest.hexdigest()}/{classes}/{seed}"
+    if on_step is None and key in _FOLD_CACHE:
+        return _FOLD_CACHE[key]
+    models = [
+        classifier.train_early_stopping(
+            synthetic[fold_of != fold], labels[fold_of != fold], classes, seed, 100 + fold, on_step
+        )
+        for fold in range(FOLDS)
+    ]
+    if on_step is None:
+        while len(_FOLD_CACHE) >= _FOLD_CACHE_SIZE:
+            _FOLD_CACHE.pop(next(iter(_FOLD_CACHE)))
+        _FOLD_CACHE[key] = models
+    return models
 
 
 def steps(n: int) -> int:
