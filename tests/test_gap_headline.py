@@ -122,3 +122,33 @@ def test_scores_headline_distance_is_near_zero_for_real_and_large_for_blur():
     blurred = headline_distance(real, gaussian_blur(other, 1.5))
     assert abs(same) < 1.0 and blurred > same + 1.0, (same, blurred)
     assert headline_distance(real, other) == same  # seeded
+
+
+def test_domain_scores_of_the_same_sets_are_trained_once_per_process(monkeypatch):
+    """A second report on the same sets recalls the held-out scores (training is deterministic
+    for given inputs): equal numbers, nothing trained, the progress total still reached, and
+    the caller's copy cannot change the cached one. Other sets or seeds train afresh."""
+    rng = np.random.default_rng(0)
+    x = classifier.classifier_inputs(rng.random((40, 8, 8, 1)))
+    ref = classifier.classifier_inputs(rng.random((40, 8, 8, 1)) ** 2)
+    classifier.clear_domain_cache()
+    fresh = classifier.domain_scores(x, ref, 0)
+    expected = {name: getattr(fresh, name).copy() for name in ("index_x", "scores_x")}
+    fresh.scores_x[:] = 99.0  # the caller's array, not the cache's
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(classifier, "train_early_stopping", no_training)
+    steps = []
+    again = classifier.domain_scores(x, ref, 0, on_step=lambda: steps.append(1))
+    assert len(steps) == classifier.domain_steps(40, 40)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(getattr(again, name), value)
+    with pytest.raises(AssertionError, match="trained again"):  # another seed is not a hit
+        classifier.domain_scores(x, ref, 1)
+    with pytest.raises(AssertionError, match="trained again"):  # nor are other images
+        classifier.domain_scores(x[::-1].copy(), ref, 0)
+    classifier.clear_domain_cache()
+    with pytest.raises(AssertionError, match="trained again"):
+        classifier.domain_scores(x, ref, 0)

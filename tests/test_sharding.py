@@ -7,6 +7,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from conftest import write_images
 from refinekit.cli import main
@@ -32,17 +33,32 @@ ARGS = [
 ]
 
 
-def test_four_devices_give_the_same_parameters_as_one(tmp_path):
-    syn = write_images(tmp_path / "syn", 16, (16, 16), 0, smooth=True)
-    real = write_images(tmp_path / "real", 16, (16, 16), 1, smooth=False)
-    one, four = tmp_path / "one", tmp_path / "four"
+def _flags_with(*extra: str) -> str:
+    """This process's XLA_FLAGS (the suite's compile level) without a forced device count."""
+    kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
+    return " ".join(kept + list(extra))
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory):
+    """Both tests' data and their reference: the same run on this process's one device."""
+    root = tmp_path_factory.mktemp("sharding")
+    syn = write_images(root / "syn", 16, (16, 16), 0, smooth=True)
+    real = write_images(root / "real", 16, (16, 16), 1, smooth=False)
+    one = root / "one"
     assert (
         main(["train", "--synthetic", str(syn), "--real", str(real), "--out", str(one), *ARGS]) == 0
     )
+    return syn, real, one
+
+
+def test_four_devices_give_the_same_parameters_as_one(one_device, tmp_path):
+    syn, real, one = one_device
+    four = tmp_path / "four"
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "XLA_FLAGS": _flags_with("--xla_force_host_platform_device_count=4"),
     }
     code = "from refinekit.cli import main; import jax, sys; assert jax.device_count() == 4; sys.exit(main(sys.argv[1:]))"
     done = subprocess.run(
@@ -82,16 +98,12 @@ def test_four_devices_give_the_same_parameters_as_one(tmp_path):
     assert metrics and all(np.isfinite(m.get("disc_real", 0.0)) for m in metrics)
 
 
-def test_two_processes_with_jax_distributed_match_one(tmp_path):
+def test_two_processes_with_jax_distributed_match_one(one_device, tmp_path):
     """Two local processes joined by jax.distributed (as two hosts would be) train the same model."""
     import socket
 
-    syn = write_images(tmp_path / "syn", 16, (16, 16), 0, smooth=True)
-    real = write_images(tmp_path / "real", 16, (16, 16), 1, smooth=False)
-    one, two = tmp_path / "one", tmp_path / "two"
-    assert (
-        main(["train", "--synthetic", str(syn), "--real", str(real), "--out", str(one), *ARGS]) == 0
-    )
+    syn, real, one = one_device
+    two = tmp_path / "two"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -104,7 +116,7 @@ def test_two_processes_with_jax_distributed_match_one(tmp_path):
             "JAX_NUM_PROCESSES": "2",
             "JAX_PROCESS_ID": str(pid),
         }
-        env.pop("XLA_FLAGS", None)
+        env["XLA_FLAGS"] = _flags_with()  # one device each
         procs.append(
             subprocess.Popen(
                 [

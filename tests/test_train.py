@@ -154,8 +154,10 @@ def test_history_buffer_fills_during_training(gray16, tmp_path):
 def test_steps_per_call_gives_the_same_run(gray16, tmp_path):
     syn, real = gray16
     a, b = tmp_path / "a", tmp_path / "b"
-    assert main(_args(syn, real, a, 10)) == 0
-    assert main(_args(syn, real, b, 10, "--steps-per-call", "5")) == 0
+    # 2 steps per call (each phase's program unrolled twice: compile time grows with it); 9
+    # adversarial steps leave one to the single-step program.
+    assert main(_args(syn, real, a, 9)) == 0
+    assert main(_args(syn, real, b, 9, "--steps-per-call", "2")) == 0
     (_, x), (_, y) = _final_state(a), _final_state(b)
     for u, v in zip(jax.tree.leaves(x), jax.tree.leaves(y), strict=True):
         np.testing.assert_allclose(
@@ -168,12 +170,12 @@ def test_config_file_toml_and_flag_override(gray16, tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         f'synthetic = "{syn}"\nreal = "{real}"\npreset = "tiny"\nbatch-size = 4\nsteps = 50\n'
-        "pretrain_refiner_steps = 2\npretrain_disc_steps = 2\nlambda_reg = 3.0\n"
+        "pretrain_refiner_steps = 2\npretrain_disc_steps = 2\nsample_every = 3\n"
     )
     run = tmp_path / "run"
     assert main(["train", "--config", str(cfg), "--out", str(run), "--steps", "3"]) == 0
     saved = json.loads((run / "config.json").read_text())
-    assert saved["steps"] == 3 and saved["lambda_reg"] == 3.0 and saved["batch_size"] == 4
+    assert saved["steps"] == 3 and saved["sample_every"] == 3 and saved["batch_size"] == 4
 
 
 def _one_line_error(capsys, code, expected_code, *needles):
@@ -350,3 +352,29 @@ def test_training_sets_are_padded_to_shared_lengths_and_batches_skip_the_padding
     for seed in range(4):
         batch, idx = draw(padded.synthetic, jax.random.key(seed), padded.synthetic_count)
         assert int(idx.max()) < 5 and np.allclose(np.asarray(batch), 200 / 127.5 - 1)
+
+
+def test_runs_that_pretrain_for_different_lengths_share_one_adversarial_program():
+    """The adversarial phase's start reaches the step as a value (DeviceData), not a constant:
+    changing the pretraining lengths changes no compiled program, so the persistent compile
+    cache serves such runs. The learning rates, by contrast, do change it."""
+    from refinekit.steps import DeviceData, pad_to_bucket
+
+    images = np.zeros((24, 16, 16, 1), np.uint8)
+
+    def programs(**settings) -> list[str]:
+        config = TrainConfig(preset="tiny", batch_size=4, **settings)
+        fns = StepFunctions(config, (16, 16, 1), make_mesh())
+        start = config.pretrain_refiner_steps + config.pretrain_disc_steps
+        data = pad_to_bucket(
+            DeviceData(images, images, adversarial_start=np.asarray(start, np.int32))
+        )
+        state = fns.init_state()
+        return [
+            fns.adversarial.lower(state, data).as_text(),
+            fns.pretrain_disc.lower(state, data).as_text(),
+        ]
+
+    base = programs(pretrain_refiner_steps=4, pretrain_disc_steps=2)
+    assert programs(pretrain_refiner_steps=30, pretrain_disc_steps=7) == base
+    assert programs(pretrain_refiner_steps=4, pretrain_disc_steps=2, lr_disc=3e-3) != base

@@ -78,6 +78,7 @@ def pad_to_bucket(data: DeviceData) -> DeviceData:
         pad(data.real_labels, -1),
         np.asarray(len(data.synthetic), np.int32),
         np.asarray(len(data.real), np.int32),
+        data.adversarial_start,
     )
 
 
@@ -92,6 +93,10 @@ class DeviceData:
     # all of them. Batches are drawn from these only.
     synthetic_count: jax.Array | np.ndarray | None = None  # int32 ()
     real_count: jax.Array | np.ndarray | None = None  # int32 ()
+    # The first adversarial step (the two pretraining lengths), passed as a value rather than
+    # read from the config as a constant: runs that differ only in how long they pretrain then
+    # share one compiled adversarial step. None: the config's.
+    adversarial_start: jax.Array | np.ndarray | None = None  # int32 ()
 
 
 @dataclass
@@ -190,6 +195,7 @@ class StepFunctions:
             self.trace_counts[name] = self.trace_counts.get(name, 0) + 1  # runs at trace time only
             return fn(*args)
 
+        wrapper.__name__ = wrapper.__qualname__ = name  # the program's name in JAX's logs
         return wrapper
 
     def _apply_refiner(self, params, images):
@@ -406,7 +412,10 @@ class StepFunctions:
             state, r_metrics = self._refiner_update(
                 state, synthetic, jax.random.fold_in(keys[i], 7), True, labels
             )
-        adversarial_steps = state.step - (c.pretrain_refiner_steps + c.pretrain_disc_steps)
+        start: Any = data.adversarial_start
+        if start is None:
+            start = c.pretrain_refiner_steps + c.pretrain_disc_steps
+        adversarial_steps = state.step - start
         decay = ema.effective_decay(c.ema_decay, adversarial_steps)
         state = state.replace(ema=ema.update(state.ema, state.refiner, decay))
         for j in range(c.kd):

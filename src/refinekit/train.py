@@ -234,6 +234,9 @@ def _train(
                 data.synthetic,
                 data.real,
                 *labels.id_arrays(data.labels, len(data.synthetic), len(data.real)),
+                adversarial_start=np.asarray(
+                    config.pretrain_refiner_steps + config.pretrain_disc_steps, np.int32
+                ),
             )
         ),
         fns.replicated,
