@@ -152,3 +152,18 @@ def test_domain_scores_of_the_same_sets_are_trained_once_per_process(monkeypatch
     classifier.clear_domain_cache()
     with pytest.raises(AssertionError, match="trained again"):
         classifier.domain_scores(x, ref, 0)
+
+
+def test_memo_keys_follow_bytes_shape_dtype_and_salt_and_the_store_drops_the_oldest():
+    from refinekit.gap import memo
+
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert memo.digest(a, salt=1) == memo.digest(a.copy(), salt=1)
+    assert memo.digest(a.T, salt=1) == memo.digest(np.ascontiguousarray(a.T), salt=1)
+    assert memo.digest(a, salt=1) != memo.digest(a, salt=2)
+    assert memo.digest(a) != memo.digest(a.reshape(4, 3))  # same bytes, other shape
+    assert memo.digest(a) != memo.digest(a.view(np.int32))  # same bytes, other dtype
+    store: dict = {}
+    for key in "abc":
+        memo.remember(store, key, key.upper(), size=2)
+    assert store == {"b": "B", "c": "C"}

@@ -10,7 +10,6 @@ input shape and number of classes.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -19,6 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..io.pixels import pad_to_batch
+from . import memo
 
 INPUT_SIZE = 32
 WIDTHS = (16, 32, 64)
@@ -279,16 +279,14 @@ def domain_scores(
     initialisations depend only on the seed and set sizes, so identical sets give identical
     scores; within one process they are trained once (_DOMAIN_CACHE).
     """
-    key = _digest(x, ref, seed, folds)
+    key = memo.digest(x, ref, salt=(seed, folds, DESCRIPTION))
     if key in _DOMAIN_CACHE:
         if on_step is not None:  # a progress bar still reaches its total
             for _ in range(domain_steps(len(x), len(ref), folds)):
                 on_step()
         return _copy(_DOMAIN_CACHE[key])
     held = _train_domain_folds(x, ref, seed, folds, on_step)
-    while len(_DOMAIN_CACHE) >= _DOMAIN_CACHE_SIZE:
-        _DOMAIN_CACHE.pop(next(iter(_DOMAIN_CACHE)))
-    _DOMAIN_CACHE[key] = _copy(held)
+    memo.remember(_DOMAIN_CACHE, key, _copy(held), _DOMAIN_CACHE_SIZE)
     return held
 
 
@@ -303,14 +301,6 @@ _DOMAIN_CACHE_SIZE = 8
 def clear_domain_cache() -> None:
     """Forget cached domain scores (tests that check training itself is deterministic)."""
     _DOMAIN_CACHE.clear()
-
-
-def _digest(x: np.ndarray, ref: np.ndarray, seed: int, folds: int) -> str:
-    digest = hashlib.sha256(repr((seed, folds, DESCRIPTION)).encode())
-    for part in (x, ref):
-        digest.update(repr((part.shape, str(part.dtype))).encode())
-        digest.update(np.ascontiguousarray(part).data)  # the buffer itself: no copy
-    return digest.hexdigest()
 
 
 def _copy(held: HeldOut) -> HeldOut:

@@ -14,13 +14,12 @@ resamples both; the classifiers stay fixed.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import classifier
+from . import classifier, memo
 from .bootstrap import Estimate
 
 KEY = "label_retention"
@@ -69,11 +68,7 @@ _FOLD_CACHE_SIZE = 2
 
 
 def _fold_models(synthetic, labels, classes, seed, fold_of, on_step) -> list[classifier.Trained]:
-    digest = hashlib.sha256()
-    for part in (synthetic, labels, fold_of):
-        digest.update(str((part.shape, part.dtype)).encode())
-        digest.update(np.ascontiguousarray(part).tobytes())
-    key = f"{digest.hexdigest()}/{classes}/{seed}"
+    key = memo.digest(synthetic, labels, fold_of, salt=(classes, seed))
     if on_step is None and key in _FOLD_CACHE:
         return _FOLD_CACHE[key]
     models = [
@@ -83,9 +78,7 @@ def _fold_models(synthetic, labels, classes, seed, fold_of, on_step) -> list[cla
         for fold in range(FOLDS)
     ]
     if on_step is None:
-        while len(_FOLD_CACHE) >= _FOLD_CACHE_SIZE:
-            _FOLD_CACHE.pop(next(iter(_FOLD_CACHE)))
-        _FOLD_CACHE[key] = models
+        memo.remember(_FOLD_CACHE, key, models, _FOLD_CACHE_SIZE)
     return models
 
 
