@@ -4,7 +4,8 @@
 
 Each commit's `src/` is exported with `git archive` and run in its own subprocess, alternating
 OLD, NEW, NEW, OLD, ... so slow drifts of a shared machine hit both alike. Per round and commit:
-`bench --mode train` (gaze, 35x55, batch 64: images/s), `bench --mode refine` at 32x48 with
+`bench --mode train` (gaze, 35x55, batch 64: images/s; gaze, not the default, so that commits
+from before the `local` preset compare the same networks), `bench --mode refine` at 32x48 with
 batch 32 (model only, images/s) run before and after `refinekit refine` of IMAGES 32x48 gray
 PNGs (batch 32), whose images/s over the mean of the two model-only runs is the end-to-end
 ratio (docs/performance.md). Prints one table and writes OUT/compare.json.
@@ -94,19 +95,22 @@ def main() -> None:
         if not (runs[commit] / "config.json").is_file():
             done = cli(
                 src, "train", "--synthetic", str(out / "data" / "syn"), "--real",
-                str(out / "data" / "real"), "--out", str(runs[commit]), "--steps", "2",
+                str(out / "data" / "real"), "--out", str(runs[commit]), "--preset", "gaze", "--steps", "2",
                 "--pretrain-refiner-steps", "1", "--pretrain-disc-steps", "1",
             )  # fmt: skip
             if done.returncode:
                 raise SystemExit(f"train failed for {commit}: {done.stderr[-2000:]}")
     rows: dict[str, dict[str, list[float]]] = {c: {"train": [], "e2e": []} for c in srcs}
-    refine_model = ["--mode", "refine", "--size", "32", "48", "--channels", "1"]
+    # The gaze preset exists in every commit; the default changed (to local) in session 14.
+    refine_model = ["--mode", "refine", "--preset", "gaze", "--size", "32", "48", "--channels", "1"]
     refine_model += ["--refine-batch", "32", "--repeats", "100"]
     for r in range(args.rounds):
         order = list(srcs) if r % 2 == 0 else list(srcs)[::-1]
         for commit in order + order[::-1]:
             src = srcs[commit]
-            rows[commit]["train"].append(bench(src, "--mode", "train", "--repeats", "8"))
+            rows[commit]["train"].append(
+                bench(src, "--mode", "train", "--preset", "gaze", "--repeats", "8")
+            )
             before = bench(src, *refine_model)
             target = out / f"refined-{commit}-{len(rows[commit]['e2e'])}"
             e2e = end_to_end(src, runs[commit], out / "data" / "refine", target)

@@ -8,7 +8,7 @@ from refinekit.config import TrainConfig
 from refinekit.models import build_models, disc_flops, patch_geometry, refiner_flops
 
 
-@pytest.mark.parametrize("preset", ["gaze", "hand", "tiny"])
+@pytest.mark.parametrize("preset", ["local", "gaze", "hand", "tiny"])
 def test_refiner_keeps_shape_and_range_and_disc_gives_a_patch_grid(preset):
     config = TrainConfig(preset=preset, blocks=1)
     refiner, disc = build_models(config, 3, seed=0)
@@ -21,7 +21,7 @@ def test_refiner_keeps_shape_and_range_and_disc_gives_a_patch_grid(preset):
 
 
 def test_gaze_geometry_and_flops_by_hand():
-    config = TrainConfig()
+    config = TrainConfig(preset="gaze")
     g = patch_geometry(config.discriminator_layers, (35, 55))
     # strides 2, 2, 1 ...: 35x55 -> 18x28 -> 9x14; field 3 -> 7 -> 15 -> 23
     assert g == {"grid": (9, 14), "receptive_field": 23, "stride": 4}
@@ -35,6 +35,21 @@ def test_gaze_geometry_and_flops_by_hand():
         9 * 96 * 18 * 28 + 9 * 96 * 64 * 9 * 14 + 9 * 64 * 32 * 126 + 32 * 32 * 126 + 32 * 2 * 126
     )
     assert disc_flops(config, 1, (35, 55)) == d
+
+
+def test_default_discriminator_is_local_by_hand():
+    config = TrainConfig()
+    assert config.preset == "local"
+    g = patch_geometry(config.discriminator_layers, (35, 55))
+    # strides 2, 1, 1, 1: 35x55 -> 18x28; field 3 -> 7, so a 16x16 image holds 8x8 patches
+    assert g == {"grid": (18, 28), "receptive_field": 7, "stride": 2}
+    assert patch_geometry(config.discriminator_layers, (16, 16))["grid"] == (8, 8)
+    cells = 18 * 28
+    d = 2 * cells * (9 * 96 + 9 * 96 * 64 + 64 * 32 + 32 * 2)
+    assert disc_flops(config, 1, (35, 55)) == d
+    # the refiner is the gaze one
+    gaze = config.replace(preset="gaze")
+    assert refiner_flops(config, 1, (35, 55)) == refiner_flops(gaze, 1, (35, 55))
 
 
 def test_sample_grid_layout_and_signed_difference():

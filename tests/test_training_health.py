@@ -357,11 +357,14 @@ def test_defaults_stay_bounded_when_the_discriminator_wins_pretraining(tmp_path)
     run = tmp_path / "run"
     args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run),
             "--width", "16", "--blocks", "2", "--steps", "200", "--pretrain-refiner-steps", "300",
-            "--pretrain-disc-steps", "200", "--log-every", "25", "--checkpoint-every", "700"]  # fmt: skip
+            "--pretrain-disc-steps", "500", "--log-every", "25", "--checkpoint-every", "1000"]  # fmt: skip
     assert main(args) == 0
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     disc_end = [r for r in records if r["phase"] == "pretrain_disc"][-1]
-    assert disc_end["disc_real"] < 0.01 and disc_end["disc_refined"] < 0.01  # D has won
+    # D has won: it tells every real and refined patch apart (the local default discriminator
+    # gets there in 500 steps with losses near 0.02; the gaze one reached < 0.01 in 200).
+    assert disc_end["disc_acc_real"] > 0.99 and disc_end["disc_acc_refined"] > 0.99
+    assert disc_end["disc_real"] < 0.05 and disc_end["disc_refined"] < 0.05
     adversarial = [r for r in records if r["phase"] == "adversarial"]
     assert len(adversarial) == 8
     assert max(r["mean_abs_change"] for r in adversarial) < 0.6

@@ -28,9 +28,10 @@ def bench(
     preset: Annotated[
         str,
         typer.Option(
-            "--preset", help="Network preset: gaze (default, the paper's eye nets), hand or tiny."
+            "--preset",
+            help="Network preset: local (default, train's), gaze (the paper's eye nets), hand or tiny.",
         ),
-    ] = "gaze",
+    ] = "local",
     size: Annotated[
         tuple[int, int],
         typer.Option(

@@ -13,6 +13,7 @@ from .train_progress import ProgressView, report_best
 
 
 class Preset(StrEnum):
+    local = "local"
     gaze = "gaze"
     hand = "hand"
     tiny = "tiny"
@@ -106,7 +107,7 @@ def train(
         Preset | None,
         typer.Option(
             "--preset",
-            help="Network shapes: gaze (paper's eye-gaze nets, default), hand (paper's hand-pose nets) or tiny (tests).",
+            help="Network shapes: local (default: the gaze refiner, a 7-px-field discriminator), gaze (the paper's eye-gaze nets, 23-px field), hand (the paper's hand-pose nets) or tiny (tests).",
         ),
     ] = None,
     width: Annotated[
@@ -114,10 +115,12 @@ def train(
         typer.Option("--width", help="Refiner feature maps (preset's value by default, 64)."),
     ] = None,
     blocks: Annotated[
-        int | None, typer.Option("--blocks", help="Refiner ResNet blocks (gaze 4, hand 10).")
+        int | None,
+        typer.Option("--blocks", help="Refiner ResNet blocks (local and gaze 4, hand 10)."),
     ] = None,
     kernel: Annotated[
-        int | None, typer.Option("--kernel", help="Refiner kernel size, odd (gaze 3, hand 7).")
+        int | None,
+        typer.Option("--kernel", help="Refiner kernel size, odd (local and gaze 3, hand 7)."),
     ] = None,
     refiner_output: Annotated[
         RefinerOutput | None,
