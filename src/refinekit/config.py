@@ -20,12 +20,13 @@ from .limits import check_limits, parse_layers
 # The last conv has 2 features: one real/refined logit pair per patch.
 DiscLayers = tuple[tuple, ...]
 
+# Shrivastava et al. 2017, eye gaze (UnityEyes -> MPIIGaze), Sec. 3.1: the refiner's shape.
+GAZE_REFINER: dict[str, Any] = {"width": 64, "blocks": 4, "kernel": 3}
+
 PRESETS: dict[str, dict[str, Any]] = {
-    # Shrivastava et al. 2017, eye gaze (UnityEyes -> MPIIGaze), Sec. 3.1.
+    # Shrivastava et al. 2017, eye gaze, Sec. 3.1.
     "gaze": {
-        "width": 64,
-        "blocks": 4,
-        "kernel": 3,
+        **GAZE_REFINER,
         "disc_layers": (
             ("conv", 3, 2, 96),
             ("conv", 3, 2, 64),
@@ -38,11 +39,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The default: the gaze refiner with a more local discriminator. The gaze discriminator's
     # receptive field (23 px) is the whole of a 16x16 image, so it judges images, not patches;
     # this one's is 7 px, and it kept more labels and gained more on the evaluation harness
-    # (docs/training.md, "A more local discriminator").
+    # (docs/training.md, "The default discriminator: local").
     "local": {
-        "width": 64,
-        "blocks": 4,
-        "kernel": 3,
+        **GAZE_REFINER,
         "disc_layers": (
             ("conv", 3, 2, 96),
             ("conv", 3, 1, 64),
