@@ -5,8 +5,10 @@ Library code never changes global JAX config on import; commands call `setup()` 
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
+from typing import Any
 
 CACHE_ENV = "REFINEKIT_COMPILE_CACHE"
 
@@ -123,3 +125,44 @@ def initialize_distributed() -> bool:
             jax.distributed.initialize()
             return True
     return False
+
+
+_barrier_ids = itertools.count()
+
+
+def sync_processes(name: str, timeout_s: float = 900.0) -> None:
+    """Wait until every process of a multi-host job gets here; a no-op for one process.
+
+    A barrier of JAX's coordination service, not a collective: it waits up to `timeout_s`,
+    where a CPU (gloo) collective gives up on a late peer after a fixed 30 s.
+    """
+    import jax
+
+    if jax.process_count() == 1:
+        return
+    from orbax.checkpoint import multihost
+
+    key = f"refinekit-{name}-{next(_barrier_ids)}"
+    multihost.get_barrier_sync_fn()(key=key, timeout_ms=int(timeout_s * 1000))
+
+
+def connect_processes(mesh: Any) -> None:
+    """Open the processes' collective connections while all of them wait at one barrier.
+
+    On CPU, gloo connects at the first collective and fails ("Gloo context initialization
+    failed: DEADLINE_EXCEEDED") when a peer arrives more than 30 s later, which happens on a
+    loaded machine when one process still compiles or writes the run folder. So the processes
+    meet first, then run one tiny all-reduce at once; later collectives reuse the connection.
+    """
+    import jax
+    import numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    if jax.process_count() == 1:
+        return
+    sync_processes("connect")
+    axis = mesh.axis_names[0]
+    ones = np.ones(len(mesh.local_devices), np.float32)
+    x = jax.make_array_from_process_local_data(NamedSharding(mesh, PartitionSpec(axis)), ones)
+    total = jax.jit(lambda v: v.sum(), out_shardings=NamedSharding(mesh, PartitionSpec()))(x)
+    total.block_until_ready()

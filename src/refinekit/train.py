@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, labels
+from . import checkpoint, labels, runtime
 from .config import AUTO_ADA_BELOW, TrainConfig
 from .errors import ConfigError, DataError, NonFiniteError
 from .events import Finished, Note, OnEvent, Progress, Saved, Stage, Started, ignore
@@ -220,6 +220,7 @@ def _train(
     h, w = config.size
     c = config.channels
     mesh = make_mesh()
+    runtime.connect_processes(mesh)  # several hosts: connect before any process runs ahead
     fns = StepFunctions(config, (h, w, c), mesh)
     state = fns.init_state()
     if resume_step is not None:
@@ -304,15 +305,16 @@ def _train(
         checkpoint.save(manager, step, state, saved)
         emit(Saved("train", "checkpoint", step, checkpoint.checkpoint_dir(run) / str(step)))
         watcher.after_save(scores, manager)
+        runtime.sync_processes("saved")  # the primary wrote the scores and the page alone
 
     def write_sample(state) -> None:
-        if not primary:
-            return
-        refined = np.asarray(fns.refine(state.ema, jax.numpy.asarray(fixed_syn)))
-        path = run / "samples" / f"step_{int(state.step):07d}.png"
-        atomic_write(path, encode_image(sample_grid(fixed_syn, refined, fixed_real), ".png"))
-        watcher.latest_sample = path
-        emit(Saved("train", "sample", int(state.step), path))
+        if primary:
+            refined = np.asarray(fns.refine(state.ema, jax.numpy.asarray(fixed_syn)))
+            path = run / "samples" / f"step_{int(state.step):07d}.png"
+            atomic_write(path, encode_image(sample_grid(fixed_syn, refined, fixed_real), ".png"))
+            watcher.latest_sample = path
+            emit(Saved("train", "sample", int(state.step), path))
+        runtime.sync_processes("sample")  # the others wait (not in a collective) while it draws
 
     metrics_file = open(run / "metrics.jsonl" if primary else os.devnull, "a")  # noqa: SIM115 - closed in finally
     step = start
