@@ -133,6 +133,17 @@ def test_label_and_nce_steps_compile_once(classes16, tmp_path):
     assert all(np.isfinite(r["nce"]) and r["nce"] > 0 for r in records)
 
 
+def test_structure_content_trains_from_the_cli_and_logs_its_loss(classes16, tmp_path):
+    syn, real = classes16
+    run = tmp_path / "structure"
+    args = _args(syn, real, run, 4, "--content", "structure", "--lambda-structure", "2")
+    assert main(args) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["content"] == "structure" and config["lambda_structure"] == 2.0
+    records = [r for r in _metrics(run) if r["phase"] == "adversarial"]
+    assert records and all(np.isfinite(r["structure"]) and r["structure"] >= 0 for r in records)
+
+
 def test_refiner_extra_loss_is_lambda_times_the_classifier_cross_entropy():
     config = TrainConfig(
         preset="tiny",

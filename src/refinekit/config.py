@@ -85,7 +85,7 @@ PRECISIONS = ("float32", "bf16")
 AUGMENTS = ("auto", "none", "diffaugment", "ada")
 # --augment auto: ADA below this many real images (docs/few-real-images.md), none from it on.
 AUTO_ADA_BELOW = 100
-CONTENTS = ("l1", "lowpass", "nce")
+CONTENTS = ("l1", "lowpass", "nce", "structure")
 LABEL_TARGETS = ("class", "prediction")
 CLASS_CONDITIONAL = ("auto", "on", "off")
 GAN_LOSSES = ("bce", "lsgan", "hinge")
@@ -150,6 +150,7 @@ RUN_DEFINING = (
     "class_conditional",
     "content",
     "lambda_nce",
+    "lambda_structure",
     "classifier_steps",
     # stability and validation (docs/training.md)
     "gan_loss",
@@ -220,8 +221,9 @@ class TrainConfig:
     # pretraining steps over which the label weight ramps up from 0 (None: half of them on RGB)
     label_warmup: int | None = None
     class_conditional: str = "auto"  # projection discriminator when real has the same classes
-    content: str = "l1"  # what self-regularisation compares: l1, lowpass, nce
+    content: str = "l1"  # what self-regularisation compares: l1, lowpass, nce, structure
     lambda_nce: float = 1.0  # weight of PatchNCE when content is nce
+    lambda_structure: float = 1.0  # weight of the orientation loss when content is structure
     classifier_steps: int = 600  # steps of the frozen label classifier's own phase
     # execution
     steps_per_call: int = 1
@@ -264,6 +266,7 @@ class TrainConfig:
         _check("lambda_reg", self.lambda_reg >= 0, "a number >= 0")
         _check("lambda_label", self.lambda_label >= 0, "a number >= 0 (0 turns the label loss off)")
         _check("lambda_nce", self.lambda_nce >= 0, "a number >= 0")
+        _check("lambda_structure", self.lambda_structure >= 0, "a number >= 0")
         _check("classifier_steps", self.classifier_steps >= 1, "an integer >= 1")
         for name, allowed in CHOICES.items():
             _check(name, getattr(self, name) in allowed, f"one of {', '.join(allowed)}")

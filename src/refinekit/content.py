@@ -1,4 +1,7 @@
-"""PatchNCE content loss (Park et al. 2020, CUT), on the refiner's own features.
+"""Content losses beyond the L1: PatchNCE (Park et al. 2020, CUT) on the refiner's own
+features, and a structure-tensor orientation loss.
+
+PatchNCE.
 
 For each hidden map of the refiner (models.Refiner.forward_with_features), P locations are
 drawn (the same for every image of the batch, as in CUT). The feature of R(x) at a location is
@@ -12,6 +15,18 @@ The keys (features of x) are held constant, as in CUT. Unlike CUT there is no le
 (one less network in the state); the refiner's maps are used directly. It asks "is this patch
 of the output still the patch of the input it came from, rather than another patch", which a
 change of texture or intensity can satisfy while moving a stroke cannot.
+
+Structure (`--content structure`). The local orientation of the image: from the gradients
+(gx, gy) of the channel mean, the structure tensor J = G_sigma * [gx^2, gy^2, gx gy] and its
+doubled-angle orientation vector
+
+    o = (Jxx - Jyy, 2 Jxy) / (Jxx + Jyy + eps),
+
+which points along the dominant edge direction with length = coherence (1: one direction, 0:
+flat or isotropic). Dividing by the local energy makes it blind to contrast, brightness, blur
+that keeps orientation, and weak isotropic grain, so the refiner may change those freely; what
+it cannot do for free is draw edges in a new direction, e.g. cross bands over stripes, which
+turns stripes into a grid. The loss is mean |o(R(x)) - o(x)|, o(x) held constant.
 """
 
 from __future__ import annotations
@@ -20,8 +35,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .losses import lowpass
+
 TAU = 0.07  # CUT's nce_T
 PATCHES = 64  # locations per map (CUT uses 256 on 256x256 images)
+STRUCTURE_SIGMA = 1.0  # window of the structure tensor, pixels
+# Energy floor of o's denominator, in units of squared [-1, 1] gradients: flat areas and grain
+# weaker than a gradient of ~0.1 per pixel count as "no orientation" rather than as noise.
+STRUCTURE_EPS = 1e-2
 
 
 def patch_nce(queries: jax.Array, keys: jax.Array, locations: jax.Array, tau: float = TAU):
@@ -48,3 +69,21 @@ def multi_layer_nce(
         locations = jax.random.permutation(jax.random.fold_in(key, i), h * w)[:count]
         total = total + patch_nce(q, k, locations)
     return total / len(output_maps)
+
+
+def orientation_field(images: jax.Array, sigma: float = STRUCTURE_SIGMA) -> jax.Array:
+    """Doubled-angle orientation vectors (N, H, W, 2) of NHWC images (module docstring)."""
+    g = images.astype(jnp.float32).mean(axis=-1, keepdims=True)
+    p = jnp.pad(g, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    gx = (p[:, 1:-1, 2:] - p[:, 1:-1, :-2]) / 2
+    gy = (p[:, 2:, 1:-1] - p[:, :-2, 1:-1]) / 2
+    j = lowpass(jnp.concatenate([gx * gx, gy * gy, gx * gy], axis=-1), sigma)
+    jxx, jyy, jxy = j[..., 0], j[..., 1], j[..., 2]
+    energy = jxx + jyy + STRUCTURE_EPS
+    return jnp.stack([(jxx - jyy) / energy, 2 * jxy / energy], axis=-1)
+
+
+def structure_loss(refined: jax.Array, synthetic: jax.Array) -> jax.Array:
+    """mean |o(R(x)) - o(x)| over pixels and both components, o(x) constant."""
+    target = jax.lax.stop_gradient(orientation_field(synthetic))
+    return jnp.abs(orientation_field(refined) - target).mean()

@@ -6,6 +6,7 @@ functions, fills `TrainState.extras`, and computes
     lambda_label * KL(C(aug(x)) || C(aug(R(x))))   when the synthetic set has classes (label
                                                    loss; --label-target class: CE(..., y))
     lambda_nce * PatchNCE(R features of R(x), of x)   when --content nce
+    lambda_structure * |o(R(x)) - o(x)|               when --content structure (content.py)
 
 for one refiner update. `prepare` runs the classifier phase before step 0 of a fresh run.
 """
@@ -66,8 +67,8 @@ class LabelTerms:
         names = []
         if self.classifier is not None:
             names += ["label_loss", "label_accuracy"]
-        if self.config.content == "nce":
-            names.append("nce")
+        if self.config.content in ("nce", "structure"):
+            names.append(self.config.content)
         return names
 
     def refiner_extra_loss(
@@ -110,6 +111,10 @@ class LabelTerms:
             nce = content.multi_layer_nce(output_maps, input_maps, jax.random.fold_in(key, 13))
             total = total + self.config.lambda_nce * nce
             metrics["nce"] = nce
+        if self.config.content == "structure":
+            structure = content.structure_loss(refined, synthetic)
+            total = total + self.config.lambda_structure * structure
+            metrics["structure"] = structure
         return total, metrics
 
 

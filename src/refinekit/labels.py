@@ -125,6 +125,7 @@ def plan(config: TrainConfig) -> LabelPlan:
         "l1": f"mean |psi(R(x)) - psi(x)| with psi {config.psi}",
         "lowpass": "L1 between low-pass (Gaussian-blurred) images: fine texture may change",
         "nce": "PatchNCE on the refiner's features (geometry) plus the L1 guard",
+        "structure": "local edge orientation (structure tensor) kept, plus the L1 guard",
     }[config.content]
     reasons.append(f"content loss {config.content}: {content_why} (lambda {config.lambda_reg:g})")
     return LabelPlan(n, label_loss, conditional, config.content, reasons)

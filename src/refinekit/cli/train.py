@@ -29,6 +29,7 @@ class Content(StrEnum):
     l1 = "l1"
     lowpass = "lowpass"
     nce = "nce"
+    structure = "structure"
 
 
 class LabelTarget(StrEnum):
@@ -182,12 +183,19 @@ def train(
         Content | None,
         typer.Option(
             "--content",
-            help="Content loss: l1 (default, mean|psi(R(x))-psi(x)|), lowpass (L1 of blurred images: texture may change), nce (PatchNCE on the refiner's features, plus the L1).",
+            help="Content loss: l1 (default, mean|psi(R(x))-psi(x)|), lowpass (L1 of blurred images: texture may change), nce (PatchNCE on the refiner's features, plus the L1), structure (local edge orientation kept, plus the L1).",
         ),
     ] = None,
     lambda_nce: Annotated[
         float | None,
         typer.Option("--lambda-nce", help="Weight of PatchNCE with --content nce (default 1)."),
+    ] = None,
+    lambda_structure: Annotated[
+        float | None,
+        typer.Option(
+            "--lambda-structure",
+            help="Weight of the orientation loss with --content structure (default 1).",
+        ),
     ] = None,
     classifier_steps: Annotated[
         int | None,
