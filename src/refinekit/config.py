@@ -91,7 +91,27 @@ CLASS_CONDITIONAL = ("auto", "on", "off")
 GAN_LOSSES = ("bce", "lsgan", "hinge")
 ON_COLLAPSE = ("warn", "stop")
 REFINER_OUTPUTS = ("residual", "direct")
+# What kind of refiner is trained (docs/refiners.md): the SimGAN ResNet, a fitted camera model
+# (pixels never move, so labels stay valid by construction), or the camera model followed by the
+# ResNet for what a camera cannot explain.
+REFINERS = ("resnet", "acquisition", "acquisition+resnet")
+# Settings a refiner kind changes from the defaults when they are not given: a camera model has
+# a few dozen parameters, starts as the identity and cannot move pixels, so it needs no refiner
+# pretraining, no self-regularisation and no label loss, and learns at a higher rate.
+REFINER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "resnet": {},
+    "acquisition": {
+        "steps": 1000,
+        "pretrain_refiner_steps": 0,
+        "lambda_reg": 0.0,
+        "lambda_label": 0.0,
+        "lr_refiner": 2e-3,
+        "ema_decay": 0.99,
+    },
+    "acquisition+resnet": {},
+}
 CHOICES = {
+    "refiner": REFINERS,
     "refiner_output": REFINER_OUTPUTS,
     "content": CONTENTS,
     "label_target": LABEL_TARGETS,
@@ -104,6 +124,7 @@ CHOICES = {
 }
 # What a setting was before it existed: a saved run or export without the key was trained so.
 LEGACY: dict[str, Any] = {
+    "refiner": "resnet",
     "refiner_output": "direct",
     "lr_pretrain_refiner": None,
     "lambda_label_pretrain": None,
@@ -114,6 +135,7 @@ LEGACY: dict[str, Any] = {
 # Fields that define what a checkpoint holds or how its numbers evolve; changing one of
 # them on resume would silently train a different model, so it is an error.
 RUN_DEFINING = (
+    "refiner",
     "preset",
     "width",
     "blocks",
@@ -170,6 +192,7 @@ class TrainConfig:
     real: str = ""
     out: str = ""
     # model
+    refiner: str = "resnet"  # resnet, acquisition (a fitted camera model) or acquisition+resnet
     preset: str = "local"
     width: int | None = None  # refiner feature maps (preset's if None)
     blocks: int | None = None  # refiner ResNet blocks

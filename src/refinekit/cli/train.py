@@ -12,6 +12,12 @@ from .common import log
 from .train_progress import ProgressView, report_best
 
 
+class RefinerKind(StrEnum):
+    resnet = "resnet"
+    acquisition = "acquisition"
+    acquisition_resnet = "acquisition+resnet"
+
+
 class Preset(StrEnum):
     local = "local"
     gaze = "gaze"
@@ -102,6 +108,15 @@ def train(
         int | None,
         typer.Option(
             "--seed", help="Random seed for initialisation, sampling and augmentation (default 0)."
+        ),
+    ] = None,
+    refiner: Annotated[
+        RefinerKind | None,
+        typer.Option(
+            "--refiner",
+            help="What is trained: resnet (default: the SimGAN refiner), acquisition (a camera model "
+            "fitted to the real set: blur, resolution, tone, colour, vignetting, noise, bit depth; "
+            "pixels never move) or acquisition+resnet (the ResNet refines the camera model's output).",
         ),
     ] = None,
     preset: Annotated[

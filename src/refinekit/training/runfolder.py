@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import checkpoint
-from ..config import LEGACY, TrainConfig, incompatible_fields
+from ..config import LEGACY, REFINER_DEFAULTS, TrainConfig, incompatible_fields
 from ..errors import CheckpointError, ConfigError, RefinekitError, UsageError
 from ..io.atomic import atomic_write, temp_target
 
@@ -75,7 +75,11 @@ def settings_for_run(values: Mapping[str, Any], source: str = "settings") -> Tra
     for required in ("synthetic", "real", "out"):
         if not values.get(required):
             raise UsageError(f"--{required}: required (a folder path)")
-    return TrainConfig.from_dict(resume_defaults(values), source=source)
+    settings = resume_defaults(values)
+    kind = settings.get("refiner", TrainConfig.refiner)
+    # The refiner kind's own defaults (config.REFINER_DEFAULTS) sit under what was given.
+    kind_defaults = REFINER_DEFAULTS.get(kind, {}) if isinstance(kind, str) else {}
+    return TrainConfig.from_dict({**kind_defaults, **settings}, source=source)
 
 
 def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
