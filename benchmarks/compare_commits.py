@@ -101,7 +101,7 @@ def main() -> None:
             if done.returncode:
                 raise SystemExit(f"train failed for {commit}: {done.stderr[-2000:]}")
     rows: dict[str, dict[str, list[float]]] = {c: {"train": [], "e2e": []} for c in srcs}
-    # The gaze preset exists in every commit; the default changed (to local) in session 14.
+    # The gaze preset exists in every commit; the default changed (to local) at 150b1b4.
     refine_model = ["--mode", "refine", "--preset", "gaze", "--size", "32", "48", "--channels", "1"]
     refine_model += ["--refine-batch", "32", "--repeats", "100"]
     for r in range(args.rounds):

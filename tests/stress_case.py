@@ -1,4 +1,4 @@
-"""Procedural stress cases for training stability (issue 13): the discriminator wins pretraining.
+"""Procedural stress cases for training stability (docs/training.md): the discriminator wins pretraining.
 
 Synthetic: clean, thin, centred glyphs (10 stroke templates, one class subfolder each), 16x16
 gray. Real: the same templates drawn as an acquisition process would (thicker strokes, jitter,

@@ -5,7 +5,7 @@
 Pretrains the refiner and the discriminator once with the base config (today's defaults), then
 runs each variant's adversarial phase from that same state, logging every 50 steps: the
 largest mean_abs_change, the smallest D loss, the batch-spread ratio, and whether all D losses
-were < 0.01 (the issue's collapse signs). One JSON line per variant on stdout.
+were < 0.01 (the collapse signs). One JSON line per variant on stdout.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 17, D14: a damaged checkpoint without its checksum file is one line that points to the
+"""docs/reliability.md, D14: a damaged checkpoint without its checksum file is one line that points to the
 earlier checkpoints, with none of the "Event loop is closed" tracebacks tensorstore printed."""
 
 from __future__ import annotations

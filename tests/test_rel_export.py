@@ -1,4 +1,4 @@
-"""Issue 17, exported refiners (D5, D10, D12): a hostile export costs nothing (its header is
+"""docs/reliability.md, exported refiners (D5, D10, D12): a hostile export costs nothing (its header is
 validated and its shapes checked against the stored arrays before anything is allocated), and
 `export` checks FILE before any work, never writes onto its inputs and writes atomically.
 """

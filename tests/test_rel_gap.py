@@ -1,4 +1,4 @@
-"""Issue 17, gap-report outputs (D1, D11): no output ever lands on an input, every output path is
+"""docs/reliability.md, gap-report outputs (D1, D11): no output ever lands on an input, every output path is
 checked before any work, and reports are written atomically (a full disk leaves no partial file).
 """
 

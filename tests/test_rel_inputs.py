@@ -1,4 +1,4 @@
-"""Issue 17, inputs (D2, D3, D4, D7, D9, D13's decode message, links to outside IN): only regular
+"""docs/reliability.md, inputs (D2, D3, D4, D7, D9, D13's decode message, links to outside IN): only regular
 files are read and nothing hangs, no output lands in IN through a linked subfolder, multi-frame
 images are refused by name, one refine writes an OUT at a time.
 

@@ -1,4 +1,4 @@
-"""Issue 17, train and the command line (D6, D8, D13, and the run folder's lock): settings are
+"""docs/reliability.md, train and the command line (D6, D8, D13, and the run folder's lock): settings are
 validated before anything is written, --out is never an input, flag errors are one line.
 """
 

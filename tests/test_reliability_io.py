@@ -310,6 +310,6 @@ def test_exif_orientation_is_not_applied_and_a_multi_frame_gif_is_refused(tmp_pa
     frames = [Image.fromarray(np.full((4, 5, 3), 80 * i, np.uint8)) for i in range(3)]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
     # .gif is not scanned as an image; read directly, a multi-frame file is refused by name
-    # (issue 17 D4: keeping the first frame would silently drop the others).
+    # (docs/reliability.md D4: keeping the first frame would silently drop the others).
     with pytest.raises(ImageReadError, match="a.gif: a multi-frame GIF file .3 frames"):
         read_image(tmp_path / "a.gif")

@@ -1,4 +1,4 @@
-"""Issue 13: health monitor, validation split, best-checkpoint choice, sample spread, index.html."""
+"""Training health (docs/training.md): health monitor, validation split, best-checkpoint choice, sample spread, index.html."""
 
 import json
 import math
@@ -348,8 +348,8 @@ def test_step_strings_from_library_callers_mean_what_the_cli_means(trained):
 def test_defaults_stay_bounded_when_the_discriminator_wins_pretraining(tmp_path):
     """The stress case (clean thin glyphs vs thick, blurred, noisy ones) with every default of
     the algorithm, the default discriminator, and a narrower refiner (width 16, 2 blocks) so it
-    runs in CI: D must win its pretraining outright (the situation of issue 13), and the
-    adversarial phase must then neither drift nor collapse. The team's failure was refined images
+    runs in CI: D must win its pretraining outright (the stress case's situation), and the
+    adversarial phase must then neither drift nor collapse. The failure it guards against was refined images
     going solid white (mean |R(x)-x| 1.54); test_forced_collapse shows these checks do fire."""
     # 100 real images: --augment auto then means none, and D wins (below 100 ADA stops it:
     # with 60, D's pretraining ended at a loss of 0.11).

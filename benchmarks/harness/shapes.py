@@ -1,6 +1,6 @@
 """Class geometry for the harness cases: filled shapes, icon polygons and stroked letters.
 
-All in unit coordinates (0..1, y down). No digits anywhere (the team's held-back cases use them).
+All in unit coordinates (0..1, y down). No digits anywhere (digit data sets stay outside the harness).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark the package's own training step and refine function (not copies of them).
 
-Throughput follows the team's PyTorch reference bench (torch_simgan.py) so the two can be compared back to back:
+Throughput follows a PyTorch reference bench (torch_simgan.py, docs/performance.md) so the two can be compared back to back:
 synthetic images pushed through the refiner per second = (Kg + Kd) x batch / step time.
 FLOPs are counted analytically per convolution (models.refiner_flops / disc_flops).
 """

@@ -1,1 +1,1 @@
-"""Training stability, health, validation and run-folder pages (issue 13), used by train.py."""
+"""Training stability, health, validation and run-folder pages (docs/training.md), used by train.py."""

@@ -27,7 +27,7 @@ from ..io import pixels
 
 DRIFT_FACTOR = 4.0
 DRIFT_MARGIN = 0.4  # in the model's [-1, 1] units, as metrics.jsonl logs mean_abs_change
-# The team's bound for a healthy adversarial phase. Without it a pretraining that ends at the
+# A fixed bound for a healthy adversarial phase. Without it a pretraining that ends at the
 # identity (0.019 with --lr-pretrain-refiner 1e-3) made every ordinary adversarial step
 # (0.42-0.45 on the acquisition case) a "drift", so no checkpoint was healthy.
 DRIFT_FLOOR = 0.5

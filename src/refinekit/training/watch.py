@@ -1,4 +1,4 @@
-"""What train.py does around the steps for issue 13: the validation split, the health monitor
+"""What train.py does around the steps: the validation split, the health monitor
 at every log, scores at every checkpoint (scores.jsonl, best.json), --keep pruning that spares
 the best checkpoint, and RUN/index.html (docs/training.md).
 """
