@@ -85,3 +85,98 @@ def test_documented_defaults_match_the_config():
             assert stated == str(value), f"{match.group(1)}: docs say {stated}, config {value}"
         checked += 1
     assert checked >= 10
+
+
+def _train_command():
+    return typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
+
+
+def _help_blocks(command: str) -> dict[str, str]:
+    """`refinekit COMMAND --help` as rendered, one text per flag (its wrapped lines joined)."""
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    blocks: dict[str, str] = {}
+    flag = None
+    for line in result.output.splitlines():
+        row = line.strip("│ ").rstrip()
+        match = re.match(r"│ (--[a-z0-9-]+)", line)
+        if match:
+            flag = match.group(1)
+            blocks[flag] = row
+        elif flag and line.startswith("│ "):
+            blocks[flag] += " " + row
+        else:
+            flag = None
+    return blocks
+
+
+def _as_typed(name: str, value: object) -> object:
+    """How a config value reads in the help, compared as numbers where it is one."""
+    if isinstance(value, bool):
+        return ("--" if value else "--no-") + name.replace("_", "-")
+    if isinstance(value, int | float):
+        return float(value)
+    return str(value)
+
+
+def _parse(stated: str, like: object) -> object:
+    return float(stated) if isinstance(like, float) else stated
+
+
+def test_train_help_defaults_are_the_configs():
+    """Every `[default: ...]` of `train --help` states TrainConfig's default (and a refiner kind's
+    own value where REFINER_DEFAULTS changes it), so a help default cannot drift from the config."""
+    from refinekit.config import REFINER_DEFAULTS
+
+    blocks = _help_blocks("train")
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    checked = 0
+    for name, value in defaults.items():
+        flag = _flag(name)
+        if flag not in blocks or value in (None, "") or isinstance(value, tuple | dict):
+            continue
+        match = re.search(r"\[default: ([^\]]*)\]", blocks[flag])
+        assert match, f"train {flag}: no [default: ...] in its help"
+        stated, *kinds = [part.strip() for part in match.group(1).split(";")]
+        expected = _as_typed(name, value)
+        assert _parse(stated, expected) == expected, f"{flag}: help says {stated}, config {value}"
+        for kind, changes in REFINER_DEFAULTS.items():
+            if name in changes:
+                own = _as_typed(name, changes[name])
+                assert any(
+                    k.startswith(f"{kind}: ") and _parse(k[len(kind) + 2 :], own) == own
+                    for k in kinds
+                ), f"{flag}: help lacks the {kind} default {changes[name]}"
+        checked += 1
+    assert checked >= 30
+
+
+def test_train_help_states_no_default_in_its_prose():
+    """Defaults are only in the generated `[default: ...]`; one typed into a help text drifts."""
+    typed = sorted(
+        opt
+        for param in _train_command().params
+        for opt in param.opts
+        if "default" in (getattr(param, "help", None) or "").lower()
+    )
+    assert typed == [], f"train flags whose help text states a default by hand: {typed}"
+
+
+def test_cli_choices_are_the_configs():
+    """An enum of the CLI lists exactly the values config.py accepts."""
+    from refinekit.cli.help import choices
+    from refinekit.config import CHOICES, ON_COLLAPSE, PRECISIONS, PRESETS, REFINERS
+
+    expected = {**CHOICES, "preset": tuple(PRESETS), "on_collapse": ON_COLLAPSE}
+    assert expected["refiner"] == REFINERS
+    params = {p.name: p for p in _train_command().params}
+    for name, allowed in expected.items():
+        assert sorted(choices(params[name])) == sorted(allowed), f"train {_flag(name)}"
+    bench = {
+        p.name: p
+        for p in typer.main.get_command(app).commands["bench"].params  # type: ignore[attr-defined]
+    }
+    assert sorted(choices(bench["preset"])) == sorted(PRESETS)
+    assert sorted(choices(bench["precision"])) == sorted(PRECISIONS)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .config import TrainConfig
+from .errors import UsageError
 from .models import disc_flops, refiner_flops
 
 
@@ -70,8 +71,15 @@ def _random_data(n: int, size: tuple[int, int], channels: int, seed: int) -> np.
     return rng.integers(0, 256, (n, *size, channels), dtype=np.uint8)
 
 
+def _check_repeats(repeats: int) -> None:
+    """A median needs at least one timed call."""
+    if repeats < 1:
+        raise UsageError(f"--repeats {repeats}: expected an integer >= 1")
+
+
 def bench_train(config: TrainConfig, repeats: int = 10, warmup: int = 2) -> BenchResult:
     """Time `repeats` calls of the real jitted adversarial step (each `steps_per_call` steps)."""
+    _check_repeats(repeats)
     import jax
 
     from . import microbatch
@@ -131,6 +139,7 @@ def bench_refine(
     winograd: bool | None = None,
 ) -> BenchResult:
     """Time the real `inference.Refiner` call (host -> device -> host) on `batch` images."""
+    _check_repeats(repeats)
     import jax
     from flax import nnx
 
@@ -219,6 +228,7 @@ def bench_breakdown(config: TrainConfig, repeats: int = 5) -> list[OpTiming]:
     and weight gradients Kg*b; discriminator convs forward Kg*b + 2*Kd*b, input gradients
     Kg*b + 2*Kd*b (but not the first layer), weight gradients 2*Kd*b.
     """
+    _check_repeats(repeats)
     import jax
     import jax.numpy as jnp
 

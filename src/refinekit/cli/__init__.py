@@ -12,9 +12,11 @@ import typer
 
 from .. import __version__
 from .common import debug_requested, fail
+from .help import HelpCommand, HelpGroup
 
 app = typer.Typer(
     name="refinekit",
+    cls=HelpGroup,
     help="Refine synthetic images to look real (SimGAN), and measure the synthetic-to-real gap.",
     no_args_is_help=True,
     add_completion=False,
@@ -44,11 +46,11 @@ def _root(
 def _register() -> None:
     from . import bench, export, gap, refine, train
 
-    app.command("train")(train.train)
-    app.command("refine")(refine.refine)
-    app.command("export")(export.export)
-    app.command("gap-report")(gap.gap_report)
-    app.command("bench")(bench.bench)
+    app.command("train", cls=HelpCommand)(train.train)
+    app.command("refine", cls=HelpCommand)(refine.refine)
+    app.command("export", cls=HelpCommand)(export.export)
+    app.command("gap-report", cls=HelpCommand)(gap.gap_report)
+    app.command("bench", cls=HelpCommand)(bench.bench)
 
 
 _register()

@@ -11,6 +11,18 @@ import typer
 from .common import log, stdout_write
 
 
+class Preset(StrEnum):
+    local = "local"
+    gaze = "gaze"
+    hand = "hand"
+    tiny = "tiny"
+
+
+class Precision(StrEnum):
+    float32 = "float32"
+    bf16 = "bf16"
+
+
 class Mode(StrEnum):
     train = "train"
     refine = "refine"
@@ -22,53 +34,56 @@ def bench(
     mode: Annotated[
         Mode,
         typer.Option(
-            "--mode", help="What to time: the training step, the refine function, or both."
+            "--mode",
+            help="What to time: a training step, the refine function, both, or breakdown "
+            "(each convolution of a training step alone: forward, input and weight "
+            "gradients, with its share of the step).",
         ),
     ] = Mode.both,
     preset: Annotated[
-        str,
-        typer.Option(
-            "--preset",
-            help="Network preset: local (default, train's), gaze (the paper's eye nets), hand or tiny.",
-        ),
-    ] = "local",
+        Preset,
+        typer.Option("--preset", help="Network shapes, as train's --preset."),
+    ] = Preset.local,
     size: Annotated[
         tuple[int, int],
-        typer.Option(
-            "--size", help="Image height and width (default 35 55, the paper's eye images)."
-        ),
+        typer.Option("--size", metavar="H W", help="Image size (the paper's eye images)."),
     ] = (35, 55),
     channels: Annotated[int, typer.Option("--channels", help="Image channels, 1 or 3.")] = 1,
     batch_size: Annotated[
         int,
-        typer.Option("--batch-size", help="Training batch (default 64, as the PyTorch reference)."),
+        typer.Option("--batch-size", min=1, help="Training batch (as the PyTorch reference)."),
     ] = 64,
     refine_batch: Annotated[
-        int, typer.Option("--refine-batch", help="Images per refine call (default 256).")
+        int, typer.Option("--refine-batch", min=1, help="Images per refine call.")
     ] = 256,
     kg: Annotated[int, typer.Option("--kg", help="Refiner updates per step.")] = 2,
     kd: Annotated[int, typer.Option("--kd", help="Discriminator updates per step.")] = 1,
     steps_per_call: Annotated[
         int, typer.Option("--steps-per-call", help="Training steps per device call (unrolled).")
     ] = 1,
-    precision: Annotated[str, typer.Option("--precision", help="float32 or bf16.")] = "float32",
+    precision: Annotated[
+        Precision,
+        typer.Option("--precision", help="Compute precision; parameters stay float32."),
+    ] = Precision.float32,
     micro_batch: Annotated[
         int | None,
         typer.Option(
             "--micro-batch",
             min=0,
-            help="refine: images per forward micro-batch (0: whole batches; default: about 8,000 pixels' worth on one CPU device, else 0).",
+            help="refine: images per forward pass (0: whole batches).",
+            show_default="8,000 pixels' worth on one CPU device, else 0",
         ),
     ] = None,
     winograd: Annotated[
         bool | None,
         typer.Option(
             "--winograd/--no-winograd",
-            help="refine: 3x3 convolutions by Winograd's F(2x2,3x3) (default: on for CPU).",
+            help="refine: 3x3 convolutions by Winograd's F(2x2,3x3).",
+            show_default="on for CPU",
         ),
     ] = None,
     repeats: Annotated[
-        int, typer.Option("--repeats", help="Timed calls; the median is reported.")
+        int, typer.Option("--repeats", min=1, help="Timed calls; the median is reported.")
     ] = 10,
     as_json: Annotated[
         bool,
@@ -82,14 +97,14 @@ def bench(
 
     setup(kind="refine" if mode == Mode.refine else "train")
     config = TrainConfig(
-        preset=preset,
+        preset=preset.value,
         size=size,
         channels=channels,
         batch_size=batch_size,
         kg=kg,
         kd=kd,
         steps_per_call=steps_per_call,
-        precision=precision,
+        precision=precision.value,
     )
     if mode == Mode.breakdown:
         ops = bench_breakdown(config, repeats=repeats)
@@ -129,7 +144,7 @@ def bench(
             "--mode",
             "refine",
             "--preset",
-            preset,
+            preset.value,
             "--size",
             str(size[0]),
             str(size[1]),
@@ -138,7 +153,7 @@ def bench(
             "--refine-batch",
             str(refine_batch),
             "--precision",
-            precision,
+            precision.value,
             "--repeats",
             str(repeats),
         ] + (["--json"] if as_json else [])

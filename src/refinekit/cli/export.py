@@ -24,17 +24,17 @@ def export(
         Path,
         typer.Argument(
             metavar="FILE",
-            help="File to write: a self-contained refiner (its config and parameters, no "
-            "optimizer state or history buffer) that 'refinekit refine --model FILE' loads "
-            "without the run folder.",
+            help="File to write: the refiner's config and parameters, for "
+            "'refinekit refine --model FILE'.",
             show_default=False,
         ),
     ],
     step: Annotated[
         str | None,
         typer.Option(
-            help="Checkpoint of the run: best (default: the best healthy checkpoint, see "
-            "docs/training.md), latest, or a step number."
+            metavar="STEP",
+            help="Checkpoint: best (the best healthy one), latest, or a step number.",
+            show_default="best",
         ),
     ] = None,
 ) -> None:

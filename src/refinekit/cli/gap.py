@@ -12,116 +12,148 @@ from rich.markup import escape
 from ..events import Event, Progress, Stage
 from .common import console, interactive, log, progress_bar, stdout_write
 
+SETS = "Image sets"
+REFINER = "Refiner"
+REPORTS = "Reports"
+MEASURE = "Measurement"
+
 
 def gap_report(
     real: Annotated[
         Path,
         typer.Option(
-            help="Folder of real images (searched recursively), or one image file.",
+            help="Real images: a folder (searched recursively) or one file.",
             show_default=False,
+            rich_help_panel=SETS,
         ),
     ],
     synthetic: Annotated[
         Path,
         typer.Option(
-            help="Folder of synthetic images (searched recursively), or one image file.",
+            help="Synthetic images: a folder (searched recursively) or one file.",
             show_default=False,
+            rich_help_panel=SETS,
         ),
     ],
     refined: Annotated[
         Path | None,
         typer.Option(
-            help="Folder of refined images to measure; files named like the synthetic ones are paired with them."
+            help="Refined images to measure; paired with synthetic files of the same name.",
+            rich_help_panel=SETS,
         ),
     ] = None,
     run: Annotated[
         Path | None,
         typer.Option(
-            help="Training run whose refiner refines the synthetic set on the fly (nothing is written unless --save-refined is given)."
+            metavar="DIR",
+            help="Training run whose refiner refines the synthetic set on the fly.",
+            rich_help_panel=REFINER,
         ),
     ] = None,
     step: Annotated[
         str | None,
         typer.Option(
-            help="Checkpoint of the run: best (default: the best healthy checkpoint, see "
-            "docs/training.md), latest, or a step number."
+            metavar="STEP",
+            help="Checkpoint of --run: best (the best healthy one), latest, or a step number.",
+            show_default="best",
+            rich_help_panel=REFINER,
         ),
     ] = None,
     model: Annotated[
         Path | None,
         typer.Option(
-            help="Exported refiner file (from 'refinekit export') to refine the synthetic set with, instead of --run."
+            metavar="FILE",
+            help="Exported refiner ('refinekit export') to use instead of --run.",
+            rich_help_panel=REFINER,
         ),
     ] = None,
     json_path: Annotated[
         Path | None,
         typer.Option(
             "--json",
-            help="Write every number, interval and setting to this JSON file (schema refinekit.gap-report/2, see docs/gap-report.md).",
+            metavar="FILE",
+            help="Write every number, interval and setting here (docs/gap-report.md).",
+            rich_help_panel=REPORTS,
         ),
     ] = None,
     html_path: Annotated[
         Path | None,
         typer.Option(
             "--html",
-            help="Write a self-contained HTML report (table, sample grids, spectra and histograms) to this file.",
+            metavar="FILE",
+            help="Write a self-contained HTML report (tables, samples, plots) here.",
+            rich_help_panel=REPORTS,
         ),
     ] = None,
     size: Annotated[
         tuple[int, int] | None,
         typer.Option(
             metavar="H W",
-            help="Common size every set is resized to (antialiased); default: the real images' size, when they all share one.",
+            help="Common size every set is resized to (antialiased).",
+            show_default="the real images' size, when they share one",
+            rich_help_panel=MEASURE,
         ),
     ] = None,
     channels: Annotated[
         int | None,
         typer.Option(
-            help="Colour channels to compare in: 1 (gray) or 3 (RGB); default: those of the synthetic set."
+            help="Channels to compare in: 1 (gray) or 3 (RGB).",
+            show_default="the synthetic set's",
+            rich_help_panel=MEASURE,
         ),
     ] = None,
     seed: Annotated[
         int,
         typer.Option(
             min=0,
-            help="Seed of every random choice (real split, subsets, bootstrap, classifiers); the same seed gives the same report.",
+            help="Seed of every random choice: the same seed, the same report.",
+            rich_help_panel=MEASURE,
         ),
     ] = 0,
     bootstrap: Annotated[
         int,
-        typer.Option(min=20, help="Bootstrap resamples behind each 95% interval."),
+        typer.Option(
+            min=20, help="Bootstrap resamples behind each 95% interval.", rich_help_panel=MEASURE
+        ),
     ] = 200,
     batch_size: Annotated[
         int,
         typer.Option(
             min=1,
-            help="Images per batch of the feature networks and the refiner; it changes speed and memory, not the numbers.",
+            help="Images per batch of the networks (speed and memory, not the numbers).",
+            rich_help_panel=MEASURE,
         ),
     ] = 64,
     max_images: Annotated[
         int,
         typer.Option(
             min=20,
-            help="Sets larger than this are subsampled (seeded) to this many images, which bounds time and memory.",
+            help="Larger sets are subsampled (seeded) to this many images.",
+            rich_help_panel=MEASURE,
         ),
     ] = 10_000,
     strict: Annotated[
         bool,
         typer.Option(
             "--strict",
-            help="Stop at the first undecodable image instead of skipping it (skipped files are listed in the JSON).",
+            help="Stop at the first undecodable image instead of skipping it.",
+            rich_help_panel=SETS,
         ),
     ] = False,
     save_refined: Annotated[
         Path | None,
         typer.Option(
-            help="With --run or --model: also write the refined images as PNG files to this folder."
+            metavar="DIR",
+            help="With --run or --model: also write the refined images here as PNG.",
+            rich_help_panel=REPORTS,
         ),
     ] = None,
 ) -> None:
     """Measure the synthetic-to-real gap, and how much of it refinement closed.
 
-    Synthetic (and refined) images are compared with one half of the real set; the other half gives the real-vs-real floor. The headline distance combines KID on random-network features, a sliced Wasserstein distance on Laplacian-pyramid patches, power spectra, intensity histograms and colour statistics, each standardised by its real-vs-real floor; also a domain classifier, density/coverage, train-on-X, test-on-real accuracy when the sets have matching class subfolders, and label retention when the synthetic set has class subfolders and a paired refined set is given; each with a bootstrap 95% interval, "gap closed" per metric, and a verdict (improved, mixed, no significant change, worse, no gap).
+    Synthetic (and refined) images are compared with one half of the real set; the other half
+    gives the real-vs-real floor. Each metric gets a bootstrap 95% interval and "gap closed",
+    and the report a verdict. The metrics: docs/gap-report.md.
     """
     from ..gap.run import gap_report as run_gap_report
     from ..runtime import setup

@@ -39,12 +39,17 @@ def _load_refiner(
     )
 
 
+MODEL = "Model"
+OUTPUT = "Output"
+SPEED = "Speed"
+
+
 def refine(
     input: Annotated[
         Path,
         typer.Argument(
             metavar="IN",
-            help="Folder of synthetic images (searched recursively) or one image file; never written to.",
+            help="Synthetic images: a folder (searched recursively) or one file; never written.",
             show_default=False,
         ),
     ],
@@ -52,28 +57,33 @@ def refine(
         Path,
         typer.Argument(
             metavar="OUT",
-            help="Folder to write to. It mirrors IN: same relative paths and names, same format, "
-            "size, mode and bit depth per image, other files copied byte for byte.",
+            help="Folder to write; it mirrors IN (paths, names, formats, modes, bit depths).",
             show_default=False,
         ),
     ],
     run: Annotated[
         Path | None,
         typer.Option(
-            help="Training run folder whose refiner to use (its best healthy checkpoint unless --step is given)."
+            metavar="DIR",
+            help="Training run folder whose refiner to use.",
+            rich_help_panel=MODEL,
         ),
     ] = None,
     step: Annotated[
         str | None,
         typer.Option(
-            help="Checkpoint of the run: best (default: the best healthy checkpoint, see "
-            "docs/training.md), latest, or a step number."
+            metavar="STEP",
+            help="Checkpoint of --run: best (the best healthy one), latest, or a step number.",
+            show_default="best",
+            rich_help_panel=MODEL,
         ),
     ] = None,
     model: Annotated[
         Path | None,
         typer.Option(
-            help="Exported refiner file (from 'refinekit export') to use instead of --run."
+            metavar="FILE",
+            help="Exported refiner ('refinekit export') to use instead of --run.",
+            rich_help_panel=MODEL,
         ),
     ] = None,
     jpeg_quality: Annotated[
@@ -81,42 +91,48 @@ def refine(
         typer.Option(
             min=1,
             max=100,
-            help="Quality (1-100) of JPEG outputs, and of WebP outputs whose input was lossy.",
+            help="Quality of JPEG outputs, and of WebP outputs of lossy inputs.",
+            rich_help_panel=OUTPUT,
         ),
     ] = 95,
     copy_other: Annotated[
         bool,
         typer.Option(
             "--copy-other/--no-copy-other",
-            help="Copy files that are not images (labels, sidecars: .json, .txt, .csv, anything) byte for byte to the same place in OUT.",
+            help="Copy files that are not images (labels, sidecars) byte for byte into OUT.",
+            rich_help_panel=OUTPUT,
         ),
     ] = True,
     overwrite: Annotated[
         bool,
         typer.Option(
             "--overwrite",
-            help="Redo files that an earlier run into OUT already completed (by default they are skipped, so a rerun resumes).",
+            help="Redo files an earlier run completed (otherwise a rerun resumes).",
+            rich_help_panel=OUTPUT,
         ),
     ] = False,
     fail_fast: Annotated[
         bool,
         typer.Option(
             "--fail-fast",
-            help="Stop at the first file that cannot be read or written (by default it is reported, recorded and skipped, and the command exits 1 at the end).",
+            help="Stop at the first file that fails (otherwise: skipped, recorded, exit 1).",
+            rich_help_panel=OUTPUT,
         ),
     ] = False,
     shard: Annotated[
         str | None,
         typer.Option(
             metavar="K/N",
-            help="Process only shard K of N (1 <= K <= N): a fixed 1/N of the files, chosen by a hash of their relative path, so N processes can split one folder with no overlap; each writes its own manifest.",
+            help="Only shard K of N (a hash of the relative path): N processes split a folder.",
+            rich_help_panel=OUTPUT,
         ),
     ] = None,
     batch_size: Annotated[
         int,
         typer.Option(
             min=1,
-            help="Images per device batch; smaller batches of one image size are padded to it, so each size compiles once.",
+            help="Images per device batch (padded, so each image size compiles once).",
+            rich_help_panel=SPEED,
         ),
     ] = 32,
     micro_batch: Annotated[
@@ -124,19 +140,23 @@ def refine(
         typer.Option(
             "--micro-batch",
             min=0,
-            help="Images the refiner processes at a time within a batch (0: the whole batch). Default: about 8,000 pixels' worth on a single CPU device (1.3-1.5x faster there), whole batches on accelerators.",
+            help="Images per forward pass within a batch (0: the whole batch).",
+            show_default="8,000 pixels' worth on one CPU device, else 0",
+            rich_help_panel=SPEED,
         ),
     ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
             min=0,
-            help="Threads that decode images ahead of the device, and as many that encode and write results (default: half the CPUs, 1 to 16; 0: all file work in the main thread while the device refines).",
+            help="Threads that decode, and as many that encode (0: the main thread).",
+            show_default="half the CPUs, 1 to 16",
+            rich_help_panel=SPEED,
         ),
     ] = None,
     as_json: Annotated[
         bool,
-        typer.Option("--json", help="Print the summary as JSON on stdout."),
+        typer.Option("--json", help="Print the summary as JSON on stdout.", rich_help_panel=OUTPUT),
     ] = False,
 ) -> None:
     """Refine every image of IN into OUT with a trained refiner, keeping everything else as it was.

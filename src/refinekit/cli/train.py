@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from ..config import AUTO_ADA_BELOW, PRESETS, REFINER_DEFAULTS, TrainConfig
 from .common import log
 from .train_progress import ProgressView, report_best
+
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 class RefinerKind(StrEnum):
@@ -65,6 +69,16 @@ class OnCollapse(StrEnum):
     stop = "stop"
 
 
+class Optimizer(StrEnum):
+    adam = "adam"
+    sgd = "sgd"
+
+
+class Precision(StrEnum):
+    float32 = "float32"
+    bf16 = "bf16"
+
+
 class Augment(StrEnum):
     auto = "auto"
     none = "none"
@@ -72,321 +86,338 @@ class Augment(StrEnum):
     ada = "ada"
 
 
+# The help panels, in this order in `refinekit train --help`.
+DATA = "Data"
+NETWORKS = "Refiner and networks"
+LOSSES = "Losses and labels"
+SCHEDULE = "Schedule"
+STABILITY = "Stability"
+AUGMENTATION = "Augmentation"
+RUN_FOLDER = "Run folder"
+EXECUTION = "Execution"
+
+
+def _shown(name: str, value: object) -> str:
+    """A setting's value as a person types it on the command line."""
+    if isinstance(value, bool):
+        return f"--{name.replace('_', '-')}" if value else f"--no-{name.replace('_', '-')}"
+    if isinstance(value, float):
+        return f"{value:g}".replace("e-0", "e-").replace("e+0", "e+")
+    if isinstance(value, tuple | list):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def _per_preset(key: str) -> str:
+    """A refiner shape's default per preset, e.g. 'preset's: local/gaze 4, hand 10, tiny 1'."""
+    by_value: dict[object, list[str]] = {}
+    default = _FIELD_DEFAULTS["preset"]
+    for preset, values in sorted(PRESETS.items(), key=lambda item: item[0] != default):
+        by_value.setdefault(values[key], []).append(preset)
+    return "preset's: " + ", ".join(f"{'/'.join(p)} {v}" for v, p in by_value.items())
+
+
+# What `[default: ...]` says of a setting whose TrainConfig default is None (it follows another).
+_UNSET = {
+    "width": lambda: _per_preset("width"),
+    "blocks": lambda: _per_preset("blocks"),
+    "kernel": lambda: _per_preset("kernel"),
+    "size": lambda: "the synthetic images' size",
+    "channels": lambda: "the synthetic images'",
+    "buffer_size": lambda: f"{TrainConfig(batch_size=2).history_size // 2} x --batch-size",
+    "lr_pretrain_refiner": lambda: "--lr-refiner's",
+    "lambda_label_pretrain": lambda: "--lambda-label's",
+    "label_warmup": lambda: "half the refiner pretraining on RGB, 0 on gray",
+}
+
+
+def config_default(name: str) -> str:
+    """The `[default: ...]` text of a train flag, generated from TrainConfig's field default
+    and REFINER_DEFAULTS (a refiner kind's own value follows, e.g. '2000; acquisition: 1000'),
+    so the help cannot drift from the config. '' for the folders, which have none."""
+    value = _FIELD_DEFAULTS[name]
+    text = _UNSET[name]() if value is None else _shown(name, value) if value != "" else ""
+    kinds = [
+        f"{kind}: {_shown(name, changes[name])}"
+        for kind, changes in REFINER_DEFAULTS.items()
+        if name in changes
+    ]
+    return "; ".join([text, *kinds]) if text else ""
+
+
+def _option(flags: str, panel: str, help: str, **kwargs: Any) -> Any:
+    """A train option: its help panel, and the config's default shown (the value itself is
+    None, so that a resumed run keeps its saved settings)."""
+    name = flags.split("/")[0].removeprefix("--").replace("-", "_")
+    return typer.Option(
+        flags, help=help, rich_help_panel=panel, show_default=config_default(name), **kwargs
+    )
+
+
 def train(
     synthetic: Annotated[
         Path | None,
-        typer.Option(
+        _option(
             "--synthetic",
-            help="Folder of synthetic images (searched recursively); their labels are what refinement must keep.",
+            DATA,
+            "Synthetic images (searched recursively); their labels must survive refinement.",
+            metavar="DIR",
         ),
     ] = None,
     real: Annotated[
         Path | None,
-        typer.Option("--real", help="Folder of unlabelled real images (searched recursively)."),
+        _option("--real", DATA, "Unlabelled real images (searched recursively).", metavar="DIR"),
+    ] = None,
+    size: Annotated[
+        tuple[int, int] | None,
+        _option(
+            "--size", DATA, "Training size; needed when synthetic sizes differ.", metavar="H W"
+        ),
+    ] = None,
+    channels: Annotated[int | None, _option("--channels", DATA, "1 (gray) or 3 (RGB).")] = None,
+    real_crop: Annotated[
+        bool | None,
+        _option(
+            "--real-crop/--no-real-crop",
+            DATA,
+            "Random crops of real images of another size instead of resizing them.",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool | None,
+        _option("--strict/--no-strict", DATA, "Stop at the first undecodable image, not skip it."),
+    ] = None,
+    val_fraction: Annotated[
+        float | None,
+        _option(
+            "--val-fraction",
+            DATA,
+            "Share of real images held out to score checkpoints (0: none).",
+        ),
+    ] = None,
+    refiner: Annotated[
+        RefinerKind | None,
+        _option(
+            "--refiner",
+            NETWORKS,
+            "What is trained: the SimGAN ResNet, a camera model fitted to the real set "
+            "(pixels never move), or the ResNet after the camera model (docs/refiners.md).",
+        ),
+    ] = None,
+    preset: Annotated[
+        Preset | None,
+        _option(
+            "--preset",
+            NETWORKS,
+            "Network shapes: local (gaze refiner, 7-px discriminator field), gaze and hand "
+            "(the paper's), tiny (tests).",
+        ),
+    ] = None,
+    width: Annotated[int | None, _option("--width", NETWORKS, "Refiner feature maps.")] = None,
+    blocks: Annotated[int | None, _option("--blocks", NETWORKS, "Refiner ResNet blocks.")] = None,
+    kernel: Annotated[
+        int | None, _option("--kernel", NETWORKS, "Refiner kernel size (odd).")
+    ] = None,
+    refiner_output: Annotated[
+        RefinerOutput | None,
+        _option(
+            "--refiner-output",
+            NETWORKS,
+            "direct: the paper's tanh(f(x)); residual: tanh(atanh(x) + f(x)).",
+        ),
+    ] = None,
+    lambda_reg: Annotated[
+        float | None,
+        _option(
+            "--lambda-reg",
+            LOSSES,
+            "Weight of self-regularisation |psi(R(x)) - psi(x)|: raise it if labels drift.",
+        ),
+    ] = None,
+    psi: Annotated[
+        Psi | None, _option("--psi", LOSSES, "Feature map psi of self-regularisation.")
+    ] = None,
+    content: Annotated[
+        Content | None,
+        _option(
+            "--content",
+            LOSSES,
+            "Content loss: l1, lowpass (texture may change), nce or structure (each plus l1).",
+        ),
+    ] = None,
+    lambda_nce: Annotated[
+        float | None, _option("--lambda-nce", LOSSES, "Weight of PatchNCE (--content nce).")
+    ] = None,
+    lambda_structure: Annotated[
+        float | None,
+        _option("--lambda-structure", LOSSES, "Weight of orientation loss (--content structure)."),
+    ] = None,
+    lambda_label: Annotated[
+        float | None,
+        _option(
+            "--lambda-label",
+            LOSSES,
+            "Weight of the label loss of a frozen classifier, used when the synthetic set has "
+            "class subfolders (0: off).",
+        ),
+    ] = None,
+    lambda_label_pretrain: Annotated[
+        float | None,
+        _option("--lambda-label-pretrain", LOSSES, "Label loss weight in refiner pretraining."),
+    ] = None,
+    label_target: Annotated[
+        LabelTarget | None,
+        _option(
+            "--label-target",
+            LOSSES,
+            "What the label loss keeps: the classifier's reading of x, or the folder class.",
+        ),
+    ] = None,
+    label_warmup: Annotated[
+        int | None,
+        _option(
+            "--label-warmup",
+            LOSSES,
+            "Pretraining steps over which the label weight ramps up from 0.",
+        ),
+    ] = None,
+    class_conditional: Annotated[
+        ClassConditional | None,
+        _option(
+            "--class-conditional",
+            LOSSES,
+            "Projection discriminator per class (auto: when --real has the same classes).",
+        ),
+    ] = None,
+    classifier_steps: Annotated[
+        int | None,
+        _option("--classifier-steps", LOSSES, "Training steps of the label classifier."),
+    ] = None,
+    gan_loss: Annotated[GanLoss | None, _option("--gan-loss", LOSSES, "Adversarial loss.")] = None,
+    steps: Annotated[
+        int | None,
+        _option("--steps", SCHEDULE, "Adversarial steps after pretraining; may grow on resume."),
+    ] = None,
+    batch_size: Annotated[
+        int | None, _option("--batch-size", SCHEDULE, "Images per update (even).")
+    ] = None,
+    kg: Annotated[int | None, _option("--kg", SCHEDULE, "Refiner updates per step.")] = None,
+    kd: Annotated[int | None, _option("--kd", SCHEDULE, "Discriminator updates per step.")] = None,
+    pretrain_refiner_steps: Annotated[
+        int | None,
+        _option(
+            "--pretrain-refiner-steps", SCHEDULE, "Refiner steps on self-regularisation alone."
+        ),
+    ] = None,
+    pretrain_disc_steps: Annotated[
+        int | None,
+        _option("--pretrain-disc-steps", SCHEDULE, "Discriminator steps before adversarial."),
+    ] = None,
+    buffer_size: Annotated[
+        int | None,
+        _option("--buffer-size", SCHEDULE, "History buffer images (a multiple of batch/2)."),
+    ] = None,
+    optimizer: Annotated[
+        Optimizer | None,
+        _option("--optimizer", SCHEDULE, "adam (beta1 0.5) or sgd (the paper's)."),
+    ] = None,
+    lr_refiner: Annotated[
+        float | None, _option("--lr-refiner", SCHEDULE, "Refiner learning rate.")
+    ] = None,
+    lr_disc: Annotated[
+        float | None, _option("--lr-disc", SCHEDULE, "Discriminator learning rate.")
+    ] = None,
+    lr_pretrain_refiner: Annotated[
+        float | None,
+        _option("--lr-pretrain-refiner", SCHEDULE, "Refiner learning rate in its pretraining."),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        _option("--seed", SCHEDULE, "Seed of initialisation, sampling, augmentation, split."),
+    ] = None,
+    r1_gamma: Annotated[
+        float | None,
+        _option("--r1-gamma", STABILITY, "R1 gradient penalty weight on real images (0: off)."),
+    ] = None,
+    r1_every: Annotated[
+        int | None,
+        _option("--r1-every", STABILITY, "R1 every k discriminator steps, weighted by k."),
+    ] = None,
+    ema_decay: Annotated[
+        float | None,
+        _option(
+            "--ema-decay",
+            STABILITY,
+            "Weight average used for samples, scores, refine, export (0: raw).",
+        ),
+    ] = None,
+    grad_clip: Annotated[
+        float | None,
+        _option("--grad-clip", STABILITY, "Global gradient norm clip of both networks (0: off)."),
+    ] = None,
+    on_collapse: Annotated[
+        OnCollapse | None,
+        _option("--on-collapse", STABILITY, "On collapse signs: warn, or stop training."),
+    ] = None,
+    augment: Annotated[
+        Augment | None,
+        _option(
+            "--augment",
+            AUGMENTATION,
+            f"Discriminator augmentation; auto: ada below {AUTO_ADA_BELOW} real images.",
+        ),
+    ] = None,
+    augment_policy: Annotated[
+        str | None,
+        _option(
+            "--augment-policy",
+            AUGMENTATION,
+            "Comma list of: color, translation, cutout, flip, rotate, noise.",
+            metavar="LIST",
+        ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Run folder; an existing run is resumed.")
+        Path | None,
+        _option("--out", RUN_FOLDER, "Run folder; an existing run is resumed.", metavar="DIR"),
     ] = None,
     config_file: Annotated[
         Path | None,
         typer.Option(
             "--config",
-            help="JSON or TOML file with settings (same names as these flags); flags override it.",
-        ),
-    ] = None,
-    steps: Annotated[
-        int | None,
-        typer.Option(
-            "--steps",
-            help="Adversarial steps after pretraining (default 2000). May grow when resuming.",
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Images per update, even (default 32).")
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            "--seed", help="Random seed for initialisation, sampling and augmentation (default 0)."
-        ),
-    ] = None,
-    refiner: Annotated[
-        RefinerKind | None,
-        typer.Option(
-            "--refiner",
-            help="What is trained: resnet (default: the SimGAN refiner), acquisition (a camera model "
-            "fitted to the real set: blur, resolution, tone, colour, vignetting, noise, bit depth; "
-            "pixels never move) or acquisition+resnet (the ResNet refines the camera model's output).",
-        ),
-    ] = None,
-    preset: Annotated[
-        Preset | None,
-        typer.Option(
-            "--preset",
-            help="Network shapes: local (default: the gaze refiner, a 7-px-field discriminator), gaze (the paper's eye-gaze nets, 23-px field), hand (the paper's hand-pose nets) or tiny (tests).",
-        ),
-    ] = None,
-    width: Annotated[
-        int | None,
-        typer.Option("--width", help="Refiner feature maps (preset's value by default, 64)."),
-    ] = None,
-    blocks: Annotated[
-        int | None,
-        typer.Option("--blocks", help="Refiner ResNet blocks (local and gaze 4, hand 10)."),
-    ] = None,
-    kernel: Annotated[
-        int | None,
-        typer.Option("--kernel", help="Refiner kernel size, odd (local and gaze 3, hand 7)."),
-    ] = None,
-    refiner_output: Annotated[
-        RefinerOutput | None,
-        typer.Option(
-            "--refiner-output",
-            help="direct (default: the paper's tanh(f(x))) or residual (tanh(atanh(x) + f(x)), the identity at the start; measured worse on the stroke case, docs/training.md).",
-        ),
-    ] = None,
-    lambda_reg: Annotated[
-        float | None,
-        typer.Option(
-            "--lambda-reg",
-            help="Weight of the self-regularisation loss mean|psi(R(x)) - psi(x)| (default 0.5); raise it if refined images drift from their labels, lower it if they look unchanged.",
-        ),
-    ] = None,
-    psi: Annotated[
-        Psi | None,
-        typer.Option(
-            "--psi",
-            help="Feature map of the self-regularisation loss: identity (default), mean-channels, downsample.",
-        ),
-    ] = None,
-    lambda_label: Annotated[
-        float | None,
-        typer.Option(
-            "--lambda-label",
-            help="Weight of the label loss CE(C(R(x)), y) of a frozen classifier trained on the synthetic class subfolders (default 5; on when class subfolders exist; 0 turns it off).",
-        ),
-    ] = None,
-    lambda_label_pretrain: Annotated[
-        float | None,
-        typer.Option(
-            "--lambda-label-pretrain",
-            help="Weight of the label loss during refiner pretraining (default: --lambda-label's).",
-        ),
-    ] = None,
-    label_target: Annotated[
-        LabelTarget | None,
-        typer.Option(
-            "--label-target",
-            help="What the label loss keeps: prediction (default, KL(C(x) || C(R(x))): C's own reading of x, so the identity costs nothing where C is unsure), class (CE(C(R(x)), y) with the folder class).",
-        ),
-    ] = None,
-    label_warmup: Annotated[
-        int | None,
-        typer.Option(
-            "--label-warmup",
-            help="Refiner pretraining steps over which the label loss weight ramps up linearly from 0 (default: half the pretraining on RGB images, 0 on gray).",
-        ),
-    ] = None,
-    class_conditional: Annotated[
-        ClassConditional | None,
-        typer.Option(
-            "--class-conditional",
-            help="Projection discriminator per class: auto (default: on when --real has the same class subfolders), on, off.",
-        ),
-    ] = None,
-    content: Annotated[
-        Content | None,
-        typer.Option(
-            "--content",
-            help="Content loss: l1 (default, mean|psi(R(x))-psi(x)|), lowpass (L1 of blurred images: texture may change), nce (PatchNCE on the refiner's features, plus the L1), structure (local edge orientation kept, plus the L1).",
-        ),
-    ] = None,
-    lambda_nce: Annotated[
-        float | None,
-        typer.Option("--lambda-nce", help="Weight of PatchNCE with --content nce (default 1)."),
-    ] = None,
-    lambda_structure: Annotated[
-        float | None,
-        typer.Option(
-            "--lambda-structure",
-            help="Weight of the orientation loss with --content structure (default 1).",
-        ),
-    ] = None,
-    classifier_steps: Annotated[
-        int | None,
-        typer.Option(
-            "--classifier-steps",
-            help="Training steps of the label classifier, before pretraining (default 600).",
-        ),
-    ] = None,
-    gan_loss: Annotated[
-        GanLoss | None,
-        typer.Option(
-            "--gan-loss",
-            help="Adversarial loss: bce (the paper's cross-entropy, default), lsgan (least squares), hinge.",
-        ),
-    ] = None,
-    r1_gamma: Annotated[
-        float | None,
-        typer.Option(
-            "--r1-gamma",
-            help="Weight of the R1 gradient penalty on real images (default 10; 0 = off; see docs/training.md).",
-        ),
-    ] = None,
-    r1_every: Annotated[
-        int | None,
-        typer.Option(
-            "--r1-every", help="Apply R1 every k discriminator steps, weighted by k (default 4)."
-        ),
-    ] = None,
-    ema_decay: Annotated[
-        float | None,
-        typer.Option(
-            "--ema-decay",
-            help="Moving average of the refiner's weights used for samples, scores, refine and export (default 0.999; 0 = raw weights).",
-        ),
-    ] = None,
-    grad_clip: Annotated[
-        float | None,
-        typer.Option(
-            "--grad-clip",
-            help="Clip both networks' gradients to this global norm (default 0 = off).",
-        ),
-    ] = None,
-    on_collapse: Annotated[
-        OnCollapse | None,
-        typer.Option(
-            "--on-collapse",
-            help="When the health monitor sees collapse signs: warn (default) or stop training there.",
-        ),
-    ] = None,
-    val_fraction: Annotated[
-        float | None,
-        typer.Option(
-            "--val-fraction",
-            help="Share of the real images (at least 16, at most half) held out to score checkpoints (default 0.1; 0 = none).",
-        ),
-    ] = None,
-    kg: Annotated[
-        int | None, typer.Option("--kg", help="Refiner updates per step (default 2).")
-    ] = None,
-    kd: Annotated[
-        int | None, typer.Option("--kd", help="Discriminator updates per step (default 1).")
-    ] = None,
-    pretrain_refiner_steps: Annotated[
-        int | None,
-        typer.Option(
-            "--pretrain-refiner-steps",
-            help="Refiner steps on self-regularisation alone before the adversarial phase (default 1000).",
-        ),
-    ] = None,
-    pretrain_disc_steps: Annotated[
-        int | None,
-        typer.Option(
-            "--pretrain-disc-steps",
-            help="Discriminator steps before the adversarial phase (default 200).",
-        ),
-    ] = None,
-    buffer_size: Annotated[
-        int | None,
-        typer.Option(
-            "--buffer-size",
-            help="History buffer capacity in images, a multiple of batch/2 (default 32 x batch).",
-        ),
-    ] = None,
-    optimizer: Annotated[
-        str | None,
-        typer.Option("--optimizer", help="adam (default, beta1 0.5) or sgd (the paper's)."),
-    ] = None,
-    lr_refiner: Annotated[
-        float | None,
-        typer.Option(
-            "--lr-refiner",
-            help="Refiner learning rate (default 5e-5, a quarter of --lr-disc; see docs/training.md).",
-        ),
-    ] = None,
-    lr_disc: Annotated[
-        float | None, typer.Option("--lr-disc", help="Discriminator learning rate (default 2e-4).")
-    ] = None,
-    lr_pretrain_refiner: Annotated[
-        float | None,
-        typer.Option(
-            "--lr-pretrain-refiner",
-            help="Refiner learning rate during its pretraining (default: --lr-refiner's); "
-            "--lr-refiner applies after it.",
-        ),
-    ] = None,
-    size: Annotated[
-        tuple[int, int] | None,
-        typer.Option(
-            "--size", help="Training size H W; required when synthetic images differ in size."
-        ),
-    ] = None,
-    channels: Annotated[
-        int | None,
-        typer.Option(
-            "--channels", help="1 (gray) or 3 (RGB); default: the synthetic images' channels."
-        ),
-    ] = None,
-    real_crop: Annotated[
-        bool | None,
-        typer.Option(
-            "--real-crop/--no-real-crop",
-            help="Randomly crop real images of another size to the training size instead of resizing them.",
-        ),
-    ] = None,
-    strict: Annotated[
-        bool | None,
-        typer.Option(
-            "--strict/--no-strict",
-            help="Stop at the first undecodable image instead of skipping it.",
-        ),
-    ] = None,
-    augment: Annotated[
-        Augment | None,
-        typer.Option(
-            "--augment",
-            help="Discriminator augmentation for few real images: auto (default: ada below 100 "
-            "real images, else none), none, diffaugment, ada.",
-        ),
-    ] = None,
-    augment_policy: Annotated[
-        str | None,
-        typer.Option(
-            "--augment-policy",
-            help="Comma list of transforms: color, translation, cutout, flip, rotate, noise (default color,translation,cutout).",
-        ),
-    ] = None,
-    steps_per_call: Annotated[
-        int | None,
-        typer.Option(
-            "--steps-per-call",
-            help="Training steps per device call, unrolled (default 1; see docs/performance.md).",
-        ),
-    ] = None,
-    precision: Annotated[
-        str | None,
-        typer.Option(
-            "--precision",
-            help="float32 (default) or bf16 compute (parameters stay float32), for accelerators.",
+            help="JSON or TOML settings (keys as these flags); flags override it.",
+            rich_help_panel=RUN_FOLDER,
+            metavar="FILE",
+            show_default=False,
         ),
     ] = None,
     checkpoint_every: Annotated[
-        int | None,
-        typer.Option("--checkpoint-every", help="Save a checkpoint every N steps (default 500)."),
+        int | None, _option("--checkpoint-every", RUN_FOLDER, "Checkpoint every N steps.")
     ] = None,
     keep: Annotated[
-        int | None, typer.Option("--keep", help="Checkpoints to keep (default 3).")
+        int | None, _option("--keep", RUN_FOLDER, "Checkpoints kept (the best one too).")
     ] = None,
     sample_every: Annotated[
-        int | None,
-        typer.Option("--sample-every", help="Write a sample grid every N steps (default 250)."),
+        int | None, _option("--sample-every", RUN_FOLDER, "Sample grid every N steps.")
     ] = None,
     log_every: Annotated[
-        int | None, typer.Option("--log-every", help="Write metrics every N steps (default 50).")
+        int | None, _option("--log-every", RUN_FOLDER, "Log line and metrics every N steps.")
+    ] = None,
+    steps_per_call: Annotated[
+        int | None,
+        _option("--steps-per-call", EXECUTION, "Training steps per device call (unrolled)."),
+    ] = None,
+    precision: Annotated[
+        Precision | None,
+        _option("--precision", EXECUTION, "Compute precision; parameters stay float32."),
     ] = None,
 ) -> None:
-    """Train a SimGAN refiner and patch discriminator (resumes an existing --out)."""
+    """Train a SimGAN refiner and patch discriminator (resumes an existing --out).
+
+    A new run needs --synthetic, --real and --out; a resumed run keeps its saved settings, and
+    flags change only what may change. Defaults are those of --refiner resnet; where another
+    kind has its own, it follows (e.g. 2000; acquisition: 1000). Details of every setting:
+    docs/training.md.
+    """
     # Every parameter but --config is the TrainConfig field of its name (checked by
     # tests/test_settings_source.py), so the flags are this call's arguments.
     flags = {name: value for name, value in locals().items() if name != "config_file"}
