@@ -105,7 +105,7 @@ REFINER_DEFAULTS: dict[str, dict[str, Any]] = {
         "pretrain_refiner_steps": 0,
         "lambda_reg": 0.0,
         "lambda_label": 0.0,
-        "lr_refiner": 2e-3,
+        "lr_refiner": 1e-2,
         "ema_decay": 0.99,
     },
     "acquisition+resnet": {},
@@ -291,6 +291,11 @@ class TrainConfig:
         _check("lambda_nce", self.lambda_nce >= 0, "a number >= 0")
         _check("lambda_structure", self.lambda_structure >= 0, "a number >= 0")
         _check("classifier_steps", self.classifier_steps >= 1, "an integer >= 1")
+        _check(
+            "content",
+            self.content != "nce" or self.refiner != "acquisition",
+            "l1, lowpass or structure with --refiner acquisition (PatchNCE compares ResNet features)",
+        )
         for name, allowed in CHOICES.items():
             _check(name, getattr(self, name) in allowed, f"one of {', '.join(allowed)}")
         _check("lr_refiner", self.lr_refiner > 0, "a learning rate > 0")

@@ -62,7 +62,14 @@ def expected_shapes(config: TrainConfig) -> dict[str, tuple[int, ...]]:
             f"its config describes a refiner of {count} parameters (width {width}, blocks "
             f"{blocks}, kernel {kernel}), more than the limit of {MAX_PARAMETERS}"
         )
-    abstract = nnx.eval_shape(lambda: Refiner(channels, width, blocks, kernel, rngs=nnx.Rngs(0)))
+    if config.refiner == "resnet":
+        abstract = nnx.eval_shape(
+            lambda: Refiner(channels, width, blocks, kernel, rngs=nnx.Rngs(0))
+        )
+    else:
+        from .refiners import build_refiner
+
+        abstract = nnx.eval_shape(lambda: build_refiner(config, channels, rngs=nnx.Rngs(0)))
     _, params = nnx.split(abstract, nnx.Param)
     return {name: tuple(value.shape) for name, value in flatten(nnx.to_pure_dict(params)).items()}
 

@@ -169,23 +169,16 @@ def projection_term(phi: jax.Array, embed: jax.Array, labels: jax.Array) -> jax.
 
 def build_models(
     config: TrainConfig, channels: int, seed: int, winograd: bool = False, classes: int = 0
-) -> tuple[Refiner, PatchDiscriminator]:
-    """The refiner and the discriminator, initialised from `seed`. `winograd`: the refiner's 3x3
+) -> tuple[nnx.Module, PatchDiscriminator]:
+    """The refiner (refiners.build_refiner: the kind `config.refiner` names) and the discriminator, initialised from `seed`. `winograd`: the refiner's 3x3
     convolutions go through `winograd.conv_general_dilated` (same parameters; forward passes only).
     `classes` > 0: a projection discriminator over that many classes."""
+    from .refiners import build_refiner
+
     dtype = jnp.bfloat16 if config.precision == "bf16" else None
     rngs = nnx.Rngs(seed)
     conv_fn = winograd_conv if winograd else jax.lax.conv_general_dilated
-    refiner = Refiner(
-        channels,
-        config.refiner_width,
-        config.refiner_blocks,
-        config.refiner_kernel,
-        dtype=dtype,
-        rngs=rngs,
-        conv_fn=conv_fn,
-        residual=config.refiner_output == "residual",
-    )
+    refiner = build_refiner(config, channels, rngs=rngs, dtype=dtype, conv_fn=conv_fn)
     disc = PatchDiscriminator(
         channels, config.discriminator_layers, dtype=dtype, rngs=rngs, classes=classes
     )

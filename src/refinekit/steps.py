@@ -20,7 +20,7 @@ import optax
 from flax import nnx, struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import losses, microbatch, replay
+from . import losses, microbatch, refiners, replay
 from .ada import AdaState, ada_adjust, ada_init, ada_observe
 from .augment import augment, parse_policy
 from .config import TrainConfig
@@ -29,7 +29,7 @@ from .label_terms import LabelTerms
 from .models import build_models
 from .training import adversarial as gan
 from .training import ema, health
-from .training.optim import make_optimizer, refiner_learning_rate
+from .training.optim import camera_learning_rate, make_optimizer, refiner_learning_rate
 
 
 @struct.dataclass
@@ -117,7 +117,9 @@ class StepFunctions:
         self.refiner_graph, refiner_params = nnx.split(refiner, nnx.Param)
         self.disc_graph, disc_params = nnx.split(disc, nnx.Param)
         self._init_params = (refiner_params, disc_params)
-        self.opt_refiner = make_optimizer(config, refiner_learning_rate(config))
+        self.opt_refiner = make_optimizer(
+            config, refiner_learning_rate(config), camera_learning_rate(config)
+        )
         self.opt_disc = make_optimizer(config, config.lr_disc)
         self.half = config.batch_size // 2
         # Forward-only refiner passes (the discriminator's fake batch, sample grids) run a few
@@ -262,9 +264,11 @@ class StepFunctions:
         lam = self.config.lambda_reg
 
         def loss_fn(params):
-            refined = self._apply_refiner(params, synthetic)
+            # anchor: what R(x) must stay close to (x, or the camera's output under
+            # acquisition+resnet, so the ResNet learns only what the camera cannot explain)
+            refined, anchor = refiners.anchored(nnx.merge(self.refiner_graph, params), synthetic)
             psi = losses.content_psi(self.config.psi, self.config.content)
-            reg = losses.self_regularisation(refined, synthetic, psi)
+            reg = losses.self_regularisation(refined, anchor, psi)
             extra, extra_metrics = self.refiner_extra_loss(
                 state, params, refined, synthetic, labels, key, adversarial
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import optax
 
 from ..config import TrainConfig
@@ -22,7 +23,28 @@ def refiner_learning_rate(config: TrainConfig) -> float | optax.Schedule:
     )
 
 
-def make_optimizer(config: TrainConfig, lr: float | optax.Schedule) -> optax.GradientTransformation:
+# The camera model's learning rate inside acquisition+resnet: its few dozen parameters are
+# fitted at the rate an acquisition refiner uses (config.REFINER_DEFAULTS), the ResNet's at
+# --lr-refiner.
+CAMERA_LR = 1e-2
+
+
+def camera_learning_rate(config: TrainConfig) -> float | None:
+    """The camera part's own rate under acquisition+resnet; None: one rate for everything."""
+    return CAMERA_LR if config.refiner == "acquisition+resnet" else None
+
+
+def make_optimizer(
+    config: TrainConfig, lr: float | optax.Schedule, camera_lr: float | None = None
+) -> optax.GradientTransformation:
+    """The optimizer; with `camera_lr`, parameters under a top-level `camera` key get that rate."""
+    if camera_lr is not None:
+        return optax.multi_transform(
+            {"camera": make_optimizer(config, camera_lr), "rest": make_optimizer(config, lr)},
+            lambda params: jax.tree_util.tree_map_with_path(
+                lambda path, _: "camera" if _top_key(path) == "camera" else "rest", params
+            ),
+        )
     if config.optimizer == "sgd":
         opt = optax.sgd(lr)
     else:
@@ -30,3 +52,8 @@ def make_optimizer(config: TrainConfig, lr: float | optax.Schedule) -> optax.Gra
     if config.grad_clip > 0:  # a global-norm clip caps the first steps after a saturated D
         opt = optax.chain(optax.clip_by_global_norm(config.grad_clip), opt)
     return opt
+
+
+def _top_key(path) -> str:
+    first = path[0] if path else None
+    return str(getattr(first, "key", getattr(first, "name", "")))

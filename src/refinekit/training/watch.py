@@ -135,11 +135,20 @@ class RunWatcher:
             x = jnp.asarray(self.held.synthetic * 2.0 - 1.0)
             refined = (np.asarray(self.validate(state.ema, x)) + 1.0) / 2.0
             refined = np.clip(refined, 0.0, 1.0).astype(np.float32)
+            # A camera model cannot move pixels, so its labels are kept by construction; a
+            # classifier trained on clean renders would read its blur or noise as a class change.
+            labels = None if self.config.refiner == "acquisition" else self.held.labels
             record.update(
                 validation.score(
-                    self.held.real, self.held.synthetic, refined, self.held.labels, self.config.seed
+                    self.held.real, self.held.synthetic, refined, labels, self.config.seed
                 )
             )
+        camera = fitted_camera(state.ema)
+        if camera is not None:
+            from ..refiners.acquisition import summary_line
+
+            record["camera"] = camera
+            self.emit(Note("train", "info", f"step {step} camera: {summary_line(camera)}", step))
         return record
 
     def after_save(self, record: dict, manager) -> None:
@@ -170,3 +179,16 @@ class RunWatcher:
     def _write_scores(self) -> None:
         text = "".join(json.dumps(r) + "\n" for r in self.records)
         atomic_write(self.run / selection.SCORES_FILE, text.encode())
+
+
+def fitted_camera(params) -> dict | None:
+    """The camera model's fitted parameters in numbers (refiners.acquisition.describe), or None
+    for a refiner without one."""
+    from flax import nnx
+
+    from ..refiners import camera_params
+    from ..refiners.acquisition import describe
+
+    pure = nnx.to_pure_dict(params) if not isinstance(params, dict) else params
+    camera = camera_params(pure)
+    return None if camera is None else describe(camera)

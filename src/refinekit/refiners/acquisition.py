@@ -1,0 +1,259 @@
+"""A camera model as a refiner: how a clean render would look through the real set's camera.
+
+Each stage changes pixel values only, never where things are, so class labels, masks,
+keypoints and boxes of a refined image are those of its synthetic image (the blur moves an
+edge by at most its support, BLUR_RADIUS pixels). Stages, in order:
+
+  tone          u -> offset + gain * curve(u) ** gamma      (per channel; a monotone curve)
+  colour        saturation about the channel mean, a 3x3 mix (RGB only)
+  illumination  vignetting 1 - v r^2 about a jittered centre, a linear ramp in a random direction
+  blur          a normalised Gaussian point-spread function of bounded support
+  resolution    area-downsampling by a factor drawn from RESOLUTIONS, linear upsampling back
+  noise         sqrt(shot * u + read^2) * N(0, 1): signal-dependent plus read noise
+  quantisation  round to 2^bits levels (bits learned; the gradient of a uniform relaxation)
+
+Parameters that vary between real images (gain, offset, blur, vignetting, ramp, noise level,
+the resolution factor) are drawn per image from learned distributions: a mean and a log
+spread (reparameterised, so gradients reach both), a categorical for the resolution factor
+(straight-through Gumbel-softmax). The draws of an image come from a key derived from its own
+pixels and a `salt`, so refining the same file twice gives the same result, and another salt
+(refine --variants, --seed) gives another camera draw.
+
+Images are NHWC in [-1, 1], like the ResNet refiner's. Every parameter starts at the identity.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# Resolution-loss factors a camera can be drawn with (1 = full resolution).
+RESOLUTIONS = (1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25)
+BLUR_RADIUS = 4  # pixels: the point-spread function's support is (2 R + 1)^2
+CURVE_KNOTS = 8  # pieces of the monotone tone curve
+MIN_BITS, MAX_BITS = 1.0, 8.0
+START_SPREAD = -4.0  # log of the starting per-image spread: ~0.02
+GUMBEL_TEMPERATURE = 0.5
+
+
+def _const(value, shape=()) -> nnx.Param:
+    return nnx.Param(jnp.full(shape, value, jnp.float32))
+
+
+class Acquisition(nnx.Module):
+    """The camera model: x (N, H, W, C) in [-1, 1] -> the same images through the camera."""
+
+    def __init__(self, channels: int, *, salt: int = 0):
+        c = channels
+        self.channels = channels
+        self.salt = salt
+        # tone: log gain, offset and log gamma per channel, each with a per-image log spread
+        self.log_gain = _const(0.0, (c,))
+        self.log_gain_spread = _const(START_SPREAD, (c,))
+        self.offset = _const(0.0, (c,))
+        self.offset_spread = _const(START_SPREAD, (c,))
+        self.log_gamma = _const(0.0, (c,))
+        self.curve = _const(0.0, (c, CURVE_KNOTS))  # softmax increments: equal = identity
+        # colour (used with 3 channels)
+        self.log_saturation = _const(0.0)
+        self.mix = nnx.Param(jnp.eye(c, dtype=jnp.float32))
+        # illumination
+        self.vignette = _const(0.0)
+        self.vignette_spread = _const(START_SPREAD)
+        self.log_ramp = _const(-5.0)  # scale of a zero-mean ramp strength
+        # blur: log sigma in pixels (0.3 px: within 0.4% of the identity)
+        self.log_blur = _const(math.log(0.3))
+        self.log_blur_spread = _const(START_SPREAD)
+        # resolution factor: logits over RESOLUTIONS, nearly all mass on 1
+        self.resolution_logits = nnx.Param(
+            jnp.asarray([6.0] + [0.0] * (len(RESOLUTIONS) - 1), jnp.float32)
+        )
+        # noise: log shot-noise gain, log read-noise std, per-image log spread of the level
+        self.log_shot = _const(-12.0)
+        self.log_read = _const(-6.0)
+        self.noise_spread = _const(START_SPREAD)
+        # quantisation: bits = MIN + (MAX - MIN) * sigmoid(bits_logit); 3.0: 7.7 bits
+        self.bits_logit = _const(3.0)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        u = (x.astype(jnp.float32) + 1.0) * 0.5
+        keys = image_keys(u, self.salt)
+        out = jax.vmap(self._one)(u, keys)
+        return out * 2.0 - 1.0
+
+    # One image (H, W, C) in [0, 1] with its own key.
+    def _one(self, u: jax.Array, key: jax.Array) -> jax.Array:
+        k = jax.random.split(key, 12)
+        h, w, c = u.shape
+
+        def draw(i, mean, log_spread):
+            return mean + jnp.exp(log_spread) * jax.random.normal(k[i], jnp.shape(mean))
+
+        # tone
+        curve = monotone_curve(u, self.curve[...])
+        gamma = jnp.exp(self.log_gamma[...])
+        gain = jnp.exp(draw(0, self.log_gain[...], self.log_gain_spread[...]))
+        offset = draw(1, self.offset[...], self.offset_spread[...])
+        u = offset + gain * jnp.power(jnp.clip(curve, 1e-6, 1.0), gamma)
+        # colour
+        if c == 3:
+            grey = u.mean(axis=-1, keepdims=True)
+            u = grey + jnp.exp(self.log_saturation[...]) * (u - grey)
+            u = jnp.einsum("hwc,dc->hwd", u, self.mix[...])
+        # illumination
+        yy, xx = jnp.meshgrid(
+            (jnp.arange(h) + 0.5) / h - 0.5, (jnp.arange(w) + 0.5) / w - 0.5, indexing="ij"
+        )
+        centre = 0.1 * jax.random.normal(k[2], (2,))
+        r2 = ((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / 0.5
+        vignette = draw(3, self.vignette[...], self.vignette_spread[...])
+        angle = jax.random.uniform(k[4], (), maxval=2 * jnp.pi)
+        ramp = jnp.exp(self.log_ramp[...]) * jax.random.normal(k[5], ())
+        light = (1.0 - vignette * r2) * (1.0 + ramp * (xx * jnp.cos(angle) + yy * jnp.sin(angle)))
+        u = u * light[..., None]
+        # blur
+        sigma = jnp.exp(draw(6, self.log_blur[...], self.log_blur_spread[...]))
+        u = gaussian_blur(u, jnp.clip(sigma, 0.05, BLUR_RADIUS / 1.5))
+        # resolution
+        choice = gumbel_straight_through(self.resolution_logits[...], k[7])
+        u = jnp.einsum("k,khwc->hwc", choice, jnp.stack([resample(u, f) for f in RESOLUTIONS]))
+        # noise
+        level = jnp.exp(draw(8, jnp.zeros(()), self.noise_spread[...]))
+        variance = jnp.exp(self.log_shot[...]) * jnp.clip(u, 0.0, 1.0) + jnp.exp(
+            2 * self.log_read[...]
+        )
+        u = u + level * jnp.sqrt(variance) * jax.random.normal(k[9], u.shape)
+        # quantisation
+        u = quantise(jnp.clip(u, 0.0, 1.0), self.levels(), k[10])
+        return u
+
+    def levels(self) -> jax.Array:
+        bits = MIN_BITS + (MAX_BITS - MIN_BITS) * jax.nn.sigmoid(self.bits_logit[...])
+        return jnp.exp2(bits)
+
+
+def image_keys(u: jax.Array, salt: int) -> jax.Array:
+    """One PRNG key per image, from its pixels (at 8-bit precision) and `salt`."""
+    n = u.shape[0]
+    q = jnp.round(jnp.clip(u, 0.0, 1.0) * 255.0).astype(jnp.uint32).reshape(n, -1)
+    position = jnp.arange(q.shape[1], dtype=jnp.uint32)
+    weights = position * jnp.uint32(2654435761) + jnp.uint32(0x9E3779B9)
+    digest = jnp.sum((q + jnp.uint32(1)) * weights, axis=1, dtype=jnp.uint32)  # wraps mod 2^32
+    base = jax.random.key(salt)
+    return jax.vmap(lambda d: jax.random.fold_in(base, d))(digest)
+
+
+def monotone_curve(u: jax.Array, logits: jax.Array) -> jax.Array:
+    """A piecewise-linear increasing map of [0, 1] onto [0, 1] per channel; equal logits: u."""
+    knots = logits.shape[-1]
+    rise = jax.nn.softmax(logits, axis=-1)  # (C, K), each row sums to 1
+    ys = jnp.concatenate([jnp.zeros((rise.shape[0], 1)), jnp.cumsum(rise, axis=-1)], axis=-1)
+    t = jnp.clip(u, 0.0, 1.0) * knots
+    i = jnp.clip(jnp.floor(t), 0, knots - 1).astype(jnp.int32)
+    frac = t - i
+    channel = jnp.arange(u.shape[-1])
+    low, high = ys[channel, i], ys[channel, i + 1]
+    return low + frac * (high - low)
+
+
+def gaussian_kernel(sigma: jax.Array, radius: int = BLUR_RADIUS) -> jax.Array:
+    taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+    weights = jnp.exp(-0.5 * (taps / sigma) ** 2)
+    return weights / weights.sum()
+
+
+def gaussian_blur(u: jax.Array, sigma: jax.Array) -> jax.Array:
+    """Separable Gaussian blur of one (H, W, C) image, edges replicated."""
+    kernel = gaussian_kernel(sigma)
+    r = (kernel.shape[0] - 1) // 2
+    padded = jnp.pad(u, ((r, r), (r, r), (0, 0)), mode="edge")
+    h, w, _ = u.shape
+    rows = jnp.stack([padded[i : i + h] for i in range(2 * r + 1)])
+    rows = jnp.einsum("k,khwc->hwc", kernel, rows)
+    cols = jnp.stack([rows[:, i : i + w] for i in range(2 * r + 1)])
+    return jnp.einsum("k,khwc->hwc", kernel, cols)
+
+
+def resample(u: jax.Array, factor: float) -> jax.Array:
+    """Downsample (H, W, C) by `factor` with an antialiasing filter, then back up linearly."""
+    if factor == 1.0:
+        return u
+    h, w, c = u.shape
+    small = (max(1, round(h * factor)), max(1, round(w * factor)), c)
+    down = jax.image.resize(u, small, method="linear", antialias=True)
+    return jax.image.resize(down, (h, w, c), method="linear", antialias=False)
+
+
+def gumbel_straight_through(logits: jax.Array, key: jax.Array) -> jax.Array:
+    """A one-hot draw from softmax(logits) whose gradient is that of the relaxed draw."""
+    gumbel = -jnp.log(-jnp.log(jax.random.uniform(key, logits.shape, minval=1e-6, maxval=1.0)))
+    soft = jax.nn.softmax((logits + gumbel) / GUMBEL_TEMPERATURE)
+    hard = jax.nn.one_hot(jnp.argmax(soft), logits.shape[0])
+    return hard + soft - jax.lax.stop_gradient(soft)
+
+
+def quantise(u: jax.Array, levels: jax.Array, key: jax.Array) -> jax.Array:
+    """Round to `levels` equally spaced values. The value is the rounded one; the gradient is
+    that of u + step * (uniform - 0.5), so it reaches both u and the number of levels."""
+    step = 1.0 / (levels - 1.0)
+    hard = jnp.round(u / step) * step
+    relaxed = u + step * (jax.random.uniform(key, u.shape) - 0.5)
+    return relaxed + jax.lax.stop_gradient(hard - relaxed)
+
+
+def describe(params: dict) -> dict:
+    """The fitted camera in numbers: {stage: {name: value}}, from a pure dict of parameters
+    (nnx.to_pure_dict of an Acquisition's Params), means and per-image spreads."""
+    import numpy as np
+
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    sig = 1.0 / (1.0 + np.exp(-p["bits_logit"]))
+    probs = np.exp(p["resolution_logits"] - p["resolution_logits"].max())
+    probs = probs / probs.sum()
+    levels = np.exp2(MIN_BITS + (MAX_BITS - MIN_BITS) * sig)
+    channels = p["log_gain"].shape[0]
+    out = {
+        "blur_sigma_px": float(np.exp(p["log_blur"])),
+        "blur_sigma_spread": float(np.exp(p["log_blur_spread"])),  # of log sigma
+        "resolution": float((probs * np.asarray(RESOLUTIONS)).sum()),
+        "resolution_probabilities": {
+            f"{f:g}": round(float(q), 4) for f, q in zip(RESOLUTIONS, probs, strict=True)
+        },
+        "gain": [float(v) for v in np.exp(p["log_gain"])],
+        "gain_spread": [float(v) for v in np.exp(p["log_gain_spread"])],  # of log gain
+        "offset": [float(v) for v in p["offset"]],
+        "offset_spread": [float(v) for v in np.exp(p["offset_spread"])],
+        "gamma": [float(v) for v in np.exp(p["log_gamma"])],
+        "vignetting": float(p["vignette"]),
+        "vignetting_spread": float(np.exp(p["vignette_spread"])),
+        "ramp": float(np.exp(p["log_ramp"])),
+        "noise_at_mid_grey": float(
+            np.sqrt(np.exp(p["log_shot"]) * 0.5 + np.exp(2 * p["log_read"]))
+        ),
+        "noise_read": float(np.exp(p["log_read"])),
+        "noise_shot_gain": float(np.exp(p["log_shot"])),
+        "noise_level_spread": float(np.exp(p["noise_spread"])),
+        "bits": float(np.log2(levels)),
+    }
+    if channels == 3:
+        out["saturation"] = float(np.exp(p["log_saturation"]))
+        out["colour_mix"] = [[float(v) for v in row] for row in p["mix"]]
+    return out
+
+
+def summary_line(camera: dict) -> str:
+    """The fitted camera in words, one line."""
+    gain = ", ".join(f"{g:.2f}" for g in camera["gain"])
+    offset = ", ".join(f"{o:+.2f}" for o in camera["offset"])
+    gamma = ", ".join(f"{g:.2f}" for g in camera["gamma"])
+    text = (
+        f"blur sigma {camera['blur_sigma_px']:.2f} px, resolution {camera['resolution']:.2f}x, "
+        f"gain {gain}, offset {offset}, gamma {gamma}, vignetting {camera['vignetting']:.2f}, "
+        f"noise {camera['noise_at_mid_grey']:.3f} at mid-grey, {camera['bits']:.1f} bits"
+    )
+    if "saturation" in camera:
+        text += f", saturation {camera['saturation']:.2f}"
+    return text
