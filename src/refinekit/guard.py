@@ -22,6 +22,15 @@ def real_path(path: Path) -> Path:
     return Path(os.path.realpath(os.path.abspath(path)))
 
 
+def creatable(path: Path) -> Path:
+    """`path` as refinekit creates and writes it: resolved (`real_path`) when it holds a ".."
+    (`IN/nosub/../../out` is checked resolved, and creating it as given would first create
+    the missing `IN/nosub`, inside an input), otherwise as given (the same place). Resolve an
+    output path with it before it is checked, so what is checked is what is created."""
+    path = Path(path)
+    return real_path(path) if ".." in path.parts else path
+
+
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or path.is_relative_to(folder)
 

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from .errors import UsageError
+from .regular import open_own
 
 LOCK_NAME = ".refinekit-lock"  # a training run folder
 OUT_LOCK_NAME = "refinekit-manifest.lock"  # refine's OUT, beside its manifests
@@ -62,6 +63,9 @@ class FolderLock:
         if fcntl is None:  # pragma: no cover
             return self
         names = lock_names(self.name, self.shard)
+        for name in names:  # refuse a planted link or FIFO before any lock file is created
+            if os.path.lexists(self.folder / name):
+                self._take(self.folder / name, shared=True, probe=True)
         try:
             for index, name in enumerate(names):
                 shared = self.shard is not None and index == 0
@@ -73,9 +77,12 @@ class FolderLock:
             raise
         return self
 
-    def _take(self, path: Path, shared: bool) -> int | None:
+    def _take(self, path: Path, shared: bool, probe: bool = False) -> int | None:
+        """Open and lock `path` (None: no write access here); `probe`: only open it."""
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            # Never through a link, only a regular file (a FIFO or a link planted at the lock's
+            # name is refused by name: regular.open_own).
+            fd = open_own(path, write=True)
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 return None  # nobody can write here as us: the command's own writes say so
@@ -83,6 +90,9 @@ class FolderLock:
                 f"{self.flag} {self.folder}: cannot create its lock file {path.name} "
                 f"({exc.strerror})"
             ) from exc
+        if probe:
+            os.close(fd)
+            return None
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as exc:

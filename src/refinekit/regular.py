@@ -13,11 +13,13 @@ No JAX here.
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import stat
 from pathlib import Path
 
-from .errors import ImageReadError
+from .errors import DataError, ImageReadError
 
 # Whole-file reads into memory: images (the largest image refinekit decodes, 2^27 pixels of
 # 16-bit RGBA, is 1 GiB uncompressed), config and JSON files, exported refiners.
@@ -121,3 +123,154 @@ def is_regular(path: Path) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode)
     except (OSError, ValueError):
         return False
+
+
+# ---------------------------------------------------------------------------------------------
+# refinekit's own files: the run folder (config.json, metrics.jsonl, scores.jsonl, best.json,
+# validation.json), OUT's manifests, the lock files. They are opened without following a
+# symbolic link (O_NOFOLLOW) and only when they are regular files: a link planted at one of
+# these names could otherwise make refinekit append to (or read) a file elsewhere, an input
+# among them, and a FIFO would block the command forever. Anything else is a one-line
+# DataError (exit 2) naming the file. Their content is validated on read the same way.
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _own_refusal(path: Path, what: str) -> DataError:
+    return DataError(
+        f"{path}: {what}; refinekit keeps its own files (run folder, OUT's manifests and locks) "
+        "as regular files and never follows a link there: remove it, or choose another folder"
+    )
+
+
+def _describe_own(path: Path) -> str:
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "cannot be opened"
+    if stat.S_ISLNK(mode):
+        return f"is a symbolic link (to {os.readlink(path)}), not a regular file"
+    return f"is {kind_of(mode)}, not a regular file"
+
+
+def open_own(
+    path: Path, *, append: bool = False, write: bool = False, cap: int | None = TEXT_BYTES_CAP
+) -> int:
+    """A file descriptor of refinekit's own file `path`, never through a link, never blocking.
+
+    append: open for reading and appending, creating the file; write: open for reading and
+    writing, creating it (a lock file). Otherwise read only (a missing file raises FileNotFoundError),
+    refusing a file over `cap` bytes (None: any size, for files read as a stream).
+    Raises DataError naming the file when it is a link, FIFO, device, socket or folder; other
+    OSErrors (permissions) as they come.
+    """
+    path = Path(path)
+    flags = os.O_NONBLOCK | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    if append:
+        flags |= os.O_RDWR | os.O_APPEND | os.O_CREAT
+    elif write:
+        flags |= os.O_RDWR | os.O_CREAT
+    else:
+        flags |= os.O_RDONLY
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        # ELOOP: a link (O_NOFOLLOW); ENXIO: a socket; EISDIR: a folder opened to write.
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EMLINK):
+            raise _own_refusal(path, _describe_own(path)) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _own_refusal(path, f"is {kind_of(info.st_mode)}, not a regular file")
+        if not append and not write and cap is not None and info.st_size > cap:
+            raise DataError(f"{path}: {info.st_size} bytes, more than the limit of {cap} bytes")
+        # Back to blocking reads and writes: a regular file never waits anyway.
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def own_exists(path: Path) -> bool:
+    """True when something is at `path` (a link too, even a dangling one): it is then opened
+    with `open_own`, which refuses what is not a regular file."""
+    return os.path.lexists(path)
+
+
+def read_own_bytes(path: Path, cap: int = TEXT_BYTES_CAP) -> bytes:
+    """The bytes of refinekit's own file `path` (see `open_own`); at most `cap` of them."""
+    path = Path(path)
+    fd = open_own(path, cap=cap)
+    try:
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                raise DataError(f"{path}: more than the limit of {cap} bytes for this file")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _damaged(path: Path, what: str) -> DataError:
+    return DataError(
+        f"{path}: {what}; the file is damaged: restore it, or remove it (or the damaged line)"
+    )
+
+
+def read_own_text(path: Path, cap: int = TEXT_BYTES_CAP) -> str:
+    """refinekit's own text file `path` (UTF-8), validated: a DataError names it otherwise."""
+    data = read_own_bytes(path, cap)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise _damaged(
+            Path(path), f"line {line} is not UTF-8 text (byte {data[exc.start]:#04x})"
+        ) from None
+
+
+def read_own_json(path: Path, cap: int = TEXT_BYTES_CAP) -> dict:
+    """refinekit's own JSON file `path`, which must hold one JSON object (DataError otherwise)."""
+    text = read_own_text(path, cap)
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise _damaged(Path(path), f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise _damaged(Path(path), f"holds a JSON {json_kind(data)}, expected an object")
+    return data
+
+
+def read_own_jsonl(path: Path, cap: int = 1 << 30) -> list[dict]:
+    """The JSON-object lines of refinekit's own JSONL file `path` (metrics.jsonl, scores.jsonl).
+
+    A line that is not a JSON object (one cut by a kill) is skipped; bytes that are not UTF-8
+    are a DataError naming the file and the line (refinekit writes these files as ASCII)."""
+    records = []
+    for line in read_own_text(path, cap).splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def json_kind(value: object) -> str:
+    """What a parsed JSON value is, in JSON's own words ("list", "string", ...)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, int | float):
+        return "number"
+    return "null" if value is None else type(value).__name__

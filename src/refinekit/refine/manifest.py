@@ -7,6 +7,13 @@ for an input is the current one. A sharded run (`--shard K/N`) writes
 `refinekit-manifest.shard-K-of-N.jsonl` instead, so concurrent shards never append to one file;
 `cat OUT/refinekit-manifest*.jsonl` is the whole record.
 
+Files in OUT that no manifest records are the user's, and are never replaced without
+`--overwrite` (resume.check_unrecorded). So that a killed run's last files (in place, their
+lines not yet appended) do not count as the user's, the names of a group of files are
+appended to a journal beside the manifest, `refinekit-manifest.pending`
+(`refinekit-manifest.shard-K-of-N.pending`; one JSON string per line, no fsync), before
+the group is renamed into place; a run that ends cleanly removes it.
+
 Fields of a line (see `Record`): input, output (paths relative to IN and OUT, with "/"; output
 is null for a failed file),
 action ("refined", "copied" or "failed"), input_sha256, output_sha256, input_size,
@@ -25,6 +32,7 @@ from pathlib import Path
 
 from ..errors import RefinekitError
 from ..io.atomic import sync_file
+from ..regular import open_own
 
 MANIFEST_NAME = "refinekit-manifest.jsonl"
 ACTIONS = ("refined", "copied", "failed")
@@ -40,6 +48,15 @@ def manifest_name(shard: tuple[int, int] | None = None) -> str:
 
 def is_manifest_name(name: str) -> bool:
     return name.startswith("refinekit-manifest") and name.endswith(".jsonl")
+
+
+def journal_path(manifest: Path) -> Path:
+    """The journal of outputs about to be written beside manifest file `manifest`."""
+    return manifest.with_suffix(".pending")
+
+
+def is_journal_name(name: str) -> bool:
+    return name.startswith("refinekit-manifest") and name.endswith(".pending")
 
 
 def now() -> str:
@@ -92,20 +109,41 @@ class ManifestWriter:
         self._lock = threading.Lock()  # guards writes and the written count
         self._sync_lock = threading.Lock()  # one fsync at a time
         self._written = self._synced = 0
+        self._journal: int | None = None  # the journal's fd, opened on the first `intend`
+        self._failed = False
         try:
-            self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+            # Never through a link, never a FIFO (regular.open_own): a link planted at the
+            # manifest's name would make every record land in the file it points to.
+            fd = open_own(self.path, append=True)
         except OSError as exc:
             raise RefinekitError(
                 f"{self.path}: cannot write the manifest ({exc.strerror or exc}); "
                 "OUT must be a writable folder"
             ) from exc
+        self._file = os.fdopen(fd, "ab")
         # A kill in the middle of a line (possible only on power loss) leaves no newline at the
         # end; start on a fresh line so the next record stays parseable.
-        if self._file.tell() > 0:
-            with open(self.path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    self._file.write(b"\n")
+        size = os.fstat(fd).st_size
+        if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
+            self._file.write(b"\n")
+
+    def intend(self, outputs: list[str]) -> None:
+        """Journal the OUT-relative names of files about to be renamed into place (see the
+        module doc): written before the renames, no fsync (a killed process's writes stay)."""
+        if not outputs:
+            return
+        lines = "".join(json.dumps(name) + "\n" for name in outputs).encode()
+        try:
+            with self._lock:
+                if self._journal is None:
+                    self._journal = open_own(journal_path(self.path), append=True)
+                os.write(self._journal, lines)
+        except OSError as exc:
+            self._failed = True
+            raise RefinekitError(
+                f"{journal_path(self.path)}: cannot write ({exc.strerror or exc}); "
+                "the files written so far are complete, rerun to resume"
+            ) from exc
 
     def append(self, record: Record) -> None:
         self.append_many([record])
@@ -129,30 +167,44 @@ class ManifestWriter:
                 sync_file(self._file.fileno())
                 self._synced = target
         except OSError as exc:
+            self._failed = True
             raise RefinekitError(
                 f"{self.path}: cannot append to the manifest ({exc.strerror or exc}); "
                 "the files written so far are complete, rerun to resume"
             ) from exc
 
-    def close(self) -> None:
+    def close(self, clean: bool = False) -> None:
+        """Close the manifest; `clean`: every file renamed into place was recorded (no writer
+        is left and no append failed), so the journal is removed."""
         with self._lock:
             if not self._file.closed:
                 try:
                     self._file.close()
                 except OSError:
                     pass  # its flush failed: only lines whose `append` already raised are lost
+            if self._journal is not None:
+                os.close(self._journal)
+                self._journal = None
+                if clean and not self._failed:
+                    try:
+                        journal_path(self.path).unlink(missing_ok=True)
+                    except OSError:
+                        pass  # kept: its names are refinekit's outputs, which is true
 
     def __enter__(self) -> ManifestWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, *exc) -> None:
+        self.close(clean=kind is None)
 
 
 def read_records(path: Path) -> list[Record]:
-    """Every parseable record of one manifest file, in order (a torn or foreign line is skipped)."""
+    """Every parseable record of one manifest file, in order (a torn or foreign line is skipped).
+
+    The file is opened without following a link and must be a regular file (a DataError names
+    it otherwise)."""
     records = []
-    with open(path, "rb") as f:
+    with os.fdopen(open_own(path, cap=None), "rb") as f:
         for raw in f:
             try:
                 data = json.loads(raw)
@@ -169,16 +221,42 @@ def read_manifests(folder: Path) -> dict[str, list[Record]]:
     Every manifest (unsharded and each shard's) contributes the last record it holds for an
     input, so a run can resume from any earlier run into the same folder, sharded or not.
     """
+    return read_manifests_and_outputs(folder)[0]
+
+
+def read_manifests_and_outputs(folder: Path) -> tuple[dict[str, list[Record]], set[str]]:
+    """`read_manifests`, and every output path any record of them names: the files of OUT
+    that refinekit wrote (any other file there is the user's, never replaced unasked)."""
     current: dict[str, list[Record]] = {}
+    outputs: set[str] = set()
     folder = Path(folder)
     if not folder.is_dir():
-        return current
+        return current, outputs
     for path in sorted(folder.iterdir()):
-        if not (is_manifest_name(path.name) and path.is_file()):
+        if is_journal_name(path.name):
+            outputs.update(read_journal(path))
             continue
+        if not is_manifest_name(path.name):
+            continue  # a link, FIFO or folder named like a manifest is refused by read_records
         last: dict[str, Record] = {}
         for record in read_records(path):
             last[record.input] = record
+            if record.output is not None:
+                outputs.add(record.output)
         for name, record in last.items():
             current.setdefault(name, []).append(record)
-    return current
+    return current, outputs
+
+
+def read_journal(path: Path) -> list[str]:
+    """The output names in journal `path` (see the module doc); a torn line is skipped."""
+    names = []
+    with os.fdopen(open_own(path, cap=None), "rb") as f:
+        for raw in f:
+            try:
+                name = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(name, str):
+                names.append(name)
+    return names

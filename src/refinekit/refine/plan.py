@@ -12,7 +12,7 @@ from ..io.atomic import temp_target
 from ..io.files import is_image_path, scan_folder
 from ..io.formats import IMAGE_EXTENSIONS
 from ..lock import is_lock_name
-from .manifest import is_manifest_name, manifest_name
+from .manifest import is_journal_name, is_manifest_name, manifest_name
 from .shard import shard_of
 
 
@@ -88,7 +88,8 @@ def _ours(relative: str) -> bool:
     """Files an earlier refine run left in a folder: never inputs."""
     name = relative.rsplit("/", 1)[-1]
     top = "/" not in relative
-    return temp_target(name) is not None or (top and (is_manifest_name(name) or is_lock_name(name)))
+    ours = is_manifest_name(name) or is_journal_name(name) or is_lock_name(name)
+    return temp_target(name) is not None or (top and ours)
 
 
 def plan_refine(input: Path, output: Path, *, shard: tuple[int, int] | None = None) -> RefinePlan:
@@ -96,7 +97,7 @@ def plan_refine(input: Path, output: Path, *, shard: tuple[int, int] | None = No
 
     Raises UsageError/DataError (exit 2) for refused folders, or a folder with no images.
     """
-    input, output = Path(input), Path(output)
+    input, output = Path(input), guard.creatable(Path(output))  # resolved before it is made
     check_paths(input, output)
     if input.is_file():
         root, images, others = input.parent, [input.name], []

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..io.atomic import temp_target
 from ..io.files import file_sha256
-from .manifest import Record, read_manifests
+from .manifest import Record, read_manifests_and_outputs
 from .plan import RefinePlan
 from .shard import shard_of
 
@@ -81,9 +81,15 @@ def complete_record(records: list[Record] | None, source: Path, target: Path) ->
 
 def remaining_work(plan: RefinePlan, model: dict, *, overwrite: bool, copy_other: bool) -> Work:
     """The files of `plan` not yet complete in OUT; raises UsageError when OUT holds images
-    refined with another model (unless `overwrite`, which redoes everything)."""
+    refined with another model, or a file at an output's name that no manifest records (the
+    user's, see `check_unrecorded`), unless `overwrite`, which redoes and replaces everything.
+    Reads and checks only: call it before anything is written."""
     output = plan.output
-    previous = {} if overwrite else read_manifests(output)
+    previous, recorded = read_manifests_and_outputs(output)  # validates them, also with overwrite
+    if overwrite:
+        previous = {}
+    else:
+        check_unrecorded(plan, recorded, copy_other=copy_other)
     images, others, conflicts = [], [], []
     skipped = 0
     for relative in plan.images:
@@ -110,6 +116,21 @@ def remaining_work(plan: RefinePlan, model: dict, *, overwrite: bool, copy_other
             "or choose another OUT folder"
         )
     return Work(images, others, skipped)
+
+
+def check_unrecorded(plan: RefinePlan, recorded: set[str], *, copy_other: bool) -> None:
+    """OUT is refinekit's: a file at the name of one of this run's outputs that no manifest in
+    OUT records (the user's notes, an earlier tool's output) is never replaced without
+    `--overwrite`. Raises UsageError naming the first such file (and how many there are)."""
+    relatives = list(plan.images) + (list(plan.others) if copy_other else [])
+    found = sorted(r for r in relatives if r not in recorded and os.path.lexists(plan.output / r))
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise UsageError(
+            f"OUT {plan.output}: {found[0]}{more} already exists there and was not written by "
+            "refinekit (no manifest in OUT records it); refine never replaces such a file "
+            "unasked: move it away, choose another OUT folder, or pass --overwrite to replace it"
+        )
 
 
 def remove_temp_files(plan: RefinePlan) -> int:

@@ -15,7 +15,7 @@ from .manifest import ManifestWriter
 from .pipeline import chunks, default_workers, file_pool, prefetch
 from .plan import RefinePlan, plan_notes, plan_refine
 from .results import RefineSummary
-from .resume import remaining_work, remove_temp_files
+from .resume import Work, remaining_work, remove_temp_files
 from .runner import Decoded, RefinerLike, Runner
 
 
@@ -56,7 +56,13 @@ def run_refine(
     """
     if not 1 <= int(jpeg_quality) <= 100:
         raise UsageError(f"--jpeg-quality {jpeg_quality}: expected 1..100")
+    if workers is not None and workers < 0:
+        raise UsageError(f"--workers {workers}: expected 0 (the calling thread) or more threads")
     output = plan.output
+    # Everything is checked before anything is written (OUT created, its lock taken): OUT's
+    # manifests (regular files, never links), files there that refinekit did not write, outputs
+    # of another model. A run that finished in between only makes this one redo its files.
+    work = remaining_work(plan, dict(refiner.model_id), overwrite=overwrite, copy_other=copy_other)
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -67,6 +73,7 @@ def run_refine(
         return _run_locked(
             plan,
             refiner,
+            work,
             jpeg_quality=jpeg_quality,
             copy_other=copy_other,
             overwrite=overwrite,
@@ -80,6 +87,7 @@ def run_refine(
 def _run_locked(
     plan: RefinePlan,
     refiner: RefinerLike,
+    work: Work,
     *,
     jpeg_quality: int,
     copy_other: bool,
@@ -92,11 +100,7 @@ def _run_locked(
     output = plan.output
     cleaned = remove_temp_files(plan)
     model = dict(refiner.model_id)
-    work = remaining_work(plan, model, overwrite=overwrite, copy_other=copy_other)
     not_copied = len(plan.ignored) + (0 if copy_other else len(plan.others))
-
-    if workers is not None and workers < 0:
-        raise UsageError(f"--workers {workers}: expected 0 (the calling thread) or more threads")
     workers = default_workers() if workers is None else workers
     batch_size = max(1, int(refiner.batch_size))
     # Tasks take chunks of files, not single files (pipeline.py), small enough that every

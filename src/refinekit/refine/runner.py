@@ -191,6 +191,7 @@ class Runner:
                 records[position] = self._failure(relative, short_error(exc, source))
                 continue
             jobs.append((source, self.plan.output / relative))
+        self.manifest.intend([relative for _, relative, _ in stats])
         for (position, relative, stat), (source, _), written in zip(
             stats, jobs, atomic_copy_many(jobs), strict=True
         ):
@@ -231,6 +232,7 @@ class Runner:
                 encoded.append((position, item, target, self._encode(item, out, target)))
             except (RefinekitError, OSError, ValueError) as exc:
                 records[position] = self._failure(item.relative, short_error(exc, target), item)
+        self.manifest.intend([item.relative for _, item, _, _ in encoded])
         results = atomic_write_many([(target, data) for _, _, target, data in encoded])
         for (position, item, target, _), written in zip(encoded, results, strict=True):
             if isinstance(written, OSError):

@@ -1,0 +1,170 @@
+"""Reliability rules, closed as families: refinekit's own files are regular files opened without
+following links (nothing is appended to an input through a planted link, no FIFO blocks a
+command), OUT's files that refinekit did not write are never replaced unasked, output paths are
+resolved before anything is created, damaged run-folder files are one-line errors naming them,
+folder walks are iterative, and a resource estimate refuses absurd settings before any work.
+
+Everything that could hang runs in a subprocess with a timeout, so a regression fails instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import write_images
+from refinekit.cli import main
+from refinekit.refine.manifest import MANIFEST_NAME
+from test_reliability_inputs import _one_line_error
+
+HANG = 120  # seconds: far more than any of these takes, far less than forever
+SHORT = ["--steps", "2", "--pretrain-refiner-steps", "2", "--pretrain-disc-steps", "1"]
+
+
+@pytest.fixture(scope="module")
+def model(trained, tmp_path_factory) -> Path:
+    """An export of the session's tiny trained run."""
+    path = tmp_path_factory.mktemp("probe-export") / "model.npz"
+    assert main(["export", str(trained), str(path)]) == 0
+    return path
+
+
+def _syn(root: Path, count: int = 16) -> Path:
+    """`count` gray 16x16 PNGs s00.png ... with .json label sidecars."""
+    syn = write_images(root, count, (16, 16), 0, smooth=True)
+    for i, path in enumerate(sorted(syn.glob("img_*.png"))):
+        path.rename(syn / f"s{i:02d}.png")
+        (syn / f"s{i:02d}.json").write_text(json.dumps({"label": i}))
+    return syn
+
+
+@pytest.fixture
+def syn(tmp_path) -> Path:
+    return _syn(tmp_path / "syn")
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+def _cli(*args: str, timeout: float = HANG) -> subprocess.CompletedProcess:
+    """refinekit in a subprocess: a command that would block fails the test instead of hanging."""
+    return subprocess.run(
+        [sys.executable, "-m", "refinekit", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _refine(syn: Path, out: Path, model: Path, *extra: str) -> list[str]:
+    return ["refine", str(syn), str(out), "--model", str(model), *extra]
+
+
+# ---------------------------------------------------------------------------------------------
+# refinekit's own files in OUT: never through a link, regular files only
+
+
+@pytest.mark.parametrize(
+    "name, extra",
+    [
+        (MANIFEST_NAME, []),
+        ("refinekit-manifest.shard-1-of-2.jsonl", ["--shard", "1/2"]),
+        ("refinekit-manifest.lock", []),
+        ("refinekit-manifest.shard-1-of-2.lock", ["--shard", "1/2"]),
+        ("refinekit-manifest.pending", []),
+    ],
+)
+def test_refine_never_appends_to_an_input_through_a_linked_state_file(
+    syn, tmp_path, model, capsys, name, extra
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).symlink_to(syn / "s00.json")  # before: the manifest was appended to it
+    before = _snapshot(syn)
+    code = main(_refine(syn, out, model, *extra))
+    _one_line_error(capsys.readouterr().err, str(out / name), "symbolic link")
+    assert code == 2
+    assert _snapshot(syn) == before
+    assert sorted(p.name for p in out.iterdir()) == [name]  # nothing written
+
+
+@pytest.mark.parametrize("name", [MANIFEST_NAME, "refinekit-manifest.lock"])
+def test_refine_with_a_fifo_for_its_manifest_or_lock_is_refused_without_hanging(
+    syn, tmp_path, model, name
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / name)  # before: refine blocked forever opening the manifest
+    result = _cli(*_refine(syn, out, model))
+    _one_line_error(result.stderr, str(out / name), "FIFO")
+    assert result.returncode == 2
+    assert sorted(p.name for p in out.iterdir()) == [name]
+
+
+# ---------------------------------------------------------------------------------------------
+# OUT is refinekit's: a file it did not write is never replaced unasked
+
+
+def test_refine_never_replaces_a_file_it_did_not_write_without_overwrite(
+    syn, tmp_path, model, capsys
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "s03.json").write_text("notes\n")  # before: replaced by the copy of IN/s03.json
+    (out / "s05.png").write_text("mine\n")  # and by a refined image
+    code = main(_refine(syn, out, model))
+    _one_line_error(capsys.readouterr().err, "s03.json", "(and 1 more)", "--overwrite")
+    assert code == 2
+    assert sorted(p.name for p in out.iterdir()) == ["s03.json", "s05.png"]  # nothing written
+    assert (out / "s03.json").read_text() == "notes\n"
+
+    # --no-copy-other leaves IN's sidecars out: only the image is in the way.
+    code = main(_refine(syn, out, model, "--no-copy-other"))
+    _one_line_error(capsys.readouterr().err, "s05.png")
+    assert code == 2
+
+    assert main(_refine(syn, out, model, "--overwrite")) == 0  # asked: replaced
+    assert (out / "s03.json").read_bytes() == (syn / "s03.json").read_bytes()
+    capsys.readouterr()
+    # Files refinekit wrote (recorded by its manifest) are its own: a rerun resumes.
+    (out / "s04.json").write_text("changed")
+    assert main(_refine(syn, out, model)) == 0
+    assert (out / "s04.json").read_bytes() == (syn / "s04.json").read_bytes()
+
+
+def test_files_a_killed_refine_put_in_place_before_recording_them_are_its_own(
+    syn, tmp_path, model, capsys
+):
+    """A kill between a file's rename and its manifest line leaves the file unrecorded; the
+    journal written before the rename says it is refinekit's, so the rerun resumes."""
+    out = tmp_path / "out"
+    assert main(_refine(syn, out, model)) == 0
+    assert not (out / "refinekit-manifest.pending").exists()  # a clean run removes it
+    lines = (out / MANIFEST_NAME).read_text().splitlines()
+    kept = [line for line in lines if json.loads(line)["input"] not in ("s01.png", "s01.json")]
+    (out / MANIFEST_NAME).write_text("".join(line + "\n" for line in kept))
+    (out / "refinekit-manifest.pending").write_text('"s01.png"\n"s01.json"\n')
+    capsys.readouterr()
+    assert main(_refine(syn, out, model, "--json")) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["refined"], summary["copied"]) == (1, 1)
+    assert not (out / "refinekit-manifest.pending").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Output paths are resolved before anything is created
+
+
+def test_refine_out_through_a_missing_folder_and_dotdot_creates_nothing_in_in(syn, tmp_path, model):
+    before = sorted(p.name for p in syn.iterdir())
+    out = syn / "nosub" / ".." / ".." / "out"
+    assert main(_refine(syn, out, model)) == 0
+    assert sorted(p.name for p in syn.iterdir()) == before  # before: IN/nosub was created
+    assert (tmp_path / "out" / "s00.png").is_file()
