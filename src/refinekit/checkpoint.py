@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
+from .errors import CheckpointError, UsageError
 
 
 class _AbandonedOrbaxWrites(logging.Filter):
@@ -304,8 +304,8 @@ def pick_step(run: Path, step: int | None) -> int:
         )
     if step is None:
         return available[-1]
-    if step not in available:
-        raise CheckpointError(
+    if step not in available:  # a step the user asked for: a bad flag (exit 2)
+        raise UsageError(
             f"--step {step}: no such checkpoint in {run} (available: {', '.join(map(str, available))})"
         )
     return step

@@ -169,6 +169,9 @@ def _train(
     emit = on_event or ignore
     if not config.out:
         raise ConfigError("--out: a run folder is required")
+    from .augment import parse_policy
+
+    parse_policy(config.augment_policy, config.channels or 3)  # before anything is read or written
     config, resume_step = resolve_run_config(config)
     config, data = load_training_data(config)
     run = Path(config.out)
@@ -316,7 +319,13 @@ def _train(
             emit(Saved("train", "sample", int(state.step), path))
         runtime.sync_processes("sample")  # the others wait (not in a collective) while it draws
 
-    metrics_file = open(run / "metrics.jsonl" if primary else os.devnull, "a")  # noqa: SIM115 - closed in finally
+    from .regular import open_own  # never through a link, never a FIFO
+
+    metrics_file = (
+        os.fdopen(open_own(run / "metrics.jsonl", append=True), "a")
+        if primary
+        else open(os.devnull, "a")  # noqa: SIM115 - closed in finally
+    )
     step = start
     last_log_time, last_log_step = time.perf_counter(), step
     sums: dict[str, Any] | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
@@ -70,3 +71,32 @@ def debug_requested(argv: list[str]) -> bool:
 def stdout_write(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def check_run(run: Path, flag: str, step: str | None = None) -> None:
+    """The cheap checks of a run folder named on the command line, done before any input is
+    scanned or JAX imported: it is a folder, it holds checkpoints, and `--step N` is one of
+    them. Each failure is a UsageError (exit 2) naming the flag; the full checks (complete,
+    readable checkpoints) come when the refiner is loaded."""
+    from ..checkpoint import checkpoint_dir
+    from ..errors import UsageError
+    from ..training.selection import parse_step
+
+    requested = parse_step(step)
+    if not run.is_dir():
+        raise UsageError(f"{flag} {run}: no such run folder")
+    folder = checkpoint_dir(run)
+    try:
+        steps = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+    except OSError:
+        steps = []
+    if not steps:
+        raise UsageError(
+            f"{flag} {run}: not a training run (no checkpoint in {folder}); train first, or "
+            "check the path"
+        )
+    if isinstance(requested, int) and requested not in steps:
+        raise UsageError(
+            f"--step {requested}: no such checkpoint in {run} "
+            f"(available: {', '.join(map(str, steps))})"
+        )

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from .common import log
+from .common import check_run, log
 
 
 def export(
@@ -39,14 +39,12 @@ def export(
     ] = None,
 ) -> None:
     """Export a trained refiner to one small file, to share it or refine without the run folder."""
-    from ..errors import UsageError
     from ..inference import export_refiner
     from ..runtime import setup
     from ..training.selection import parse_step, resolve
 
+    check_run(run, "RUN", step)
     setup()
-    if not run.is_dir():
-        raise UsageError(f"RUN {run}: no such run folder")
     choice = resolve(run, parse_step(step))
     written = Path(export_refiner(run, file, step=choice.step))
     size = written.stat().st_size

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from ..events import Event, Progress, Stage
-from .common import console, interactive, log, progress_bar, stdout_write
+from .common import check_run, console, interactive, log, progress_bar, stdout_write
 
 SETS = "Image sets"
 REFINER = "Refiner"
@@ -155,12 +155,19 @@ def gap_report(
     gives the real-vs-real floor. Each metric gets a bootstrap 95% interval and "gap closed",
     and the report a verdict. The metrics: docs/gap-report.md.
     """
+    from ..errors import UsageError
     from ..gap.run import gap_report as run_gap_report
     from ..runtime import setup
 
+    # The cheap checks, before JAX starts and any image is read.
+    for flag, path in (("--real", real), ("--synthetic", synthetic), ("--refined", refined)):
+        if path is not None and not path.exists():
+            raise UsageError(f"{flag} {path}: no such file or folder")
+    if run is not None and model is None and refined is None:
+        check_run(run, "--run", step)
     setup()
     run_step: int | str | None = step  # the chosen step number when RUN is a run folder
-    if run is not None and model is None and refined is None and Path(run).is_dir():
+    if run is not None and model is None and refined is None:
         from ..training.selection import parse_step, resolve
 
         choice = resolve(run, parse_step(step))

@@ -15,7 +15,7 @@ from rich.markup import escape
 from ..errors import RefinekitError, UsageError
 from ..events import Event, Progress, Started
 from ..stop import StopOnSignals
-from .common import interactive, log, progress_bar, stdout_write
+from .common import check_run, interactive, log, progress_bar, stdout_write
 
 
 def _stopped(signals: StopOnSignals, done: str) -> Exception:
@@ -25,18 +25,41 @@ def _stopped(signals: StopOnSignals, done: str) -> Exception:
     )
 
 
-def _load_refiner(
-    run: Path | None, step: str | None, model: Path | None, batch_size: int, micro_batch: int | None
-):
-    """The refiner to use (JAX is imported here, after the flags and folders are checked)."""
-    from ..inference import load_refiner
-    from ..runtime import setup
-    from ..training.selection import parse_step
+class _Loader:
+    """Loads the refiner to use. `check` is its cheap part (no JAX, nothing read but a folder
+    listing), run before the input is scanned; the call imports JAX and loads the model, after
+    the flags and folders are checked. A stand-in loader (the tests') may have no `check`."""
 
-    setup()
-    return load_refiner(
-        run=run, step=parse_step(step), model=model, batch_size=batch_size, micro_batch=micro_batch
-    )
+    @staticmethod
+    def check(run: Path | None, step: str | None, model: Path | None) -> None:
+        if run is not None:
+            check_run(run, "--run", step)
+        elif model is not None and not model.exists():
+            raise UsageError(f"--model {model}: no such file")
+
+    def __call__(
+        self,
+        run: Path | None,
+        step: str | None,
+        model: Path | None,
+        batch_size: int,
+        micro_batch: int | None,
+    ):
+        from ..inference import load_refiner
+        from ..runtime import setup
+        from ..training.selection import parse_step
+
+        setup()
+        return load_refiner(
+            run=run,
+            step=parse_step(step),
+            model=model,
+            batch_size=batch_size,
+            micro_batch=micro_batch,
+        )
+
+
+_load_refiner = _Loader()
 
 
 MODEL = "Model"
@@ -171,6 +194,9 @@ def refine(
     if step is not None and run is None:
         raise UsageError("--step picks a checkpoint of --run; an exported --model has one step")
     shard_kn = parse_shard(shard) if shard is not None else None
+    check = getattr(_load_refiner, "check", None)
+    if check is not None:
+        check(run, step, model)  # before the input is scanned
     plan = plan_refine(input, output, shard=shard_kn)
     where = f" (shard {shard_kn[0]}/{shard_kn[1]} of {plan.all_images} images)" if shard_kn else ""
     log(
