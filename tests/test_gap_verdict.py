@@ -90,3 +90,57 @@ def test_without_a_refined_set_there_is_no_outcome():
     out.put("headline", "real_holdout", draws(0.0, 0.1, 3))
     verdict = decide(summary.summarise(out))
     assert verdict.outcome is None and verdict.lines[0].startswith("Synthetic images are")
+
+
+def _with_domain(values: Computed, refined_accuracy: float) -> Computed:
+    for name, value in (("synthetic", 1.0), ("refined", refined_accuracy), ("real_holdout", 0.5)):
+        values.put("classifier_accuracy", name, draws(value, 0.005, 7))
+    return values
+
+
+def test_more_real_but_still_separable_says_so_in_the_first_line():
+    verdict = decide(summary.summarise(_with_domain(computed((2.0, 0.5), 0.99), 0.99)))
+    assert verdict.outcome == "improved"  # the outcome keeps its rule; the first line tempers it
+    first = verdict.lines[0]
+    assert first.startswith("Refinement made the synthetic images significantly more real")
+    assert "but a domain classifier still tells refined from real images apart (99%" in first
+    assert verdict.caveats and verdict.as_dict()["caveats"] == verdict.caveats
+
+
+def test_more_real_but_train_on_refined_flat_says_so_in_the_first_line():
+    verdict = decide(summary.summarise(computed((2.0, 0.5), 0.99, (0.7, 0.7, 0.9))))
+    assert verdict.outcome == "improved"
+    assert "is no better on real ones (70% vs 70% trained on synthetic)" in verdict.lines[0]
+    assert "labels were kept" not in verdict.lines[0]  # the caveat comes first
+
+
+def test_more_real_without_caveats_keeps_the_plain_first_line():
+    verdict = decide(summary.summarise(_with_domain(computed((2.0, 0.5), 0.99), 0.55)))
+    assert verdict.caveats == [] and ", but" not in verdict.lines[0]
+    assert "labels were kept (99% retention)" in verdict.lines[0]
+
+
+def test_a_gap_closed_that_rounds_to_100_but_stays_above_the_floor_says_so():
+    out = Computed()
+    out.put("headline", "synthetic", draws(100.0, 0.01, 1))
+    out.put("headline", "refined", draws(0.3, 0.01, 2))  # 99.7% closed, but 0.3 above the floor
+    out.put("headline", "real_holdout", draws(0.0, 0.01, 3))
+    verdict = decide(summary.summarise(out))
+    assert "still above the real-vs-real floor" in verdict.lines[0]
+    assert "100%" not in verdict.text and "still above the floor" in verdict.lines[1]
+    close = Computed()
+    close.put("headline", "synthetic", draws(100.0, 0.01, 1))
+    close.put("headline", "refined", draws(0.0, 0.01, 2))  # at the floor: really closed
+    close.put("headline", "real_holdout", draws(0.0, 0.01, 3))
+    assert "still above" not in decide(summary.summarise(close)).text
+
+
+def test_colour_metrics_do_not_count_on_a_grayscale_set():
+    values = computed((2.0, 0.5))
+    for name, value in (("synthetic", 0.3), ("refined", 0.1), ("real_holdout", 0.0)):
+        v = draws(value, 0.01, 8)
+        values.put("intensity_w1", name, v, per_channel=v[:, None])
+        values.put("colour", name, draws(value, 0.01, 9))
+    rows = summary.summarise(values)
+    assert [row.applies for row in rows if row.spec.key == "colour"] == [False]
+    assert decide(rows).lines[-1].startswith("2 of 2 metrics improved")  # headline, intensity

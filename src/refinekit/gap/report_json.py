@@ -6,7 +6,10 @@ inputs and seed give a byte-identical file):
     schema        "refinekit.gap-report/2"
     verdict       {outcome: "improved" | "mixed" | "no significant change" | "worse" |
                    "no gap" | null (no refined set), headline: the first line (plain words),
-                   lines: [first line, headline numbers, retention, train-on-X, tally]}
+                   lines: [first line, headline numbers, retention, train-on-X, tally],
+                   caveats: [text] (what tempers an "improved": a domain classifier still
+                   separates refined from real, train-on-refined no better; also in the
+                   first line)}
     headline      {metric: "headline" (the key of its row in metrics), name, description,
                    components: [metric keys], synthetic, refined | null, real_floor:
                    {value, low, high}, change, gap_closed: {...} | null, significant,
@@ -35,7 +38,11 @@ inputs and seed give a byte-identical file):
                    gap_closed: {...} | null = (d(S,R) - d(F,R)) / (d(S,R) - d(Ra,Rb)),
                    significant: bool | null (change interval excludes 0),
                    outcome: "improved" | "worse" | "no significant change" | "",
-                   flags: [text], details: {comparison: {...}} (p-values, per-channel values)}
+                   flags: [text], details: {comparison: {...}} (p-values, per-channel values),
+                   refined_gap: {...} | null = d(F,R) - d(Ra,Rb) (low > 0: refined is still
+                     significantly further from real than the real floor),
+                   applies: bool (false: the metric means nothing for these sets, e.g. colour
+                     on a grayscale comparison; the tables leave it out)}
                   label_retention (class subfolders + paired refined set): real_floor and gap
                   null; synthetic = the classifier's held-out synthetic accuracy (ceiling);
                   details.refined = {per_class: {class: {value, low, high, count}}, classes,
@@ -91,6 +98,8 @@ def metric_entry(row: Row) -> dict:
         "outcome": row.outcome,
         "flags": list(row.flags),
         "details": row.details,
+        "refined_gap": _estimate(row.residual),
+        "applies": row.applies,
     }
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import RefinekitError
 from .bootstrap import Estimate, gap_closed
 from .compute import Computed
+from .formatting import COLOUR_KEYS
 from .metrics import SPECS, MetricSpec
 
 SYNTHETIC, REFINED, FLOOR = "synthetic", "refined", "real_holdout"
@@ -29,9 +30,11 @@ class Row:
     gap: Estimate | None = None  # d(S,R) - d(Ra,Rb) on the distance scale
     change: Estimate | None = None  # d(S,R) - d(F,R): > 0 means refinement moved towards real
     gap_closed: Estimate | None = None
+    residual: Estimate | None = None  # d(F,R) - d(Ra,Rb): > 0 means refined still above floor
     significant: bool | None = None
     flags: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
+    applies: bool = True  # False: means nothing here (colour metrics on a grayscale set)
 
     @property
     def outcome(self) -> str:
@@ -68,6 +71,8 @@ def summarise(computed: Computed) -> list[Row]:
             row.refined = Estimate.from_replicates(values[REFINED]).clipped(*spec.bounds)
             row.change = Estimate.from_replicates(d_syn - d_ref)
             row.significant = row.change.excludes_zero()
+            if d_floor is not None:
+                row.residual = Estimate.from_replicates(d_ref - d_floor)
             if d_floor is None:
                 pass
             elif row.gap is not None and row.gap.low > 0:
@@ -78,7 +83,19 @@ def summarise(computed: Computed) -> list[Row]:
                 )
         row.details = _details(computed, spec.key)
         rows.append(row)
+    if _channels(computed) == 1:
+        for row in rows:
+            row.applies = row.spec.key not in COLOUR_KEYS
     return rows
+
+
+def _channels(computed: Computed) -> int | None:
+    """The compared channel count, from the per-channel intensity details (None: unknown)."""
+    for extra in computed.details.get("intensity_w1", {}).values():
+        per_channel = extra.get("per_channel")
+        if isinstance(per_channel, np.ndarray) and per_channel.ndim == 2:
+            return int(per_channel.shape[1])
+    return None
 
 
 def _check_finite(spec: MetricSpec, values: dict[str, np.ndarray]) -> None:

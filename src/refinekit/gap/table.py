@@ -25,16 +25,19 @@ def report_table(document: dict) -> Table:
     table.add_column("Real vs real (floor)", justify="right")
     if document["sets"]["refined"] is not None:
         table.add_column("Gap closed", justify="right")
+    channels = reading.get("channels", 3)
     for metric in document["metrics"]:
+        if not formatting.applies(metric, channels):
+            continue  # colour metrics on a grayscale comparison
         # Text cells: interval brackets must not be read as rich markup.
         cells = [
             Text(metric["name"]),
             Text(metric["better"]),
-            Text(formatting.estimate(metric["synthetic"])),
+            Text(formatting.metric_value(metric, "synthetic")),
         ]
         if document["sets"]["refined"] is not None:
-            cells.append(Text(formatting.estimate(metric["refined"])))
-        cells.append(Text(formatting.estimate(metric["real_floor"])))
+            cells.append(Text(formatting.metric_value(metric, "refined")))
+        cells.append(Text(formatting.metric_value(metric, "real_floor")))
         if document["sets"]["refined"] is not None:
             style = {"improved": "green", "worse": "red"}.get(metric["outcome"], "")
             cells.append(Text(formatting.gap_closed_cell(metric), style=style))

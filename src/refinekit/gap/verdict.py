@@ -13,43 +13,100 @@ Outcome (with a refined set; None without one):
 - "worse": the headline moved significantly away from real, or it did not move (or there was
   no gap) and labels were lost or train-on-refined got significantly worse;
 - "no significant change": none of the above.
+
+The first line says what matters most, caveats included: an "improved" whose refined images a
+domain classifier still tells from real (held-out accuracy at least SEPARABLE), or whose
+train-on-refined accuracy is no better than train-on-synthetic, says so there (and the caveats
+are listed in `caveats`); a gap closed that rounds to 100% while the refined set is still
+significantly above the real-vs-real floor is called "still above the floor". Metrics that do
+not apply (colour on a grayscale set) are not counted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .formatting import NEARLY_CLOSED, estimate, pct
 from .summary import Row
 
 OUTCOMES = ("improved", "mixed", "no significant change", "worse", "no gap")
+SEPARABLE = 0.9  # domain classifier accuracy on refined vs real that still tells them apart
 
 
 @dataclass(frozen=True)
 class Verdict:
     outcome: str | None
     lines: list[str]
+    caveats: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
         return "\n".join(self.lines)
 
     def as_dict(self) -> dict:
-        return {"outcome": self.outcome, "headline": self.lines[0], "lines": list(self.lines)}
+        return {
+            "outcome": self.outcome,
+            "headline": self.lines[0],
+            "lines": list(self.lines),
+            "caveats": list(self.caveats),
+        }
 
 
 def _pct(v: float) -> str:
-    return f"{v:.0%}"
+    return pct(v)
 
 
-def _interval(row_estimate) -> str:
-    e = row_estimate
-    return f"{e.value:.3g} [{e.low:.3g}, {e.high:.3g}]"
+def _still_above(row: Row) -> bool:
+    return (
+        row.gap_closed is not None
+        and row.residual is not None
+        and row.gap_closed.value >= NEARLY_CLOSED
+        and row.residual.low > 0
+    )
+
+
+def _closed(row: Row) -> str:
+    """' (closed 40% of the headline gap)', or that it is still above the floor."""
+    if row.gap_closed is None:
+        return ""
+    if _still_above(row):
+        return " (nearly all of the headline gap closed, but still above the real-vs-real floor)"
+    return f" (closed {_pct(row.gap_closed.value)} of the headline gap)"
+
+
+def _caveats(by_key: dict[str, Row]) -> list[str]:
+    """What tempers a move towards real: still separable, or no more useful for training."""
+    out = []
+    domain = by_key.get("classifier_accuracy")
+    if domain is not None and domain.refined is not None and domain.refined.value >= SEPARABLE:
+        out.append(
+            "a domain classifier still tells refined from real images apart "
+            f"({_pct(domain.refined.value)} accuracy; 50% = chance)"
+        )
+    tor = by_key.get("train_on_x_accuracy")
+    if tor is not None and tor.refined is not None and tor.outcome == "no significant change":
+        out.append(
+            f"a classifier trained on refined images is no better on real ones ({_versus(tor)} "
+            "trained on synthetic)"
+        )
+    return out
+
+
+def _interval(e, percent: bool = False) -> str:
+    """The one number format (formatting.estimate) of an Estimate."""
+    return estimate({"value": e.value, "low": e.low, "high": e.high}, percent=percent)
+
+
+def _signed(e) -> str:
+    """A change in accuracy as signed percentages, '+5% [+1%, +9%]'."""
+    parts = [("+" if v > 0 else "") + pct(v) for v in (e.value, e.low, e.high)]
+    return parts[0] if parts[0] == parts[1] == parts[2] else f"{parts[0]} [{parts[1]}, {parts[2]}]"
 
 
 def _versus(row: Row | None) -> str:
     """'78% vs 100%': train-on-refined vs train-on-synthetic accuracy."""
     assert row is not None and row.refined is not None
-    return f"{row.refined.value:.0%} vs {row.synthetic.value:.0%}"
+    return f"{pct(row.refined.value)} vs {pct(row.synthetic.value)}"
 
 
 def _problems(retention: Row | None, tor: Row | None) -> tuple[list[str], bool, bool]:
@@ -80,6 +137,7 @@ def decide(rows: list[Row]) -> Verdict:
     if head.refined is None:
         return Verdict(None, _no_refined_lines(head, by_key, gap_sig))
     problems, lost, tor_worse = _problems(retention, tor)
+    caveats = _caveats(by_key)
     tor_better = tor is not None and tor.outcome == "improved"
     assert head.change is not None
     direction = 0
@@ -93,14 +151,14 @@ def decide(rows: list[Row]) -> Verdict:
             first += ", but " + " and ".join(problems)
     elif direction > 0 and not problems:
         outcome = "improved"
-        first = "Refinement made the synthetic images significantly more real"
-        if head.gap_closed is not None:
-            first += f" (closed {_pct(head.gap_closed.value)} of the headline gap)"
-        if retention is not None and retention.refined is not None:
+        first = "Refinement made the synthetic images significantly more real" + _closed(head)
+        if caveats:
+            first += ", but " + " and ".join(caveats)
+        elif retention is not None and retention.refined is not None:
             first += f", and labels were kept ({_pct(retention.refined.value)} retention)"
     elif direction > 0:
         outcome = "mixed"
-        first = "Looks more real, but " + " and ".join(problems)
+        first = "Looks more real, but " + " and ".join(problems + caveats[:1])
     elif direction < 0:
         if tor_better and not lost:
             outcome = "mixed"
@@ -125,7 +183,8 @@ def decide(rows: list[Row]) -> Verdict:
     else:
         outcome = "no significant change"
         first = "Refinement made no significant change to how real the images look"
-    return Verdict(outcome, [first + "."] + _detail_lines(head, retention, tor, rows))
+    lines = [first + "."] + _detail_lines(head, retention, tor, rows)
+    return Verdict(outcome, lines, caveats if outcome == "improved" else [])
 
 
 def _detail_lines(head: Row, retention: Row | None, tor: Row | None, rows: list[Row]) -> list:
@@ -138,13 +197,20 @@ def _detail_lines(head: Row, retention: Row | None, tor: Row | None, rows: list[
     if head.gap_closed is not None:
         g = head.gap_closed
         sig = "significant" if head.significant else "not significant"
-        text += f"; gap closed {_pct(g.value)} [{_pct(g.low)}, {_pct(g.high)}] ({sig})"
+        if _still_above(head):
+            assert head.residual is not None
+            text += (
+                f"; {sig} change, still above the floor (refined minus floor "
+                f"{_interval(head.residual)})"
+            )
+        else:
+            text += f"; gap closed {_interval(g, percent=True)} ({sig})"
     lines.append(text + ".")
     if retention is not None and retention.refined is not None:
         d = retention.details.get("refined", {})
         r = retention.refined
         text = (
-            f"Label retention {_pct(r.value)} [{_pct(r.low)}, {_pct(r.high)}] of "
+            f"Label retention {_interval(r, percent=True)} of "
             f"{d.get('images', '?')} refined images (classifier ceiling on held-out synthetic "
             f"images {_pct(retention.synthetic.value)})"
         )
@@ -156,13 +222,14 @@ def _detail_lines(head: Row, retention: Row | None, tor: Row | None, rows: list[
         assert c is not None
         lines.append(
             f"Train on refined, test on real: {_versus(tor)}"
-            f" trained on synthetic (change {c.value:+.0%} [{c.low:+.0%}, {c.high:+.0%}], "
+            f" trained on synthetic (change {_signed(c)}, "
             f"{'significant' if tor.significant else 'not significant'})."
         )
-    improved = sum(row.outcome == "improved" for row in rows)
-    worse = sum(row.outcome == "worse" for row in rows)
+    counted = [row for row in rows if row.applies]
+    improved = sum(row.outcome == "improved" for row in counted)
+    worse = sum(row.outcome == "worse" for row in counted)
     lines.append(
-        f"{improved} of {len(rows)} metrics improved significantly, {worse} got significantly "
+        f"{improved} of {len(counted)} metrics improved significantly, {worse} got significantly "
         "worse."
     )
     return lines
@@ -182,7 +249,7 @@ def _no_refined_lines(head: Row, by_key: dict, gap_sig: bool) -> list[str]:
     acc = by_key.get("classifier_accuracy")
     if acc is not None:
         first += (
-            f"; a domain classifier tells them apart with {acc.synthetic.value:.0%} held-out "
+            f"; a domain classifier tells them apart with {pct(acc.synthetic.value)} held-out "
             "accuracy"
         )
     return [first + "."]
