@@ -280,7 +280,7 @@ def test_train_view_prints_the_lines_it_always_printed(capsys):
         "classifier step 8/8: loss 0.2500",
         "label classifier trained (8 steps, 2 classes): 50.0% ...; frozen",
         "phase pretrain_refiner: steps 0..6",
-        "step 5 pretrain_refiner: reg 0.0123 123 img/s",
+        "step 5/14 pretrain_refiner: reg 0.0123 123 img/s",
         "warning: the real data changed since this run started",
         "health warning at step 5: drift: far above",
         "checkpoint saved at step 10",

@@ -35,6 +35,48 @@ def report_best(run: Path) -> None:
         )
 
 
+# The fields of a training log line, in order: (metrics.jsonl key, name on the line, digits).
+# docs/training.md, "The training log", says what each means and its unit.
+LOG_FIELDS = (
+    ("refiner_adversarial", "R_adv", 3),
+    ("self_regularisation", "reg", 4),
+    ("mean_abs_change", "change", 4),
+    ("disc_real", "D_real", 3),
+    ("disc_refined", "D_refined", 3),
+    ("disc_history", "D_history", 3),
+    ("label_accuracy", "label_acc", 3),
+    ("augment_p", "ada_p", 3),
+    ("ada_signal", "ada_rt", 2),
+)
+
+
+def log_fields(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(name, value) of a metrics record's log line. Only what the phase computes: the
+    adversarial loss only in the adversarial phase, the discriminator's losses only once it
+    trains, the ADA fields only while ADA augments. `reg` is left out where it is the same
+    number as `change` (psi identity and l1 content: both are mean |R(x) - x|)."""
+    phase = record.get("phase")
+    shown = []
+    for key, name, digits in LOG_FIELDS:
+        value = record.get(key)
+        if value is None:
+            continue
+        if key == "refiner_adversarial" and phase != "adversarial":
+            continue
+        if key.startswith("disc_") and phase == "pretrain_refiner":
+            continue
+        if key == "self_regularisation" and _same(value, record.get("mean_abs_change")):
+            continue
+        if key in ("augment_p", "ada_signal") and not record.get("augment_p"):
+            continue
+        shown.append((name, f"{value:.{digits}f}"))
+    return shown
+
+
+def _same(a: float, b: float | None) -> bool:
+    return b is not None and abs(a - b) <= 1e-6 * max(1.0, abs(a))
+
+
 class ProgressView:
     """Renders training events (refinekit.events): a rich progress bar on a terminal, plain
     lines otherwise."""
@@ -55,7 +97,7 @@ class ProgressView:
                     loss = event.values["loss"]
                     log(f"classifier step {event.done}/{event.total}: loss {loss:.4f}")
             case Progress():
-                self._log(event.values)
+                self._log(event.values, event.total)
             case Saved(what="checkpoint"):
                 if not self.progress:
                     log(f"checkpoint saved at step {event.step}")
@@ -131,32 +173,19 @@ class ProgressView:
             )
             self.progress.start()
 
-    def _log(self, event: Mapping[str, Any]) -> None:
-        phase = event["phase"]
-        if phase == "pretrain_refiner":
-            info = f"reg {event['self_regularisation']:.4f}"
-        elif phase == "pretrain_disc":
-            info = f"D real {event['disc_real']:.3f} refined {event['disc_refined']:.3f}"
-        else:
-            info = (
-                f"R adv {event['refiner_adversarial']:.3f} reg {event['self_regularisation']:.4f} "
-                f"D real {event['disc_real']:.3f} ref {event['disc_refined']:.3f} hist {event['disc_history']:.3f} "
-                f"|R(x)-x| {event['mean_abs_change']:.4f}"
-            )
-        if "label_accuracy" in event:
-            info += f" label {event['label_accuracy']:.3f}"
-            if "augment_p" in event and event.get("augment_p", 0) > 0:
-                info += f" p {event['augment_p']:.3f} rt {event['ada_signal']:.2f}"
+    def _log(self, event: Mapping[str, Any], total: int | None = None) -> None:
+        info = " ".join(f"{name} {value}" for name, value in log_fields(event))
         if event.get("health"):
-            info += f" [bold red]! {','.join(event['health'])}[/]"
+            info += f" [bold red]health {','.join(event['health'])}[/]"
         rate = f"{event['images_per_second']:.0f} img/s"
         if self.progress is not None:
             assert self.task is not None  # added with the progress bar in _start
             self.progress.update(
-                self.task, completed=event["step"], phase=phase, rate=rate, info=info
+                self.task, completed=event["step"], phase=event["phase"], rate=rate, info=info
             )
         else:
-            log(f"step {event['step']} {phase}: {info} {rate}")
+            of = f"/{total}" if total else ""
+            log(f"step {event['step']}{of} {event['phase']}: {info} {rate}")
 
     def close(self) -> None:
         if self.progress is not None:
