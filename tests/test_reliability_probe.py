@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,108 @@ def test_refine_out_through_a_missing_folder_and_dotdot_creates_nothing_in_in(sy
     assert main(_refine(syn, out, model)) == 0
     assert sorted(p.name for p in syn.iterdir()) == before  # before: IN/nosub was created
     assert (tmp_path / "out" / "s00.png").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# The run folder's own files: regular files only, validated on read, named when they are not
+
+
+def _copy_run(trained: Path, to: Path) -> tuple[Path, list[str]]:
+    """A copy of the session's run, and the train arguments that resume it."""
+    run = Path(shutil.copytree(trained, to, symlinks=True))
+    saved = json.loads((run / "config.json").read_text())
+    args = ["train", "--synthetic", saved["synthetic"], "--real", saved["real"], "--out", str(run)]
+    return run, args
+
+
+def _command(kind: str, run: Path, train_args: list[str], tmp_path: Path) -> list[str]:
+    return {
+        "train": [*train_args, "--steps", "20"],
+        "export": ["export", str(run), str(tmp_path / "m.npz")],
+        "refine": ["refine", str(_syn(tmp_path / "in", 2)), str(tmp_path / "o"), "--run", str(run)],
+    }[kind]
+
+
+@pytest.mark.parametrize(
+    "kind, name",
+    [("train", "config.json"), ("train", "metrics.jsonl"), ("export", "config.json")],
+)
+def test_a_fifo_at_a_run_folder_file_never_blocks(trained, tmp_path, kind, name):
+    run, train_args = _copy_run(trained, tmp_path / "run")
+    (run / name).unlink()
+    os.mkfifo(run / name)  # before: blocked forever
+    result = _cli(*_command(kind, run, train_args, tmp_path))
+    _one_line_error(result.stderr, str(run / name), "FIFO")
+    assert result.returncode == 2
+
+
+@pytest.mark.parametrize(
+    "kind, name, damage, needle",
+    [
+        ("train", "config.json", b"[1, 2]\n", "holds a JSON list, expected an object"),
+        ("export", "config.json", b"[1, 2]\n", "holds a JSON list, expected an object"),
+        ("train", "config.json", b'{"seed": 1\xff}', "line 1 is not UTF-8 text"),
+        ("train", "metrics.jsonl", b'{"step": 1}\n\xff\n', "line 2 is not UTF-8 text"),
+        ("train", "scores.jsonl", b"\xfe\n", "line 1 is not UTF-8 text"),
+        ("refine", "scores.jsonl", b"\xfe\n", "line 1 is not UTF-8 text"),
+        ("export", "scores.jsonl", b"\xfe\n", "line 1 is not UTF-8 text"),
+    ],
+)
+def test_damaged_run_folder_files_are_one_line_errors_naming_them(
+    trained, tmp_path, capsys, kind, name, damage, needle
+):
+    run, train_args = _copy_run(trained, tmp_path / "run")
+    (run / name).write_bytes(damage)  # before: "unexpected TypeError/UnicodeDecodeError"
+    code = main(_command(kind, run, train_args, tmp_path))
+    _one_line_error(capsys.readouterr().err, str(run / name), needle)
+    assert code == 2
+
+
+@pytest.mark.parametrize("name", ["config.json", "metrics.jsonl", "scores.jsonl"])
+def test_a_link_at_a_run_folder_file_is_refused_and_its_target_untouched(
+    trained, tmp_path, capsys, name
+):
+    run, train_args = _copy_run(trained, tmp_path / "run")
+    target = tmp_path / "elsewhere.json"
+    target.write_bytes((run / name).read_bytes())
+    (run / name).unlink()
+    (run / name).symlink_to(target)
+    before = target.read_bytes()
+    code = main(_command("train", run, train_args, tmp_path))
+    _one_line_error(capsys.readouterr().err, str(run / name), "symbolic link")
+    assert code == 2
+    assert target.read_bytes() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Folder walks are iterative: a tree 1,100 folders deep is scanned, mirrored and cleaned
+
+
+def _deep(root: Path, depth: int = 1100) -> Path:
+    folder = root
+    for _ in range(depth):
+        folder = folder / "d"
+    from refinekit.io.atomic import make_folders
+
+    make_folders(folder)  # pathlib's mkdir(parents=True) recursed too
+    (folder / "x.txt").write_text("deep")
+    return folder
+
+
+def test_a_very_deep_folder_tree_is_walked_without_recursion(syn, tmp_path, model, capsys):
+    from refinekit.io.files import list_images, scan_folder
+
+    deepest = _deep(syn)
+    shutil.copy(syn / "s00.png", deepest / "deep.png")
+    images, others = scan_folder(syn)  # before: RecursionError (refine, train, gap-report)
+    assert len(images) == 17 and len(others) == 17
+    assert len(list_images(syn)) == 17  # what train and gap-report read
+    out = tmp_path / "out"
+    code = main(_refine(syn, out, model))
+    assert code == 0, capsys.readouterr().err
+    relative = deepest.relative_to(syn)
+    assert (out / relative / "deep.png").is_file() and (out / relative / "x.txt").is_file()
+    # an earlier run's leftover temporary file deep down is found and removed
+    (out / relative / f".x.txt.refinekit-tmp-{os.getpid() + 1}").write_text("partial")
+    assert main(_refine(syn, out, model)) == 0
+    assert not any("refinekit-tmp" in name for name in os.listdir(out / relative))

@@ -6,7 +6,6 @@ discriminator, optimizer state or buffer), so it is small and loads with no run 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -18,6 +17,7 @@ from .config import TrainConfig
 from .errors import CheckpointError, RefinekitError, UsageError
 from .export_file import EXPORT_FORMAT, flatten
 from .io.pixels import pad_to_batch
+from .regular import read_own_json
 from .training import selection
 
 
@@ -237,11 +237,14 @@ def _check_export_target(run: Path, file: Path) -> None:
 
     guard.check_output_file("FILE", file, create_parents=True)
     inputs: list[tuple[str, Path | None]] = [("RUN", run)]
+    from .training.runfolder import check_state_files
+
+    check_state_files(run)  # a link or FIFO among the run's own files: an error naming it
     try:  # the data the run was trained on is an input too
-        saved = json.loads((run / "config.json").read_text())
+        saved = read_own_json(run / "config.json")
         inputs += [("--synthetic of RUN", Path(saved["synthetic"]))]
         inputs += [("--real of RUN", Path(saved["real"]))]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, KeyError, TypeError):
         pass
     guard.check_not_input("FILE", file, inputs)
 

@@ -193,6 +193,18 @@ def open_own(
     return fd
 
 
+def check_own(path: Path) -> bool:
+    """False when nothing is at `path`; True when a regular file is (not a link to one);
+    otherwise a DataError naming it. A stat, no open: checks a whole run folder before any work."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return False  # (below a file: its own check says so)
+    if not stat.S_ISREG(mode):
+        raise _own_refusal(Path(path), _describe_own(Path(path)))
+    return True
+
+
 def own_exists(path: Path) -> bool:
     """True when something is at `path` (a link too, even a dangling one): it is then opened
     with `open_own`, which refuses what is not a regular file."""

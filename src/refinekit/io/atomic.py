@@ -273,5 +273,23 @@ def _create(temp: Path) -> int:
     try:
         return os.open(temp, flags, 0o666)
     except FileNotFoundError:
-        temp.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(temp.parent)
         return os.open(temp, flags, 0o666)
+
+
+def make_folders(path: Path) -> None:
+    """`path.mkdir(parents=True, exist_ok=True)` without recursion (pathlib's recurses once per
+    missing level: a tree 1,000 folders deep raised RecursionError)."""
+    missing = []
+    path = Path(path)
+    while not os.path.isdir(path):
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            if not os.path.isdir(folder):
+                raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ..errors import DataError
@@ -15,6 +15,39 @@ from .formats import IMAGE_EXTENSIONS
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def walk(
+    root: Path, onerror: Callable[[OSError], None] | None = None
+) -> Iterator[tuple[str, list[str], list[str]]]:
+    """`os.walk(root, onerror=onerror, followlinks=False)` (top-down: the caller may sort or
+    prune `dirnames` in place), without recursion: Python's own os.walk recurses once per level
+    (before 3.12), so a tree 1,000 folders deep raised RecursionError. Every folder walk of
+    refinekit goes through here. Links to folders are listed in `dirnames`, never entered."""
+    stack = [os.fspath(root)]
+    while stack:
+        top = stack.pop()
+        try:
+            with os.scandir(top) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            if onerror is not None:
+                onerror(exc)
+            continue
+        dirnames: list[str] = []
+        filenames: list[str] = []
+        linked: set[str] = set()
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            (dirnames if is_dir else filenames).append(entry.name)
+            if is_dir and entry.is_symlink():
+                linked.add(entry.name)
+        yield top, dirnames, filenames
+        # Depth first, in the (possibly re-ordered) order of dirnames, like os.walk.
+        stack.extend(os.path.join(top, name) for name in reversed(dirnames) if name not in linked)
 
 
 def scan_folder(root: Path) -> tuple[list[Path], list[Path]]:
@@ -34,7 +67,7 @@ def scan_folder(root: Path) -> tuple[list[Path], list[Path]]:
             "or move it out of the input"
         )
 
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable, followlinks=False):
+    for dirpath, dirnames, filenames in walk(root, onerror=unlistable):
         dirnames.sort()
         for name in sorted(filenames):
             full = Path(dirpath) / name

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..io.atomic import temp_target
-from ..io.files import file_sha256
+from ..io.files import file_sha256, walk
 from .manifest import Record, read_manifests_and_outputs
 from .plan import RefinePlan
 from .shard import shard_of
@@ -138,7 +138,7 @@ def remove_temp_files(plan: RefinePlan) -> int:
     removed = 0
     if not plan.output.is_dir():
         return 0
-    for dirpath, dirnames, filenames in os.walk(plan.output):
+    for dirpath, dirnames, filenames in walk(plan.output):
         dirnames.sort()
         for name in filenames:
             target = temp_target(name)

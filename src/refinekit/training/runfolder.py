@@ -15,6 +15,9 @@ from .. import checkpoint
 from ..config import LEGACY, REFINER_DEFAULTS, TrainConfig, incompatible_fields
 from ..errors import CheckpointError, ConfigError, RefinekitError, UsageError
 from ..io.atomic import atomic_write, temp_target
+from ..regular import check_own, read_own_json, read_own_text
+
+METRICS_BYTES_CAP = 1 << 30  # metrics.jsonl: about 2 million log lines
 
 
 def versions() -> dict[str, str | None]:
@@ -37,12 +40,24 @@ def remove_temporaries(run: Path) -> None:
                     path.unlink(missing_ok=True)
 
 
+# The run folder's own files, read back on resume and by the commands that use a run: each is a
+# regular file (never a link, never a FIFO) and is validated when read (regular.read_own_*).
+STATE_FILES = ("config.json", "metrics.jsonl", "scores.jsonl", "best.json", "validation.json")
+
+
+def check_state_files(run: Path) -> None:
+    """Before any work: each of the run folder's own files is absent or a regular file (a link
+    or a FIFO at one of their names is a DataError naming it; a FIFO would block forever)."""
+    for name in STATE_FILES:
+        check_own(Path(run) / name)
+
+
 def trim_metrics(path: Path, last_step: int) -> None:
     """Drop metric lines written after the checkpoint we resume from (they will be redone)."""
-    if not path.exists():
+    if not check_own(path):
         return
     kept = []
-    for line in path.read_text().splitlines():
+    for line in read_own_text(path, METRICS_BYTES_CAP).splitlines():
         try:
             if json.loads(line)["step"] <= last_step:
                 kept.append(line)
@@ -55,12 +70,9 @@ def resume_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
     """On an existing run, unspecified settings come from its config.json, not the defaults."""
     values = dict(values)
     saved_path = Path(values["out"]) / "config.json"
-    if not saved_path.exists():
+    if not check_own(saved_path):
         return values
-    try:
-        saved = json.loads(saved_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return values  # resolve_run_config reports the damaged file
+    saved = read_own_json(saved_path)  # a damaged file is a one-line error naming it
     saved = {**LEGACY, **saved}  # a run saved before a setting existed was trained without it
     saved.pop("extra", None)
     for key in ("synthetic", "real", "out"):
@@ -86,18 +98,18 @@ def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
     """If `out` holds a run, check the config is compatible and return its latest step."""
     run = Path(config.out)
     _check_run_folder(config)
+    if run.is_dir():
+        check_state_files(run)
     saved_path = run / "config.json"
-    if not saved_path.exists():
+    if not check_own(saved_path):
         if run.exists() and _has_files(run) and not (run / "checkpoints").exists():
             raise ConfigError(
                 f"--out {run}: exists and is not a refinekit run folder (no config.json); choose another --out"
             )
         return config, None
     try:
-        saved = TrainConfig.from_dict(
-            json.loads(saved_path.read_text()), source=str(saved_path), saved=True
-        )
-    except (json.JSONDecodeError, RefinekitError) as exc:
+        saved = TrainConfig.from_dict(read_own_json(saved_path), source=str(saved_path), saved=True)
+    except RefinekitError as exc:
         raise ConfigError(f"--out {run}: its config.json is unreadable ({exc})") from exc
     fill = {
         name: getattr(saved, name) for name in ("size", "channels") if getattr(config, name) is None

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import checkpoint
-from ..errors import CheckpointError, RefinekitError, UsageError
+from ..errors import CheckpointError, DataError, RefinekitError, UsageError
 from ..io.atomic import atomic_write
+from ..regular import check_own, read_own_json, read_own_jsonl
 
 SCORES_FILE = "scores.jsonl"
 BEST_FILE = "best.json"
@@ -47,12 +48,11 @@ class Choice:
 def read_scores(run: Path) -> list[dict]:
     """scores.jsonl records, the last one per step (a resumed run may repeat a step)."""
     path = Path(run) / SCORES_FILE
-    if not path.exists():
+    if not check_own(path):  # a link or a FIFO there is an error naming it, never followed
         return []
     by_step: dict[int, dict] = {}
-    for line in path.read_text().splitlines():
+    for record in read_own_jsonl(path):  # bytes that are not UTF-8: an error naming the file
         try:
-            record = json.loads(line)
             by_step[int(record["step"])] = record
         except (ValueError, KeyError, TypeError):
             continue  # a line cut by a kill
@@ -121,10 +121,13 @@ def write_best(run: Path, records: list[dict]) -> Choice:
 def best_step(run: Path) -> int | None:
     """The step recorded in RUN/best.json (kept by --keep pruning), or None."""
     path = Path(run) / BEST_FILE
-    try:
-        return json.loads(path.read_text()).get("step")
-    except (OSError, ValueError, AttributeError):
+    if not check_own(path):
         return None
+    try:
+        step = read_own_json(path).get("step")
+    except DataError:
+        return None  # damaged: rewritten at the next checkpoint, never needed to choose
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def parse_step(text: str | None) -> int | str | None:
