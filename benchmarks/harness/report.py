@@ -18,7 +18,9 @@ def _row(label, entry, base, judges, minutes="", notes="") -> str:
     for j in judges:
         acc = entry["accuracy"][j]
         cells.append(_pct(acc["val"]))
-        cells.append(_pct(acc["test"]) + _delta(acc["test"], base[j]))
+        seeds = acc.get("test_seeds")
+        spread = f" [{_pct(min(seeds))}-{_pct(max(seeds))}]" if seeds else ""
+        cells.append(_pct(acc["test"]) + _delta(acc["test"], base[j]) + spread)
     return "| " + " | ".join(cells + [minutes, notes]) + " |"
 
 
@@ -54,6 +56,9 @@ def markdown(results: dict) -> str:
             if v.get("refine_step") is not None:
                 label += f" step {v['refine_step']}"
             lines.append(_row(label, v, base, judges, f"{v['train_seconds'] / 60:.1f}", notes))
+        for name in ("histogram", "fda", "camera_grid", "augment"):
+            if name in base_sets:
+                lines.append(_row(f"training-free `{name}`", base_sets[name], base, judges))
         lines.append(_row("oracle (syn content, real process)", base_sets["oracle"], base, judges))
         for key in ("real", "real50"):
             label = f"real ceiling ({base_sets[key]['images']} labelled)"

@@ -31,7 +31,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `benchmarks.harness` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.harness import data, judges, report  # noqa: E402
+from benchmarks.harness import baselines, data, judges, report  # noqa: E402
 from benchmarks.harness.cases import CASES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -234,8 +234,8 @@ def score_set(x, y, syn, evals, names, shape) -> dict:
     """Retention (when x is aligned with the synthetic set) and train-on-x accuracy."""
     result: dict = {"accuracy": {}, "retention": {}}
     for judge in names:
-        result["accuracy"][judge] = judges.train_on(judge, x, y, evals)
-        if syn is not None:
+        result["accuracy"][judge] = judges.train_on(judge, x, y, evals, shape)
+        if syn is not None and judge in judges.RETENTION_JUDGES:
             result["retention"][judge] = judges.retention(judge, syn.x, x, syn.y, shape)
     return result
 
@@ -244,7 +244,12 @@ def baseline_step(out, case, case_data, classes, evals, names) -> dict:
     path = out / case / "baseline.json"
     done = read_json(path)
     meta = read_json(case_data / "meta.json")
-    if done is not None and done["meta"] == meta and done["judges"] == names:
+    if (
+        done is not None
+        and done["meta"] == meta
+        and done["judges"] == names
+        and done.get("baselines") == list(baselines.NAMES)
+    ):
         return done
     log(out, f"score {case}: synthetic, oracle, real ceilings")
     shape = (meta["size"], meta["size"], meta["channels"])
@@ -254,11 +259,17 @@ def baseline_step(out, case, case_data, classes, evals, names) -> dict:
         "synthetic": score_set(syn.x, syn.y, syn, evals, names, shape),
         "oracle": score_set(oracle.x, oracle.y, syn, evals, names, shape),
     }
+    real = data.load_labelled(case_data / "real_labelled", classes)  # labels unused
+    for name in baselines.NAMES:
+        log(out, f"score {case}: training-free baseline {name}")
+        x, details = baselines.make(name, syn.x, real.x, shape)
+        sets[name] = score_set(x, syn.y, syn, evals, names, shape)
+        sets[name]["details"] = details
     for key, folder in (("real", "real_labelled"), ("real50", "real50_labelled")):
         real = data.load_labelled(case_data / folder, classes)
         sets[key] = score_set(real.x, real.y, None, evals, names, shape)
         sets[key]["images"] = len(real.y)
-    result = {"meta": meta, "judges": names, "sets": sets}
+    result = {"meta": meta, "judges": names, "baselines": list(baselines.NAMES), "sets": sets}
     write_json(path, result)
     return result
 
@@ -312,7 +323,7 @@ def parse_args(argv):
     p.add_argument("--variants", default="default")
     p.add_argument("--real-count", choices=("all", "50"), default="all")
     p.add_argument("--extra-train-args", default="", help="appended to every train command")
-    p.add_argument("--judges", default="svm,mlp")
+    p.add_argument("--judges", default="svm,mlp,cnn")
     p.add_argument("--seed", type=int, default=0, help="data seed")
     p.add_argument("--scale", choices=tuple(data.SCALES), default="full")
     p.add_argument("--commit", default="HEAD",

@@ -35,7 +35,7 @@ RESOLUTIONS = (1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25)
 BLUR_RADIUS = 4  # pixels: the point-spread function's support is (2 R + 1)^2
 CURVE_KNOTS = 8  # pieces of the monotone tone curve
 MIN_BITS, MAX_BITS = 1.0, 8.0
-START_SPREAD = -4.0  # log of the starting per-image spread: ~0.02
+START_SPREAD = -5.0  # log of the starting per-image spread: ~0.007
 GUMBEL_TEMPERATURE = 0.5
 
 
@@ -73,10 +73,10 @@ class Acquisition(nnx.Module):
         )
         # noise: log shot-noise gain, log read-noise std, per-image log spread of the level
         self.log_shot = _const(-12.0)
-        self.log_read = _const(-6.0)
+        self.log_read = _const(-7.0)
         self.noise_spread = _const(START_SPREAD)
-        # quantisation: bits = MIN + (MAX - MIN) * sigmoid(bits_logit); 3.0: 7.7 bits
-        self.bits_logit = _const(3.0)
+        # quantisation: bits = MIN + (MAX - MIN) * sigmoid(bits_logit); 5.0: 7.95 bits
+        self.bits_logit = _const(5.0)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         u = (x.astype(jnp.float32) + 1.0) * 0.5

@@ -1,0 +1,167 @@
+"""Refiner kinds: the camera model's stages against NumPy, its identity start, labels kept by
+construction, reproducible draws, and the CLI path train -> export -> refine for each kind."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import TINY, write_images
+from flax import nnx
+from scipy import ndimage
+
+from refinekit.config import REFINER_DEFAULTS, TrainConfig
+from refinekit.models import build_models
+from refinekit.refiners import acquisition as acq
+from refinekit.refiners import anchored, camera_params
+
+
+def _shape(size=16):
+    """A filled square on a dark background, off centre, in [-1, 1] (1, H, W, 1)."""
+    img = np.full((size, size), 0.1, np.float32)
+    img[3:9, 5:12] = 0.9
+    return jnp.asarray(img[None, :, :, None] * 2 - 1)
+
+
+def test_camera_starts_near_the_identity():
+    camera = acq.Acquisition(1)
+    x = _shape()
+    # 7.95 bits, a 0.3-px blur (most at a corner of the shape) and per-image spreads of 0.7%
+    assert float(jnp.abs(camera(x) - x).max()) < 0.04  # 2% of the range
+
+
+def test_blur_matches_a_numpy_gaussian():
+    rng = np.random.default_rng(0)
+    image = rng.random((12, 10, 2)).astype(np.float32)
+    sigma = 0.8
+    out = np.asarray(acq.gaussian_blur(jnp.asarray(image), jnp.asarray(sigma)))
+    taps = np.arange(-acq.BLUR_RADIUS, acq.BLUR_RADIUS + 1)
+    kernel = np.exp(-0.5 * (taps / sigma) ** 2)
+    kernel /= kernel.sum()
+    expected = ndimage.correlate1d(image, kernel, axis=0, mode="nearest")
+    expected = ndimage.correlate1d(expected, kernel, axis=1, mode="nearest")
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_monotone_curve_is_the_identity_at_equal_logits_and_increasing_otherwise():
+    u = jnp.linspace(0, 1, 50).reshape(50, 1)
+    np.testing.assert_allclose(acq.monotone_curve(u, jnp.zeros((1, 8))), u, atol=1e-6)
+    bent = np.asarray(acq.monotone_curve(u, jnp.asarray([[3.0, 0, -1, 0, 2, 0, 0, -2]])))
+    assert np.all(np.diff(bent[:, 0]) >= 0) and bent[0, 0] == 0 and abs(bent[-1, 0] - 1) < 1e-6
+
+
+def test_quantise_rounds_to_the_levels_and_passes_gradients_to_levels():
+    u = jnp.asarray([0.0, 0.1, 0.26, 0.5, 0.74, 1.0])
+    out = acq.quantise(u, jnp.asarray(5.0), jax.random.key(0))
+    np.testing.assert_allclose(out, [0.0, 0.0, 0.25, 0.5, 0.75, 1.0], atol=1e-6)
+    grad = jax.grad(
+        lambda levels: (acq.quantise(u, levels, jax.random.key(0)) * jnp.arange(6.0)).sum()
+    )
+    assert float(grad(jnp.asarray(5.0))) != 0.0
+
+
+def _strong_camera() -> acq.Acquisition:
+    camera = acq.Acquisition(1)
+    camera.log_blur[...] = jnp.asarray(np.log(1.2), jnp.float32)
+    camera.log_gain[...] = jnp.asarray([np.log(0.5)], jnp.float32)
+    camera.offset[...] = jnp.asarray([0.2], jnp.float32)
+    camera.vignette[...] = jnp.asarray(0.4, jnp.float32)
+    camera.log_read[...] = jnp.asarray(np.log(0.03), jnp.float32)
+    camera.resolution_logits[...] = jnp.asarray([0, 0, 0, 0, 6.0, 0, 0], jnp.float32)
+    camera.bits_logit[...] = jnp.asarray(-0.3, jnp.float32)  # ~4 bits
+    return camera
+
+
+def test_a_strong_camera_keeps_the_shape_where_it_was():
+    """Pixels never move: the bright shape's centroid stays within a pixel and its support
+    within the blur's radius (plus the resolution loss's interpolation) of the original."""
+    x = _shape()
+    out = (np.asarray(_strong_camera()(x))[0, :, :, 0] + 1) / 2
+    src = (np.asarray(x)[0, :, :, 0] + 1) / 2
+    weight = lambda img: np.clip(img - np.median(img), 0, None)  # noqa: E731
+    ys, xs = np.mgrid[0:16, 0:16]
+
+    def centroid(img):
+        w = weight(img)
+        return np.array([(w * ys).sum(), (w * xs).sum()]) / w.sum()
+
+    assert np.linalg.norm(centroid(out) - centroid(src)) < 1.0
+    bright = out > (out.max() + np.median(out)) / 2
+    rows, cols = np.nonzero(bright)
+    margin = acq.BLUR_RADIUS
+    assert rows.min() >= 3 - margin and rows.max() <= 8 + margin
+    assert cols.min() >= 5 - margin and cols.max() <= 11 + margin
+
+
+def test_draws_depend_on_the_image_and_the_salt_only():
+    x = jnp.concatenate([_shape(), _shape()[:, ::-1]])
+    camera = _strong_camera()
+    a, b = np.asarray(camera(x)), np.asarray(camera(x))
+    np.testing.assert_array_equal(a, b)  # the same images, the same camera draw
+    np.testing.assert_array_equal(np.asarray(camera(x[:1])), a[:1])  # batch-independent
+    camera.salt = 1
+    assert not np.array_equal(np.asarray(camera(x)), a)
+
+
+def test_gradients_reach_every_grey_stage():
+    camera = _strong_camera()
+    graph, params = nnx.split(camera, nnx.Param)
+    x = _shape()
+    grads = jax.grad(lambda p: (nnx.merge(graph, p)(x) ** 2).mean())(params)
+    flat = {k: float(jnp.abs(v).sum()) for k, v in nnx.to_pure_dict(grads).items()}
+    for name in ("log_gain", "offset", "log_gamma", "vignette", "log_blur", "log_read"):
+        assert flat[name] > 0, name
+
+
+def test_describe_reads_the_parameters_back():
+    graph, params = nnx.split(_strong_camera(), nnx.Param)
+    camera = acq.describe(nnx.to_pure_dict(params))
+    assert camera["blur_sigma_px"] == pytest.approx(1.2)
+    assert camera["gain"] == [pytest.approx(0.5)]
+    assert camera["noise_read"] == pytest.approx(0.03)
+    assert camera["resolution"] == pytest.approx(0.5, abs=0.02)
+    assert 3.5 < camera["bits"] < 4.5
+    assert "blur sigma 1.20 px" in acq.summary_line(camera)
+
+
+def test_camera_then_resnet_regularises_against_the_camera_output():
+    config = TrainConfig(refiner="acquisition+resnet", preset="tiny")
+    refiner, _ = build_models(config, 1, 0)
+    x = _shape()
+    out, anchor = anchored(refiner, x)
+    np.testing.assert_array_equal(np.asarray(anchor), np.asarray(refiner.camera(x)))
+    assert out.shape == x.shape
+    _, params = nnx.split(refiner, nnx.Param)
+    assert camera_params(nnx.to_pure_dict(params)) is not None
+
+
+def test_kind_defaults_apply_under_given_settings(tmp_path):
+    from refinekit.training.runfolder import settings_for_run
+
+    base = {"synthetic": "s", "real": "r", "out": str(tmp_path / "run")}
+    config = settings_for_run({**base, "refiner": "acquisition"})
+    for key, value in REFINER_DEFAULTS["acquisition"].items():
+        assert getattr(config, key) == value
+    assert settings_for_run({**base, "refiner": "acquisition", "steps": 7}).steps == 7
+    assert settings_for_run(base).steps == TrainConfig().steps
+
+
+@pytest.mark.parametrize("kind", ["acquisition", "acquisition+resnet"])
+def test_train_export_refine_with_a_camera(tmp_path, kind):
+    from refinekit.cli import main
+
+    syn = write_images(tmp_path / "syn", 12, (16, 16), 0, smooth=True)
+    real = write_images(tmp_path / "real", 12, (16, 16), 1, smooth=False)
+    run = tmp_path / "run"
+    args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run), *TINY]
+    args += ["--refiner", kind, "--steps", "4", "--pretrain-disc-steps", "2"]
+    args += ["--pretrain-refiner-steps", "2", "--checkpoint-every", "3", "--val-fraction", "0.2"]
+    assert main(args) == 0
+    scores = [json.loads(line) for line in (run / "scores.jsonl").read_text().splitlines()]
+    assert all("blur_sigma_px" in record["camera"] for record in scores)
+    assert main(["export", str(run), str(tmp_path / "m.npz")]) == 0
+    assert (
+        main(["refine", str(syn), str(tmp_path / "out"), "--model", str(tmp_path / "m.npz")]) == 0
+    )
+    assert len(list((tmp_path / "out").glob("*.png"))) == 12
