@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import TINY, write_images
 from flax import nnx
 from scipy import ndimage
 
+from conftest import TINY, write_images
 from refinekit.config import REFINER_DEFAULTS, TrainConfig
 from refinekit.models import build_models
 from refinekit.refiners import acquisition as acq
