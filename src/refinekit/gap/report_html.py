@@ -1,22 +1,24 @@
 """The HTML report: one self-contained file (inline CSS, SVG charts, PNG data URIs).
 
 Nothing in it refers to anything outside the file: no scripts, fonts, stylesheets or images
-from elsewhere, so it can be mailed or archived as it is.
+from elsewhere, so it can be mailed or archived as it is. Every name from the data (paths,
+class folders, file names) is escaped; the charts come from the kit in svg.py, shared with a
+training run's index.html.
 """
 
 from __future__ import annotations
 
 import base64
-from html import escape
 from pathlib import Path
 
 import numpy as np
 
 from ..io.pixels import unit_to_uint8
 from . import formatting
-from .svg import line_chart
+from .svg import BAD, CAUTION, GOOD, attr, line_chart, set_series
 
 GRID_COLUMNS = 4
+CHART_WIDTH = 520  # two charts per row
 MIN_TILE = 64  # pixels: small images are enlarged (nearest neighbour) to at least this
 
 
@@ -49,6 +51,7 @@ def sample_grid(images: np.ndarray, columns: int = GRID_COLUMNS) -> np.ndarray:
 
 def _table(document: dict) -> str:
     has_refined = document["sets"]["refined"] is not None
+    channels = document["reading"].get("channels", 3)
     head = [
         "Metric",
         "Synthetic vs real",
@@ -56,26 +59,36 @@ def _table(document: dict) -> str:
         "Real vs real (floor)",
         *(["Gap closed"] if has_refined else []),
     ]
-    rows = ["<tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"]
+    rows = ["<tr>" + "".join(f"<th>{attr(h)}</th>" for h in head) + "</tr>"]
+    left_out = []
     for m in document["metrics"]:
+        if not formatting.applies(m, channels):
+            left_out.append(m["name"])
+            continue
         cells = [
-            f'<td title="{escape(m["description"])}">{escape(m["name"])} '
-            f"<small>({escape(m['better'])} is better)</small></td>",
-            f"<td>{escape(formatting.estimate(m['synthetic']))}</td>",
+            f'<td title="{attr(m["description"])}">{attr(m["name"])} '
+            f"<small>({attr(m['better'])} is better)</small></td>",
+            f"<td>{attr(formatting.metric_value(m, 'synthetic'))}</td>",
         ]
         if has_refined:
-            cells.append(f"<td>{escape(formatting.estimate(m['refined']))}</td>")
-        cells.append(f"<td>{escape(formatting.estimate(m['real_floor']))}</td>")
+            cells.append(f"<td>{attr(formatting.metric_value(m, 'refined'))}</td>")
+        cells.append(f"<td>{attr(formatting.metric_value(m, 'real_floor'))}</td>")
         if has_refined:
             css = {"improved": "good", "worse": "bad"}.get(m["outcome"], "")
-            cells.append(f'<td class="{css}">{escape(formatting.gap_closed_cell(m))}</td>')
+            cells.append(f'<td class="{css}">{attr(formatting.gap_closed_cell(m))}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
         for flag in m["flags"]:
             rows.append(
-                f'<tr class="flag"><td colspan="{len(head)}">{escape(m["name"])}: '
-                f"{escape(flag)}</td></tr>"
+                f'<tr class="flag"><td colspan="{len(head)}">{attr(m["name"])}: '
+                f"{attr(flag)}</td></tr>"
             )
-    return "<table>" + "".join(rows) + "</table>"
+    note = (
+        f"<p><small>Left out (they do not apply to a grayscale comparison): "
+        f"{attr(', '.join(left_out))}.</small></p>"
+        if left_out
+        else ""
+    )
+    return "<table>" + "".join(rows) + "</table>" + note
 
 
 def _charts(document: dict) -> str:
@@ -83,11 +96,12 @@ def _charts(document: dict) -> str:
     spec = charts["spectrum"]
     parts = [
         line_chart(
-            spec["frequency"],
-            spec["log10_power"],
-            "Radially averaged power spectrum",
-            "frequency (fraction of Nyquist)",
-            "log10 power",
+            set_series(spec["frequency"], spec["log10_power"]),
+            title="Radially averaged power spectrum",
+            x_label="frequency (fraction of Nyquist)",
+            y_label="log10 power",
+            x_range=(0.0, 1.0),
+            width=CHART_WIDTH,
         )
     ]
     hist = charts["histogram"]
@@ -95,7 +109,15 @@ def _charts(document: dict) -> str:
     names = ["gray"] if len(hist["channels"]) == 1 else ["red", "green", "blue"]
     for name, channel in zip(names, hist["channels"], strict=True):
         parts.append(
-            line_chart(centres, channel, f"Intensity histogram, {name}", "intensity", "density")
+            line_chart(
+                set_series(centres, channel),
+                title=f"Intensity histogram, {name}",
+                x_label="intensity",
+                y_label="density",
+                x_range=(0.0, 1.0),
+                y_range=(0.0, None),
+                width=CHART_WIDTH,
+            )
         )
     return "".join(f'<div class="chart">{p}</div>' for p in parts)
 
@@ -106,17 +128,24 @@ def _grids(samples: dict[str, np.ndarray]) -> str:
         if name in samples and len(samples[name]):
             uri = png_data_uri(sample_grid(samples[name]))
             out.append(
-                f'<figure><img src="{uri}" alt="{name} samples"><figcaption>{name}</figcaption></figure>'
+                f'<figure><img src="{uri}" alt="{attr(name)} samples">'
+                f"<figcaption>{attr(name)}</figcaption></figure>"
             )
     return "".join(out)
 
 
 def _verdict(verdict: dict) -> str:
-    css = {"improved": "good", "worse": "bad", "mixed": "warn"}.get(verdict["outcome"] or "", "")
-    outcome = f" <small>({escape(verdict['outcome'])})</small>" if verdict["outcome"] else ""
+    """The first line large and coloured by what it says; the other lines below it."""
+    outcome = verdict["outcome"] or ""
+    caveats = verdict.get("caveats") or []
+    css = {"improved": "good", "worse": "bad", "mixed": "warn"}.get(outcome, "")
+    tag = outcome
+    if outcome == "improved" and caveats:
+        css, tag = "warn", "improved, with caveats"
+    label = f' <span class="tag {css}">{attr(tag)}</span>' if tag else ""
     first, *rest = verdict["lines"]
-    more = "".join(f"<li>{escape(line)}</li>" for line in rest)
-    return f'<p class="verdict {css}"><strong>{escape(first)}</strong>{outcome}</p>' + (
+    more = "".join(f"<li>{attr(line)}</li>" for line in rest)
+    return f'<p class="verdict {css}">{attr(first)}{label}</p>' + (
         f"<ul>{more}</ul>" if more else ""
     )
 
@@ -129,15 +158,15 @@ def _retention(document: dict, samples: dict[str, np.ndarray]) -> str:
     d = row["details"]["refined"]
     classes = d["classes"]
     per_class = "".join(
-        f"<tr><td>{escape(c)}</td><td>{e['count']}</td>"
-        f"<td>{escape(formatting.estimate(e))}</td></tr>"
+        f"<tr><td>{attr(c)}</td><td>{attr(e['count'])}</td>"
+        f"<td>{attr(formatting.estimate(e, percent=True))}</td></tr>"
         for c, e in d["per_class"].items()
     )
-    head = "".join(f"<th>{escape(c)}</th>" for c in classes)
+    head = "".join(f"<th>{attr(c)}</th>" for c in classes)
     body = "".join(
-        f"<tr><th>{escape(c)}</th>"
+        f"<tr><th>{attr(c)}</th>"
         + "".join(
-            f'<td class="{"diag" if i == j else ("off" if v else "")}">{v}</td>'
+            f'<td class="{"diag" if i == j else ("off" if v else "")}">{attr(v)}</td>'
             for j, v in enumerate(line)
         )
         + "</tr>"
@@ -145,9 +174,10 @@ def _retention(document: dict, samples: dict[str, np.ndarray]) -> str:
     )
     parts = [
         "<h2>Label retention</h2>",
-        f"<p>A classifier cross-fitted on the synthetic class folders ({d['folds']} folds) "
-        f"recognises {d['ceiling']['value']:.0%} of held-out synthetic images (the ceiling) and "
-        f"assigns {row['refined']['value']:.0%} of refined images their original's class.</p>",
+        f"<p>A classifier cross-fitted on the synthetic class folders ({attr(d['folds'])} folds) "
+        f"recognises {formatting.pct(d['ceiling']['value'])} of held-out synthetic images (the "
+        f"ceiling) and assigns {formatting.pct(row['refined']['value'])} of refined images their "
+        "original's class.</p>",
         "<table><tr><th>Class</th><th>Images</th><th>Retention</th></tr>" + per_class + "</table>",
         "<p>Confusion matrix: rows are the synthetic label, columns the class predicted for the "
         "refined image.</p>",
@@ -160,9 +190,10 @@ def _retention(document: dict, samples: dict[str, np.ndarray]) -> str:
                 [samples["changed_synthetic"][k : k + 1], samples["changed_refined"][k : k + 1]]
             )
             uri = png_data_uri(sample_grid(pair, columns=2))
+            probability = f"{entry['probability']:.2f}"
             caption = (
-                f"{entry['label']} -> {entry['predicted']} (p {entry['probability']:.2f})<br>"
-                f"<small>{escape(entry.get('synthetic', ''))}</small>"
+                f"{attr(entry['label'])} &rarr; {attr(entry['predicted'])} "
+                f"(p {attr(probability)})<br><small>{attr(entry.get('synthetic', ''))}</small>"
             )
             cells.append(
                 f'<figure><img src="{uri}" alt="changed class"><figcaption>'
@@ -175,46 +206,73 @@ def _retention(document: dict, samples: dict[str, np.ndarray]) -> str:
     return "".join(parts)
 
 
-STYLE = """
-body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1100px; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
-td:first-child, th:first-child { text-align: left; }
-td.good { color: #1b7e57; font-weight: bold; } td.bad { color: #b00; font-weight: bold; }
-tr.flag td { text-align: left; color: #8a6d00; font-size: 12px; }
-p.verdict { font-size: 17px; } p.good { color: #1b7e57; } p.bad { color: #b00; }
-p.warn { color: #a15c00; } td.diag { background: #e4f3ea; } td.off { background: #fbe3e3; }
-figcaption { font-size: 12px; max-width: 180px; }
-figure { display: inline-block; margin: 0 1em 1em 0; }
-img { image-rendering: pixelated; }
-.chart { display: inline-block; margin: 0 1em 1em 0; }
-code { background: #f4f4f4; padding: 0 3px; }
+STYLE = f"""
+body {{ font-family: sans-serif; margin: 2em; color: #222; max-width: 1100px; }}
+h1 {{ margin-bottom: 2px; }} p.sub {{ color: #666; margin-top: 0; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+.good {{ color: {GOOD}; }} .bad {{ color: {BAD}; }} .warn {{ color: {CAUTION}; }}
+td.good, td.bad {{ font-weight: bold; }}
+tr.flag td {{ text-align: left; color: {CAUTION}; font-size: 12px; }}
+p.verdict {{ font-size: 19px; font-weight: bold; border-left: 5px solid currentColor;
+  padding: 6px 12px; background: #f7f7f7; }}
+.tag {{ font-size: 13px; font-weight: normal; border: 1px solid currentColor; border-radius: 3px;
+  padding: 0 5px; margin-left: 6px; white-space: nowrap; }}
+td.diag {{ background: #e3f2ea; }} td.off {{ background: #fbe3e3; }}
+figcaption {{ font-size: 12px; max-width: 180px; overflow-wrap: anywhere; }}
+figure {{ display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }}
+img {{ image-rendering: pixelated; }}
+.chart {{ display: inline-block; margin: 0 1em 1em 0; }}
+details {{ margin-top: 2em; color: #444; }} summary {{ cursor: pointer; font-weight: bold; }}
+code {{ background: #f4f4f4; padding: 0 3px; overflow-wrap: anywhere; }}
 """
 
 
-def render_html(document: dict, samples: dict[str, np.ndarray]) -> str:
+def _set_name(sets: dict, name: str) -> str:
+    entry = sets.get(name)
+    if not isinstance(entry, dict) or not entry.get("path"):
+        return name
+    return Path(str(entry["path"])).name or str(entry["path"])
+
+
+def _method(document: dict) -> str:
+    """How the numbers were made: reading, intervals, features (folded, at the end)."""
     reading, features, sets = document["reading"], document["features"], document["sets"]
+    height, width = reading["size"]
+    boot = document["bootstrap"]
+    return f"""<details><summary>How these numbers were made</summary>
+<p>Every set was read the same way: {attr(reading["path"])}; mode {attr(reading["mode"])},
+resized to {attr(height)}x{attr(width)} with an {attr(reading["resize_filter"])} filter where
+needed; {attr(reading["value_range"])}. The real set is split into a reference half
+({attr(sets["real"]["reference_count"])}) that every set is compared with and a held-out half
+({attr(sets["real"]["holdout_count"])}) that gives the real-vs-real floor.</p>
+<p>Intervals: {attr(int(boot["confidence"] * 100))}% bootstrap intervals over
+{attr(boot["replicates"])} resamples ({attr(boot["method"])}); a change is called significant
+only when its interval excludes 0. Gap closed = (d(S,R) - d(F,R)) / (d(S,R) - d(Ra,Rb));
+"still above the floor" where it rounds to 100% but the refined set is still significantly
+further from real than the held-out real half.</p>
+<p>Features: {attr(features["description"])}; SHA-256 <code>{attr(features["sha256"])}</code>.
+Note: {attr(features["note"])}. Seed {attr(document["seed"])}.</p>
+</details>"""
+
+
+def render_html(document: dict, samples: dict[str, np.ndarray]) -> str:
+    reading, sets = document["reading"], document["sets"]
     height, width = reading["size"]
     counts = ", ".join(
         f"{name} {sets[name]['count']}"
         for name in ("real", "synthetic", "refined")
         if sets.get(name)
     )
+    title = f"{_set_name(sets, 'synthetic')} vs {_set_name(sets, 'real')}"
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>refinekit gap report</title>
+<html lang="en"><head><meta charset="utf-8"><title>{attr(title)}: refinekit gap report</title>
 <style>{STYLE}</style></head><body>
-<h1>Synthetic-to-real gap report</h1>
+<h1>Synthetic-to-real gap: {attr(title)}</h1>
+<p class="sub">refinekit gap report; {attr(height)}x{attr(width)} {attr(reading["mode"])};
+images: {attr(counts)}</p>
 {_verdict(document["verdict"])}
-<p>Every set was read the same way: {escape(reading["path"])}; mode {escape(reading["mode"])},
-resized to {height}x{width} with an {escape(reading["resize_filter"])} filter where needed;
-{escape(reading["value_range"])}. Images: {escape(counts)}; the real set is split into a
-reference half ({sets["real"]["reference_count"]}) that every set is compared with and a held-out
-half ({sets["real"]["holdout_count"]}) that gives the real-vs-real floor.</p>
-<p>Intervals: {int(document["bootstrap"]["confidence"] * 100)}% bootstrap intervals over
-{document["bootstrap"]["replicates"]} resamples ({escape(document["bootstrap"]["method"])}); a change
-is called significant only when its interval excludes 0. Gap closed = (d(S,R) - d(F,R)) / (d(S,R) - d(Ra,Rb)).</p>
-<p>Features: {escape(features["description"])}; SHA-256 <code>{features["sha256"]}</code>.
-Note: {escape(features["note"])}. Seed {document["seed"]}.</p>
 <h2>Metrics</h2>
 {_table(document)}
 <h2>Samples</h2>
@@ -222,6 +280,7 @@ Note: {escape(features["note"])}. Seed {document["seed"]}.</p>
 {_retention(document, samples)}
 <h2>Spectra and histograms</h2>
 {_charts(document)}
+{_method(document)}
 </body></html>
 """
 

@@ -1,0 +1,100 @@
+"""Names from data never become markup in the HTML pages refinekit writes.
+
+A tiny training run whose --out folder and class folders carry HTML (a run page), and a gap
+report on those class folders refined by that run (class table, confusion matrix and the
+"changed class" captions), are parsed with html.parser: no script element, no on* attribute,
+no element or attribute made from the hostile names, which must appear as plain text.
+"""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+
+from conftest import TINY, write_images
+from refinekit.cli import main
+
+RUN_NAME = "run<svg onload=alert(1)>"
+CLASSES = ("<svg onload=alert(3)>", 'b" onmouseover="alert(4)')
+HOSTILE = (RUN_NAME, *CLASSES)
+
+
+class Page(HTMLParser):
+    """Every start tag with its attributes, and the text between tags."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self.text: list[str] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, attrs))
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, attrs))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def assert_inert(html: str, shown: tuple[str, ...]) -> None:
+    page = Page(html)
+    names = [tag for tag, _ in page.tags]
+    assert "script" not in names and "iframe" not in names and "object" not in names
+    for tag, attrs in page.tags:
+        for name, value in attrs:
+            assert not name.startswith("on"), (tag, name, value)
+            assert name in {
+                "lang", "charset", "class", "title", "width", "height", "viewbox", "role",
+                "aria-label", "font-family", "font-size", "font-weight", "fill", "x", "y",
+                "x1", "x2", "y1", "y2", "cx", "cy", "r", "stroke", "stroke-width",
+                "stroke-opacity", "stroke-dasharray", "stroke-linejoin", "points",
+                "text-anchor", "transform", "src", "alt", "colspan",
+            }, (tag, name, value)  # fmt: skip
+            if name == "src":
+                assert (value or "").startswith("data:image/png;base64,")
+    text = "".join(page.text)
+    for name in shown:
+        assert name in text, name  # shown to the reader as text, not parsed as markup
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    for seed, name in enumerate(CLASSES):
+        write_images(root / "syn" / name, 12, (16, 16), seed, smooth=True)
+        write_images(root / "real" / name, 12, (16, 16), 10 + seed, smooth=False)
+    run = root / RUN_NAME
+    args = [
+        "train",
+        *("--synthetic", str(root / "syn"), "--real", str(root / "real"), "--out", str(run)),
+        *("--steps", "10", *TINY),
+        *("--pretrain-refiner-steps", "6", "--pretrain-disc-steps", "4"),
+        *("--classifier-steps", "8"),
+    ]
+    assert main(args) == 0
+    return root, run
+
+
+def test_the_run_page_shows_hostile_run_and_folder_names_as_text(hostile_run):
+    _, run = hostile_run
+    html = (run / "index.html").read_text()
+    assert "<svg onload" not in html
+    assert_inert(html, (RUN_NAME,))
+
+
+def test_the_gap_report_shows_hostile_class_names_as_text(hostile_run):
+    root, run = hostile_run
+    out = root / "report.html"
+    args = [
+        "gap-report",
+        *("--real", str(root / "real"), "--synthetic", str(root / "syn")),
+        *("--run", str(run), "--step", "latest", "--bootstrap", "20", "--html", str(out)),
+    ]
+    assert main(args) == 0
+    html = out.read_text()
+    assert "<svg onload" not in html and 'alt="changed class"' in html  # captions shown
+    assert_inert(html, CLASSES)
