@@ -144,3 +144,24 @@ def test_colour_metrics_do_not_count_on_a_grayscale_set():
     rows = summary.summarise(values)
     assert [row.applies for row in rows if row.spec.key == "colour"] == [False]
     assert decide(rows).lines[-1].startswith("2 of 2 metrics improved")  # headline, intensity
+
+
+def test_one_number_format_and_still_above_the_floor_in_the_table():
+    from refinekit.gap import formatting
+
+    assert formatting.estimate({"value": 1.0, "low": 1.0, "high": 1.0}, percent=True) == "100%"
+    assert formatting.estimate({"value": 0.5, "low": 0.4, "high": 0.6}) == "0.5 [0.4, 0.6]"
+    assert formatting.pct(0.9996) == ">99.9%" and formatting.pct(0.996) == "99.6%"
+    metric = {
+        "key": "kid",
+        "refined": {"value": 0.3, "low": 0.28, "high": 0.32},
+        "gap": {"value": 100.0, "low": 99.0, "high": 101.0},
+        "gap_closed": {"value": 0.997, "low": 0.996, "high": 0.998},
+        "refined_gap": {"value": 0.3, "low": 0.28, "high": 0.32},
+        "outcome": "improved",
+    }
+    assert formatting.gap_closed_cell(metric) == "still above the floor; improved"
+    metric["refined_gap"] = {"value": 0.01, "low": -0.02, "high": 0.04}
+    assert formatting.gap_closed_cell(metric) == "99.7% [99.6%, 99.8%] improved"
+    assert not formatting.applies({"key": "colour"}, channels=1)
+    assert formatting.applies({"key": "colour"}, channels=3)

@@ -98,3 +98,30 @@ def test_the_gap_report_shows_hostile_class_names_as_text(hostile_run):
     html = out.read_text()
     assert "<svg onload" not in html and 'alt="changed class"' in html  # captions shown
     assert_inert(html, CLASSES)
+
+
+def test_chart_ticks_are_round_and_uncomputed_losses_are_gaps(tmp_path):
+    from refinekit.gap import svg
+    from refinekit.training import watch_page
+
+    values, step = svg.ticks(*svg.nice_range(0.853, 0.957))
+    assert step == 0.05 and [svg.tick_text(v, step) for v in values] == [
+        "0.85",
+        "0.90",
+        "0.95",
+        "1.00",
+    ]
+    assert svg.ticks(0, 390)[1] == 100 and svg.ticks(0.0, 1.0)[1] == 0.2
+    records = [
+        {"step": 10, "phase": "pretrain_refiner", "refiner_adversarial": 0.0},
+        {"step": 20, "phase": "adversarial", "refiner_adversarial": 1.5},
+    ]
+    (series,) = watch_page._series(records, watch_page.REFINER_ADVERSARIAL)
+    assert list(series.points) == [(10, None), (20, 1.5)]  # not computed in pretraining: a gap
+    chart = svg.line_chart(
+        [svg.Series("a", [(0, 1.0), (1, None), (2, 2.0), (3, 3.0)], "#000")],
+        title="t",
+        x_label="x",
+        y_label="y",
+    )
+    assert chart.count("<polyline") == 1 and chart.count("<circle") == 1  # broken at the gap

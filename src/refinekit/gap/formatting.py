@@ -86,5 +86,6 @@ def gap_closed_cell(metric: dict) -> str:
     if metric["gap_closed"] is None:
         return "no gap" if metric["gap"] and metric["gap"]["low"] <= 0 else "-"
     marks = {"improved": " improved", "worse": " worse", "no significant change": " n.s."}
-    text = STILL_ABOVE if still_above_floor(metric) else percent(metric["gap_closed"])
-    return text + marks.get(metric["outcome"], "")
+    if still_above_floor(metric):
+        return STILL_ABOVE + (";" + marks[metric["outcome"]] if metric["outcome"] in marks else "")
+    return percent(metric["gap_closed"]) + marks.get(metric["outcome"], "")
