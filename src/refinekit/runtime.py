@@ -118,6 +118,11 @@ def initialize_distributed() -> bool:
             coordinator_address=env["JAX_COORDINATOR_ADDRESS"],
             num_processes=int(env["JAX_NUM_PROCESSES"]),
             process_id=int(env["JAX_PROCESS_ID"]),
+            # Bounded waits. The shutdown barrier at exit waits longer than any other barrier:
+            # a process stuck at one gives up first, says where, and joins the shutdown (else
+            # the coordination service aborts both when the shutdown barrier expires).
+            initialization_timeout=int(process_wait_s()),
+            shutdown_timeout_seconds=int(2 * process_wait_s()) + 30,
         )
         return True
     for name in _MULTI_PROCESS_HINTS[1:]:
@@ -128,13 +133,22 @@ def initialize_distributed() -> bool:
 
 
 _barrier_ids = itertools.count()
+_passed: list[str] = []  # the barriers this process got through, in order
 
 
-def sync_processes(name: str, timeout_s: float = 900.0) -> None:
+def process_wait_s() -> float:
+    """How long a process of a multi-host job waits for the others (joining, each barrier, the
+    shutdown at exit) before it stops with an error: REFINEKIT_PROCESS_WAIT_S, else 900 s."""
+    return float(os.environ.get("REFINEKIT_PROCESS_WAIT_S") or 900.0)
+
+
+def sync_processes(name: str, timeout_s: float | None = None) -> None:
     """Wait until every process of a multi-host job gets here; a no-op for one process.
 
-    A barrier of JAX's coordination service, not a collective: it waits up to `timeout_s`,
-    where a CPU (gloo) collective gives up on a late peer after a fixed 30 s.
+    A barrier of JAX's coordination service, not a collective: it waits up to `timeout_s`
+    (process_wait_s() by default), where a CPU (gloo) collective gives up on a late peer after
+    a fixed 30 s. When the others do not come, the error names this barrier and the ones this
+    process passed, so each process's output says where it stopped.
     """
     import jax
 
@@ -142,8 +156,21 @@ def sync_processes(name: str, timeout_s: float = 900.0) -> None:
         return
     from orbax.checkpoint import multihost
 
+    from .errors import RefinekitError
+
+    wait = process_wait_s() if timeout_s is None else timeout_s
     key = f"refinekit-{name}-{next(_barrier_ids)}"
-    multihost.get_barrier_sync_fn()(key=key, timeout_ms=int(timeout_s * 1000))
+    try:
+        multihost.get_barrier_sync_fn()(key=key, timeout_ms=int(wait * 1000))
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise RefinekitError(
+            f"process {jax.process_index()} of {jax.process_count()}: waited {wait:.0f} s at "
+            f"the '{name}' barrier and not every process arrived (barriers passed: "
+            f"{', '.join(_passed) or 'none'}); the other processes' output says where they "
+            f"stopped ({reason})"
+        ) from exc
+    _passed.append(name)
 
 
 def connect_processes(mesh: Any) -> None:
