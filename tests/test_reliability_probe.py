@@ -257,9 +257,36 @@ def _deep(root: Path, depth: int = 1100) -> Path:
     return folder
 
 
-def test_a_very_deep_folder_tree_is_walked_without_recursion(syn, tmp_path, model, capsys):
+def _remove_tree(root: Path) -> None:
+    """shutil.rmtree without recursion (it recurses per level, so pytest could not remove a
+    tree this deep from its temporary folders)."""
+    folders, stack = [], [str(root)]
+    while stack:
+        folder = stack.pop()
+        folders.append(folder)
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+    for folder in reversed(folders):
+        os.rmdir(folder)
+
+
+@pytest.fixture
+def deep_tmp(tmp_path):
+    yield tmp_path
+    for name in os.listdir(tmp_path):
+        if (tmp_path / name).is_dir() and not (tmp_path / name).is_symlink():
+            _remove_tree(tmp_path / name)
+
+
+def test_a_very_deep_folder_tree_is_walked_without_recursion(deep_tmp, model, capsys):
     from refinekit.io.files import list_images, scan_folder
 
+    tmp_path = deep_tmp
+    syn = _syn(tmp_path / "syn")
     deepest = _deep(syn)
     shutil.copy(syn / "s00.png", deepest / "deep.png")
     images, others = scan_folder(syn)  # before: RecursionError (refine, train, gap-report)
@@ -274,3 +301,48 @@ def test_a_very_deep_folder_tree_is_walked_without_recursion(syn, tmp_path, mode
     (out / relative / f".x.txt.refinekit-tmp-{os.getpid() + 1}").write_text("partial")
     assert main(_refine(syn, out, model)) == 0
     assert not any("refinekit-tmp" in name for name in os.listdir(out / relative))
+
+
+# ---------------------------------------------------------------------------------------------
+# A resource estimate before any work: one limit for train, export and refine
+
+
+@pytest.mark.parametrize(
+    "settings, flags, needle",
+    [
+        ({"width": 4096, "blocks": 256}, [], "more than the limit of 67108864"),
+        ({"preset": "tiny", "batch_size": 4}, ["--size", "16384", "16384"], "limit of 256 GiB"),
+        ({}, ["--size", "4096", "4096"], "--size 4096 4096, --batch-size 32"),
+    ],
+)
+def test_absurd_settings_together_are_refused_before_any_work(
+    gray16, tmp_path, capsys, settings, flags, needle
+):
+    import time
+
+    syn, real = gray16
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps(settings))
+    run = tmp_path / "run"
+    args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run)]
+    started = time.monotonic()
+    code = main([*args, "--config", str(config), *flags])  # before: memory climbed, no output
+    _one_line_error(capsys.readouterr().err, needle)
+    assert code == 2
+    assert time.monotonic() - started < 20
+    assert not run.exists()
+
+
+def test_the_parameter_estimate_is_the_models_count_and_the_limit_is_shared(trained, model):
+    import numpy as np
+
+    from refinekit import export_file, limits
+    from refinekit.config import TrainConfig
+
+    saved = TrainConfig.from_dict(json.loads((trained / "config.json").read_text()), saved=True)
+    with np.load(model) as npz:
+        stored = sum(npz[k].size for k in npz.files if k != export_file.HEADER)
+    assert stored == limits.refiner_parameters(
+        saved.channels, saved.refiner_width, saved.refiner_blocks, saved.refiner_kernel
+    )
+    assert export_file.MAX_PARAMETERS == limits.MAX_PARAMETERS

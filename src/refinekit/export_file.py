@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from . import limits
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError, RefinekitError
 from .regular import EXPORT_BYTES_CAP, NotRegularFile, read_regular
@@ -28,8 +29,9 @@ EXPORT_FORMAT = "refinekit-refiner-v1"
 HEADER = "__header__"
 HEADER_BYTES_CAP = 1 << 20
 # No refiner worth sharing has more parameters (the paper's hand preset has ~0.8 M); a header
-# asking for more is refused before anything is allocated.
-MAX_PARAMETERS = 1 << 26
+# asking for more is refused before anything is allocated. The one limit train, export and
+# refine share (limits.py).
+MAX_PARAMETERS = limits.MAX_PARAMETERS
 
 
 def encode_export(header: dict, flat: dict[str, np.ndarray]) -> bytes:
@@ -53,15 +55,13 @@ def expected_shapes(config: TrainConfig) -> dict[str, tuple[int, ...]]:
     width, blocks, kernel = config.refiner_width, config.refiner_blocks, config.refiner_kernel
     channels = int(config.channels or 1)
     # Closed form first, so a huge width is refused before even the abstract trace.
-    count = (kernel * kernel * channels + 1) * width + blocks * 2 * (
-        kernel * kernel * width + 1
-    ) * width
-    count += (width + 1) * channels
+    count = limits.refiner_parameters(channels, width, blocks, kernel)
     if count > MAX_PARAMETERS:
         raise CheckpointError(
             f"its config describes a refiner of {count} parameters (width {width}, blocks "
             f"{blocks}, kernel {kernel}), more than the limit of {MAX_PARAMETERS}"
         )
+    abstract: nnx.Module
     if config.refiner == "resnet":
         abstract = nnx.eval_shape(
             lambda: Refiner(channels, width, blocks, kernel, rngs=nnx.Rngs(0))

@@ -43,6 +43,93 @@ _OPTIONAL_FLOATS = {
 _OPTIONAL_COUNTS = ("label_warmup",)
 MAX_SIDE = 16384  # pixels per side of the training size
 
+# Resource limits, shared by train (checked before any work), export and refine (checked on an
+# export's header before anything is allocated); docs/reliability.md. Settings in range one by
+# one can still be absurd together (width 4096 with 256 blocks; --size 16384 16384 with a batch
+# of 32): they are refused by these estimates, never started to exhaust memory.
+MAX_PARAMETERS = 1 << 26  # refiner parameters (the paper's hand preset has ~0.8 M)
+MAX_TRAINING_BYTES = 1 << 38  # 256 GiB: the estimated memory of one training step, all devices
+_FLOAT = 4  # bytes per float32
+
+
+def refiner_parameters(channels: int, width: int, blocks: int, kernel: int) -> int:
+    """The ResNet refiner's parameter count, in closed form (nothing is allocated): an input
+    conv, `blocks` residual blocks of two convs, and a 1x1 output conv."""
+    count = (kernel * kernel * channels + 1) * width
+    count += blocks * 2 * (kernel * kernel * width + 1) * width
+    return count + (width + 1) * channels
+
+
+def _has_resnet(config: Any) -> bool:
+    return "resnet" in str(getattr(config, "refiner", "resnet"))
+
+
+def check_parameters(config: Any, channels: int | None = None) -> None:
+    """Refuse a refiner over MAX_PARAMETERS (ConfigError naming the flags), before anything is
+    allocated; `channels` defaults to the config's, or 3 (the larger) when it has none yet."""
+    if not _has_resnet(config):
+        return  # a camera model alone has a few dozen parameters
+    width, blocks, kernel = config.refiner_width, config.refiner_blocks, config.refiner_kernel
+    count = refiner_parameters(channels or config.channels or 3, width, blocks, kernel)
+    if count > MAX_PARAMETERS:
+        raise ConfigError(
+            f"--width {width}, --blocks {blocks}, --kernel {kernel}: a refiner of {count} "
+            f"parameters, more than the limit of {MAX_PARAMETERS} that train, export and refine "
+            "share; choose a smaller --width or fewer --blocks"
+        )
+
+
+def training_memory(config: Any, size: tuple[int, int], channels: int) -> dict[str, int]:
+    """A lower-bound estimate, in bytes, of what one training step holds (no JAX): each part's
+    largest term only. Parameters with their gradients, Adam moments and EMA; the refiner's
+    and the discriminator's activations for a batch (kept for the backward pass, and their
+    gradients); the history buffer of refined images (float32)."""
+    h, w = int(size[0]), int(size[1])
+    batch = int(config.batch_size)
+    width, blocks, kernel = config.refiner_width, config.refiner_blocks, config.refiner_kernel
+    parts = {"parameters": 0, "refiner activations": 0, "discriminator activations": 0}
+    if _has_resnet(config):
+        parts["parameters"] += 5 * _FLOAT * refiner_parameters(channels, width, blocks, kernel)
+        parts["refiner activations"] = 2 * _FLOAT * batch * h * w * width * (2 * blocks + 2)
+    features_in, side_h, side_w, activations = channels, h, w, 0
+    for layer in config.discriminator_layers:
+        stride = layer[2]
+        side_h, side_w = -(-side_h // stride), -(-side_w // stride)
+        if layer[0] == "conv":
+            kernel_d, features = layer[1], layer[3]
+            parts["parameters"] += 4 * _FLOAT * (kernel_d * kernel_d * features_in + 1) * features
+            features_in = features
+        activations += side_h * side_w * features_in
+    parts["discriminator activations"] = 2 * _FLOAT * 2 * batch * activations  # real, refined
+    parts["history buffer"] = _FLOAT * int(config.history_size) * h * w * channels
+    return parts
+
+
+def _gib(count: int) -> str:
+    gib = count / (1 << 30)
+    return f"{gib:,.0f} GiB" if gib >= 10 else f"{gib:.2g} GiB"
+
+
+def check_resources(config: Any, size: tuple[int, int], channels: int | None = None) -> None:
+    """Refuse, before any work, settings whose training would exceed MAX_PARAMETERS or
+    MAX_TRAINING_BYTES at training size `size` (ConfigError naming the flags)."""
+    channels = channels or config.channels or 3
+    check_parameters(config, channels)
+    parts = training_memory(config, size, channels)
+    total = sum(parts.values())
+    if total > MAX_TRAINING_BYTES:
+        biggest = ", ".join(f"{name} {_gib(n)}" for name, n in parts.items() if n >= 1 << 30)
+        given = config.size is not None and tuple(config.size) == tuple(size)
+        h, w = size
+        where = f"--size {h} {w}" if given else f"{h}x{w} images (no --size: their own size)"
+        raise ConfigError(
+            f"{where}, --batch-size {config.batch_size}, --width "
+            f"{config.refiner_width}, --blocks {config.refiner_blocks}, --buffer-size "
+            f"{config.history_size}: training would need about {_gib(total)} ({biggest}), more "
+            f"than the limit of {_gib(MAX_TRAINING_BYTES)}; choose a smaller --size, "
+            "--batch-size or --width"
+        )
+
 
 def check_limits(config: Any) -> None:
     """Types and ranges first, so the checks below (and JAX) only ever see sane numbers."""
@@ -73,6 +160,10 @@ def check_limits(config: Any) -> None:
         for side in config.size:
             if isinstance(side, int) and not isinstance(side, bool) and side > MAX_SIDE:
                 raise ConfigError(f"--size: {side} pixels per side, more than {MAX_SIDE}")
+    from .config import PRESETS  # (loaded: a TrainConfig is being made)
+
+    if isinstance(config.preset, str) and config.preset in PRESETS:  # else refused by name later
+        check_parameters(config)
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:

@@ -75,6 +75,10 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
                 f"smaller than the {MIN_TRAIN_SIDE}x{MIN_TRAIN_SIDE} minimum for training; pass "
                 f"--size H W (each >= {MIN_TRAIN_SIDE}) to resize them"
             )
+    if size is not None:  # before a pixel is decoded (limits.py; --size was checked earlier)
+        from .limits import check_resources
+
+        check_resources(config, size)
     channels = config.channels
     syn = sets.load_set(
         Path(config.synthetic),

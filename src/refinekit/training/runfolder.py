@@ -15,6 +15,7 @@ from .. import checkpoint
 from ..config import LEGACY, REFINER_DEFAULTS, TrainConfig, incompatible_fields
 from ..errors import CheckpointError, ConfigError, RefinekitError, UsageError
 from ..io.atomic import atomic_write, temp_target
+from ..limits import check_resources
 from ..regular import check_own, read_own_json, read_own_text
 
 METRICS_BYTES_CAP = 1 << 30  # metrics.jsonl: about 2 million log lines
@@ -98,6 +99,8 @@ def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
     """If `out` holds a run, check the config is compatible and return its latest step."""
     run = Path(config.out)
     _check_run_folder(config)
+    if config.size is not None:  # before anything is read: absurd settings together (limits.py)
+        check_resources(config, config.size)
     if run.is_dir():
         check_state_files(run)
     saved_path = run / "config.json"
