@@ -61,7 +61,7 @@ def test_defaults_and_required_marks_read_the_same_everywhere():
 
 def test_train_help_says_whose_defaults_it_shows():
     text = " ".join(_help("train", columns=100).split())
-    assert "Defaults are those of --refiner resnet" in text
+    assert "Defaults shown are those of --refiner resnet" in text
     assert "acquisition: 1000" in text
 
 

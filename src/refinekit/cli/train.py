@@ -135,8 +135,11 @@ def config_default(name: str) -> str:
     """The `[default: ...]` text of a train flag, generated from TrainConfig's field default
     and REFINER_DEFAULTS (a refiner kind's own value follows, e.g. '2000; acquisition: 1000'),
     so the help cannot drift from the config. '' for the folders, which have none."""
-    value = _FIELD_DEFAULTS[name]
-    text = _UNSET[name]() if value is None else _shown(name, value) if value != "" else ""
+    value = _FIELD_DEFAULTS.get(name)
+    if value is None:
+        text = _UNSET[name]() if name in _UNSET else ""  # a setting that follows another
+    else:
+        text = _shown(name, value) if value != "" else ""
     kinds = [
         f"{kind}: {_shown(name, changes[name])}"
         for kind, changes in REFINER_DEFAULTS.items()
@@ -414,8 +417,8 @@ def train(
     """Train a SimGAN refiner and patch discriminator (resumes an existing --out).
 
     A new run needs --synthetic, --real and --out; a resumed run keeps its saved settings, and
-    flags change only what may change. Defaults are those of --refiner resnet; where another
-    kind has its own, it follows (e.g. 2000; acquisition: 1000). Details of every setting:
+    flags change only what may change. Defaults shown are those of --refiner resnet; where
+    another kind has its own, it follows as "; KIND: VALUE". Details of every setting:
     docs/training.md.
     """
     # Every parameter but --config is the TrainConfig field of its name (checked by
