@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_images
+from conftest import TINY, write_images
 from refinekit.cli import main
 from refinekit.refine.manifest import MANIFEST_NAME
 from test_reliability_inputs import _one_line_error
@@ -346,3 +346,16 @@ def test_the_parameter_estimate_is_the_models_count_and_the_limit_is_shared(trai
         saved.channels, saved.refiner_width, saved.refiner_blocks, saved.refiner_kernel
     )
     assert export_file.MAX_PARAMETERS == limits.MAX_PARAMETERS
+
+
+def test_train_out_through_a_missing_folder_and_dotdot_creates_nothing_in_synthetic(
+    gray16, tmp_path, capsys
+):
+    syn, real = gray16
+    before = sorted(p.name for p in syn.iterdir())
+    out = syn / "nosub" / ".." / ".." / "run"
+    args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(out)]
+    code = main([*args, *TINY, "--steps", "1", "--pretrain-refiner-steps", "1"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in syn.iterdir()) == before  # before: --synthetic/nosub was made
+    assert (tmp_path / "run" / "config.json").is_file()

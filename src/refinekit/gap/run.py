@@ -112,7 +112,9 @@ def gap_report(
         )
         sets.paired = True
         if save_refined is not None:
-            _save(sets.refined, Path(save_refined))
+            from ..guard import creatable  # created as checked: resolved when it holds ".."
+
+            _save(sets.refined, creatable(Path(save_refined)))
     syn, real_set, ref_set = sets.synthetic, sets.real, sets.refined
 
     index_a, index_b = inputs.split_real(len(real_set), real_set.class_names(), seed)

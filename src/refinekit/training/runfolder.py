@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import checkpoint
+from .. import checkpoint, guard
 from ..config import LEGACY, REFINER_DEFAULTS, TrainConfig, incompatible_fields
 from ..errors import CheckpointError, ConfigError, RefinekitError, UsageError
 from ..io.atomic import atomic_write, temp_target
@@ -97,6 +97,8 @@ def settings_for_run(values: Mapping[str, Any], source: str = "settings") -> Tra
 
 def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
     """If `out` holds a run, check the config is compatible and return its latest step."""
+    if ".." in Path(config.out).parts:  # created as checked: --out dir/missing/../../run
+        config = config.replace(out=str(guard.creatable(Path(config.out))))
     run = Path(config.out)
     _check_run_folder(config)
     if config.size is not None:  # before anything is read: absurd settings together (limits.py)
