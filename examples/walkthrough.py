@@ -1,11 +1,13 @@
 """The refinekit walkthrough on the bundled procedural eye data set (a few minutes on 2 CPU cores).
 
 1. generate 1200 synthetic eyes (with JSON labels) and 200 "real" camera-like eyes;
-2. `refinekit train` a small refiner (the walkthrough shrinks the paper's nets to run fast);
+2. `refinekit train --refiner acquisition`: fit a camera model to the real eyes (their gap is
+   one of acquisition: blur, noise, low contrast, vignetting); `--refiner resnet` trains the
+   SimGAN ResNet instead (shrunk from the paper's nets to run fast);
 3. `refinekit refine` the synthetic folder (labels copied alongside, layout unchanged);
 4. `refinekit gap-report` how far synthetic, and refined, images are from real ones.
 
-    python examples/walkthrough.py [--out runs/walkthrough] [--steps 600]
+    python examples/walkthrough.py [--out runs/walkthrough] [--steps 600] [--refiner resnet]
 
 Every command it runs is printed, so you can copy them for your own data.
 """
@@ -44,10 +46,20 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/walkthrough"))
     parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument(
+        "--refiner", choices=("acquisition", "resnet", "acquisition+resnet"), default="acquisition"
+    )
     args = parser.parse_args()
     data, run_dir = args.out / "data", args.out / "run"
     if not (data / "synthetic").exists():
         run("make", str(data))
+    # The ResNet is shrunk (and pretrained for 200 steps) to run in minutes; a camera model
+    # needs neither.
+    networks = (
+        []
+        if args.refiner == "acquisition"
+        else ["--width", "32", "--blocks", "2", "--pretrain-refiner-steps", "200"]
+    )
     run(
         "train",
         "--synthetic",
@@ -56,14 +68,11 @@ def main() -> None:
         str(data / "real"),
         "--out",
         str(run_dir),
-        "--width",
-        "32",
-        "--blocks",
-        "2",
+        "--refiner",
+        args.refiner,
+        *networks,
         "--steps",
         str(args.steps),
-        "--pretrain-refiner-steps",
-        "200",
         "--pretrain-disc-steps",
         "50",
         "--sample-every",
