@@ -198,7 +198,7 @@ def _train(
         }
     )
     labels.check_conditional(config)
-    data, held = watch.split_off(data, config, run)  # validation images leave training here
+    data, held = watch.split_off(data, config, run, primary)  # validation images leave here
     config.extra["validation"] = {"real": len(held.real), "synthetic": len(held.synthetic)}
     if resume_step is None:
         if primary:

@@ -67,9 +67,16 @@ def draw_split(
 
 
 def load_or_draw(
-    run: Path, n_real: int, n_synthetic: int, labels: np.ndarray | None, fraction: float, seed: int
+    run: Path,
+    n_real: int,
+    n_synthetic: int,
+    labels: np.ndarray | None,
+    fraction: float,
+    seed: int,
+    write: bool = True,
 ) -> Split:
-    """The split recorded in RUN/validation.json, or a new one (written there)."""
+    """The split recorded in RUN/validation.json, or a new one (written there when `write`:
+    of several processes only the first writes; the others draw the same split)."""
     path = Path(run) / FILE
     if path.exists():
         try:
@@ -93,7 +100,8 @@ def load_or_draw(
         "real": split.real.tolist(),
         "synthetic": split.synthetic.tolist(),
     }
-    atomic_write(path, (json.dumps(record) + "\n").encode())
+    if write:
+        atomic_write(path, (json.dumps(record) + "\n").encode())
     return split
 
 

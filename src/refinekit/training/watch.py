@@ -35,8 +35,9 @@ class HeldOut:
     labels: np.ndarray | None  # int (n,) classes of the held-out synthetic images
 
 
-def split_off(data, config, run: Path):
+def split_off(data, config, run: Path, primary: bool = True):
     """Remove the validation images from `data` (a train.TrainingData); returns (data, HeldOut).
+    Only the `primary` process writes a new split to the run folder.
 
     data.labels (labels.LabelData) is sliced the same way, so classes stay aligned."""
     found = data.labels
@@ -44,7 +45,13 @@ def split_off(data, config, run: Path):
     if found is not None and (found.synthetic >= 0).any():
         syn_labels = found.synthetic
     split = validation.load_or_draw(
-        run, len(data.real), len(data.synthetic), syn_labels, config.val_fraction, config.seed
+        run,
+        len(data.real),
+        len(data.synthetic),
+        syn_labels,
+        config.val_fraction,
+        config.seed,
+        write=primary,
     )
     real_val = pixels.to_unit_float(data.real[split.real])
     syn_val = pixels.to_unit_float(data.synthetic[split.synthetic])
