@@ -160,7 +160,13 @@ def test_train_export_refine_with_a_camera(tmp_path, kind):
     assert main(args) == 0
     scores = [json.loads(line) for line in (run / "scores.jsonl").read_text().splitlines()]
     assert all("blur_sigma_px" in record["camera"] for record in scores)
+    best = json.loads((run / "best.json").read_text())
+    assert best["camera"] == next(r["camera"] for r in scores if r["step"] == best["step"])
     assert main(["export", str(run), str(tmp_path / "m.npz")]) == 0
+    from refinekit.export_file import read_export
+
+    _, _, header, _ = read_export(tmp_path / "m.npz")
+    assert header["camera"]["bits"] == pytest.approx(best["camera"]["bits"])
     assert (
         main(["refine", str(syn), str(tmp_path / "out"), "--model", str(tmp_path / "m.npz")]) == 0
     )

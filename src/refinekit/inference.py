@@ -222,6 +222,11 @@ def export_refiner(run: Path, file: Path, step: int | str | None = None) -> Path
         "config": config.to_dict(),
         "source": {"run": str(run.absolute()), "step": chosen},
     }
+    from .training.watch import fitted_camera
+
+    camera = fitted_camera(params)
+    if camera is not None:  # the fitted camera in numbers, for whoever receives the file
+        header["camera"] = camera
     try:
         atomic_write(file, encode_export(header, flat))
     except OSError as exc:

@@ -114,6 +114,9 @@ def _labels_warning(records: list[dict], best: dict) -> str | None:
 def write_best(run: Path, records: list[dict]) -> Choice:
     choice = choose_best(records)
     record = {"step": choice.step, "reason": choice.reason, "warning": choice.warning}
+    chosen = [r for r in records if r.get("step") == choice.step and "camera" in r]
+    if chosen:  # what a camera-model refiner learned (refiners/acquisition.py describe)
+        record["camera"] = chosen[-1]["camera"]
     atomic_write(Path(run) / BEST_FILE, (json.dumps(record) + "\n").encode())
     return choice
 
