@@ -359,3 +359,61 @@ def test_train_out_through_a_missing_folder_and_dotdot_creates_nothing_in_synthe
     assert code == 0, capsys.readouterr().err
     assert sorted(p.name for p in syn.iterdir()) == before  # before: --synthetic/nosub was made
     assert (tmp_path / "run" / "config.json").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages
+
+
+def test_a_bmp_bomb_names_one_limit(tmp_path):
+    import struct
+
+    from refinekit.errors import ImageReadError
+    from refinekit.io.decode import read_image
+    from refinekit.io.source import MAX_PIXELS
+
+    path = tmp_path / "bomb.bmp"  # a 54-byte header declaring 14000x14000 pixels
+    info = struct.pack("<IiiHHIIiiII", 40, 14000, 14000, 1, 24, 0, 0, 0, 0, 0, 0)
+    path.write_bytes(b"BM" + struct.pack("<IHHI", 54 + 3, 0, 0, 54) + info + b"\0\0\0")
+    with pytest.raises(ImageReadError) as caught:
+        read_image(path)
+    message = str(caught.value)
+    assert f"declares 196000000 pixels, more than the limit of {MAX_PIXELS}" in message, message
+    assert "178956970" not in message  # before: Pillow's own limit was quoted too
+
+
+def test_an_export_whose_config_is_a_string_says_so_in_words(model, tmp_path, capsys):
+    import numpy as np
+
+    from refinekit.export_file import HEADER
+
+    with np.load(model) as npz:
+        items = {k: npz[k] for k in npz.files}
+    header = json.loads(items[HEADER].tobytes())
+    items[HEADER] = np.frombuffer(json.dumps({**header, "config": "abcd"}).encode(), np.uint8)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **items)
+    code = main(_refine(_syn(tmp_path / "in", 2), tmp_path / "out", bad))
+    _one_line_error(capsys.readouterr().err, "its header's config is a string, expected an object")
+    assert code == 1
+
+
+def test_inputs_named_like_temporary_files_are_left_out_and_said(syn, tmp_path, model, capsys):
+    shutil.copy(syn / "s00.png", syn / ".s99.png.refinekit-tmp-123")
+    assert main(_refine(syn, tmp_path / "out", model)) == 0
+    err = capsys.readouterr().err
+    assert "1 file(s) of IN are named like refinekit's temporary files" in err, err
+    assert ".s99.png.refinekit-tmp-123" in err
+
+
+def test_one_class_subfolder_is_not_called_no_class_subfolders(tmp_path):
+    from refinekit import labels
+    from refinekit.config import TrainConfig
+
+    syn = tmp_path / "syn" / "cats"
+    syn.mkdir(parents=True)
+    paths = [syn / f"{i}.png" for i in range(3)]
+    found = labels.find_labels(paths, tmp_path / "syn", paths, tmp_path / "syn")
+    config = TrainConfig(extra=labels.config_extra(found))
+    reasons = " ".join(labels.plan(config).reasons)
+    assert "has one class subfolder (cats)" in reasons and "no class subfolders" not in reasons

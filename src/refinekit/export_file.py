@@ -23,7 +23,7 @@ import numpy as np
 from . import limits
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError, RefinekitError
-from .regular import EXPORT_BYTES_CAP, NotRegularFile, read_regular
+from .regular import EXPORT_BYTES_CAP, NotRegularFile, json_kind, read_regular
 
 EXPORT_FORMAT = "refinekit-refiner-v1"
 HEADER = "__header__"
@@ -146,8 +146,13 @@ def _header(archive: zipfile.ZipFile, members: dict, flag: str) -> dict:
 def _config(header: dict, flag: str) -> TrainConfig:
     settings = header.get("config")
     if not isinstance(settings, dict):
-        what = "no config" if settings is None else f"config is a {type(settings).__name__}"
-        raise CheckpointError(f"{flag}: its header has {what}, expected an object of settings")
+        if settings is None:
+            raise CheckpointError(
+                f"{flag}: its header has no config, expected an object of settings"
+            )
+        raise CheckpointError(
+            f"{flag}: its header's config is a {json_kind(settings)}, expected an object of settings"
+        )
     try:
         config = TrainConfig.from_dict(settings, source=f"{flag} config", saved=True)
     except ConfigError as exc:

@@ -50,6 +50,7 @@ class LabelData:
     synthetic: np.ndarray  # int32 (N,), NO_CLASS when the synthetic set has no classes
     real: np.ndarray  # int32 (M,), NO_CLASS unless the real folder has the same classes
     real_matches: bool
+    single_folder: str | None = None  # every synthetic image is in this one subfolder
 
 
 def find_labels(
@@ -67,7 +68,21 @@ def find_labels(
         class_ids(syn_names, classes, len(syn_paths)),
         class_ids(real_names if matches else None, classes, len(real_paths)),
         matches,
+        None if classes else _single_folder(syn_paths, syn_root),
     )
+
+
+def _single_folder(paths: Sequence[Path], root: Path) -> str | None:
+    """The one top-level subfolder every image is in (one class folder is no classes), or None."""
+    root = Path(root)
+    base = root if root.is_dir() else root.parent
+    tops = set()
+    for path in paths:
+        parts = Path(path).relative_to(base).parts
+        if len(parts) < 2:
+            return None
+        tops.add(parts[0])
+    return tops.pop() if len(tops) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -88,10 +103,16 @@ def plan(config: TrainConfig) -> LabelPlan:
     n = len(classes)
     reasons = []
     listed = ", ".join(classes[:6]) + (", ..." if n > 6 else "")
+    single = config.extra.get("single_class_folder")
     if n == 0:
         label_loss = False
+        what = (
+            f"has one class subfolder ({single}); classes need at least two"
+            if single
+            else "has no class subfolders"
+        )
         reasons.append(
-            "label loss off: the synthetic folder has no class subfolders "
+            f"label loss off: the synthetic folder {what} "
             "(protect other labels with --content and --lambda-reg, see docs/labels.md)"
         )
     elif config.lambda_label <= 0:
@@ -117,6 +138,8 @@ def plan(config: TrainConfig) -> LabelPlan:
     else:
         conditional = False
         why = "the synthetic folder has no classes" if not n else "its class subfolders differ"
+        if not n and single:
+            why = f"the synthetic folder has one class subfolder ({single}), no classes"
         reasons.append(
             f"class-conditional discriminator off: {why}"
             + ("" if not n else " from the real folder's (or it has none)")
@@ -153,7 +176,10 @@ def config_extra(found: LabelData | None) -> dict:
     """config.extra entries that `plan` reads: the synthetic classes, and whether real ones match."""
     if found is None:
         return {"classes": [], "real_classes": False}
-    return {"classes": list(found.classes), "real_classes": bool(found.real_matches)}
+    extra = {"classes": list(found.classes), "real_classes": bool(found.real_matches)}
+    if found.single_folder is not None:
+        extra["single_class_folder"] = found.single_folder
+    return extra
 
 
 def id_arrays(

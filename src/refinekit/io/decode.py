@@ -125,9 +125,13 @@ def _read_with_pillow(path: Path, data: bytes | None, iio, Image) -> tuple[np.nd
                 bits = probe.tag_v2.get(258) if fmt == "TIFF" else None
                 frames = getattr(probe, "n_frames", 1)
         except Image.DecompressionBombError as exc:  # over twice Pillow's own limit
+            # One limit, refinekit's (Pillow's own is an implementation detail).
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            declared = f"{found.group(1)} pixels" if found else "more pixels"
             raise ImageReadError(
-                f"{path}: declares more pixels than the limit of {MAX_PIXELS} ({exc})"
-            ) from exc
+                f"{path}: declares {declared}, more than the limit of {MAX_PIXELS} "
+                "(a decompression bomb or a far too large image)"
+            ) from None
         except Image.UnidentifiedImageError:
             if path.suffix.lower() in _TIFF_SUFFIXES:
                 tiff = read_tiff(path, data)  # e.g. 16-bit gray+alpha, which Pillow cannot open

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import guard
 from ..errors import DataError, UsageError
-from ..io.atomic import temp_target
+from ..io.atomic import TEMP_MARK, temp_target
 from ..io.files import is_image_path, scan_folder
 from ..io.formats import IMAGE_EXTENSIONS
 from ..lock import is_lock_name
@@ -158,6 +158,13 @@ def plan_notes(plan: RefinePlan, copy_other: bool) -> set[str]:
             f"{len(unrefined)} image file(s) in formats refinekit does not refine "
             f"({', '.join(suffixes)}) were {what}, e.g. {unrefined[0]}; it refines "
             f"{', '.join(IMAGE_EXTENSIONS)} (convert them to refine them)"
+        )
+    temporary = [p for p in plan.ignored if temp_target(p.rsplit("/", 1)[-1]) is not None]
+    if temporary:
+        notes.add(
+            f"{len(temporary)} file(s) of IN are named like refinekit's temporary files "
+            f"(.NAME{TEMP_MARK}PID), e.g. {temporary[0]}: left out, neither refined nor copied "
+            "(rename them to include them)"
         )
     if plan.linked_outside:
         notes.add(
