@@ -140,17 +140,27 @@ def train_early_stopping(
     seed: int,
     stream: int = 0,
     on_step: Callable[[], None] | None = None,
+    groups: np.ndarray | None = None,
 ) -> Trained:
     """Train with a held-out validation split; keep the parameters of the lowest validation
     loss, checked every EVALUATE_EVERY steps; stop after PATIENCE checks without improvement,
-    or once the validation loss is below SEPARATED. Deterministic for (seed, stream)."""
+    or once the validation loss is below SEPARATED. Deterministic for (seed, stream).
+
+    groups: int (N,), images of one group (e.g. an image and its variants) fall on one side of
+    the validation split; None: every image is its own group."""
     channels = images.shape[-1]
     init, step, predict = _functions(channels, classes)
     params, opt_state = init(seed, stream)
     rng = np.random.default_rng([seed, 8, stream])
-    order = rng.permutation(len(images))
-    n_val = max(2, int(round(VALIDATION_FRACTION * len(images))))
-    val, fit = order[:n_val], order[n_val:]
+    if groups is None:
+        order = rng.permutation(len(images))
+        n_val = max(2, int(round(VALIDATION_FRACTION * len(images))))
+        val, fit = order[:n_val], order[n_val:]
+    else:
+        ids, group_of = np.unique(groups, return_inverse=True)
+        n_val = max(2, int(round(VALIDATION_FRACTION * len(ids))))
+        held = np.isin(group_of, rng.permutation(len(ids))[:n_val])
+        val, fit = rng.permutation(np.flatnonzero(held)), np.flatnonzero(~held)
     val = val[:MAX_VALIDATION]  # the checks' cost; the rest of the split still stays unseen
     labels = labels.astype(np.int32)
     check = EVALUATE_EVERY

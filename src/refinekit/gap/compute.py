@@ -264,14 +264,18 @@ def label_retention(
     seed: int,
     out: Computed,
     stage: StartStage = _NO_STAGES,
+    images: np.ndarray | None = None,
 ) -> retention.Scores:
     """Retention row: "refined" = fraction keeping its synthetic label, "synthetic" = ceiling.
 
     refined[i] must be the refinement of synthetic[i] (paired counts); labels (n,) ints.
+    images: the synthetic images (float [0, 1] NHWC); given (as gap-report does), the
+    classifiers also train on photometric variants of each (retention.py).
     """
-    advance = stage("label retention", retention.steps(len(labels)))
+    photometric = images is not None
+    advance = stage("label retention", retention.steps(len(labels), photometric))
     scores = retention.cross_fit(
-        synthetic.small, refined.small, labels, len(class_names), seed, advance
+        synthetic.small, refined.small, labels, len(class_names), seed, advance, images=images
     )
     result = retention.summarise(scores, labels, class_names, synthetic.counts)
     out.put(retention.KEY, "synthetic", result["ceiling"])

@@ -34,6 +34,7 @@ def label_retention(syn, ref_set, paired, prepared, seed, computed, stage):
         seed,
         computed,
         stage,
+        images=syn.images,  # photometric variants: a change of look is not a change of class
     )
     changed = computed.details[retention.KEY]["refined"]["changed"]
     for entry in changed:

@@ -8,6 +8,14 @@ the classifier trained on the other folds, so no image is scored by a classifier
 original's label. The same classifier's accuracy on the held-out synthetic images is the
 ceiling (what retention is for an identity refiner); `relative` = retention / ceiling.
 
+Photometric (what gap-report does): each fold's classifier also trains on VARIANTS photometric
+variants of each of its synthetic images (photometric.py: tone, gamma, blur, noise, bit depth,
+vignette or ramp; an image and its variants on one side of the early-stopping split), so a
+refined image that only looks different (another camera, another light) is read by its class,
+not taken for a class change. Without them the classifier, which sees the image's high-pass
+copy too, reads blur and grain as much as shape. The step budget is capped, so the variants
+cost little time.
+
 Bootstrap: refined images are paired with their synthetic originals, so one count vector
 resamples both; the classifiers stay fixed.
 """
@@ -19,13 +27,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import classifier, memo
+from . import classifier, memo, photometric
 from .bootstrap import Estimate
 
 KEY = "label_retention"
 FOLDS = 3
 KEPT = 0.95  # labels count as kept when relative retention's interval lies above this
 MEASURABLE = 0.8  # ... and retention is only judged when the ceiling reaches this
+VARIANTS = 6  # photometric variants per synthetic image (photometric=True)
 SHOWN = 8  # refined images that changed class, most confident first, for the HTML
 
 
@@ -44,12 +53,18 @@ def cross_fit(
     classes: int,
     seed: int,
     on_step: Callable[[], None] | None = None,
+    *,
+    images: np.ndarray | None = None,
 ) -> Scores:
-    """FOLDS-fold cross-fitted probabilities; synthetic/refined are classifier inputs (n, ...)."""
+    """FOLDS-fold cross-fitted probabilities; synthetic/refined are classifier inputs (n, ...).
+
+    images: the synthetic images themselves (float [0, 1] NHWC, synthetic = their classifier
+    inputs); given, the classifiers train on them and on VARIANTS photometric variants of each.
+    """
     n = len(labels)
     fold_of = np.random.default_rng([seed, 21]).permutation(n) % FOLDS
     probs_s, probs_r = np.empty((n, classes)), np.empty((n, classes))
-    models = _fold_models(synthetic, labels, classes, seed, fold_of, on_step)
+    models = _fold_models(synthetic, labels, classes, seed, fold_of, on_step, images)
     for fold, model in enumerate(models):
         test = fold_of == fold
         for source, out in ((synthetic, probs_s), (refined, probs_r)):
@@ -60,32 +75,74 @@ def cross_fit(
     return Scores(probs_s, probs_r)
 
 
-# The fold classifiers depend only on the synthetic images, labels and seed. Training scores the
-# same held-out synthetic images at every checkpoint, so the last few sets' models are kept
-# (without a progress callback only: a report's progress bar counts the steps it trains).
+# The fold classifiers depend only on the synthetic images, labels and seed (and, photometric,
+# the variants' definition). Training scores the same held-out synthetic images at every
+# checkpoint, so the last few sets' models are kept (without a progress callback only: a
+# report's progress bar counts the steps it trains).
 _FOLD_CACHE: dict[str, list[classifier.Trained]] = {}
 _FOLD_CACHE_SIZE = 2
 
 
-def _fold_models(synthetic, labels, classes, seed, fold_of, on_step) -> list[classifier.Trained]:
-    key = memo.digest(synthetic, labels, fold_of, salt=(classes, seed))
+def _fold_models(
+    synthetic, labels, classes, seed, fold_of, on_step, images=None
+) -> list[classifier.Trained]:
+    if images is None:
+        key = memo.digest(synthetic, labels, fold_of, salt=(classes, seed))
+    else:
+        images = np.asarray(images, np.float32)
+        salt = (classes, seed, "photometric", photometric.VERSION, VARIANTS)
+        key = memo.digest(synthetic, labels, fold_of, images, salt=salt)
     if on_step is None and key in _FOLD_CACHE:
         return _FOLD_CACHE[key]
-    models = [
-        classifier.train_early_stopping(
-            synthetic[fold_of != fold], labels[fold_of != fold], classes, seed, 100 + fold, on_step
-        )
-        for fold in range(FOLDS)
-    ]
+    if images is None:
+        models = [
+            classifier.train_early_stopping(
+                synthetic[fold_of != fold],
+                labels[fold_of != fold],
+                classes,
+                seed,
+                100 + fold,
+                on_step,
+            )
+            for fold in range(FOLDS)
+        ]
+    else:
+        # VARIANTS per image, drawn once for the whole set: an image's variants are the same in
+        # every fold that trains on it.
+        rng = np.random.default_rng([seed, 23])
+        variants = [
+            classifier.classifier_inputs(photometric.variants(images, rng)) for _ in range(VARIANTS)
+        ]
+        both = np.concatenate([synthetic, *variants])
+        both_labels = np.tile(labels, 1 + VARIANTS)
+        n = len(labels)
+        models = []
+        for fold in range(FOLDS):
+            own = np.flatnonzero(fold_of != fold)
+            train = (own[None, :] + n * np.arange(1 + VARIANTS)[:, None]).ravel()
+            # An image and its variants stay on one side of the early-stopping split.
+            models.append(
+                classifier.train_early_stopping(
+                    both[train],
+                    both_labels[train],
+                    classes,
+                    seed,
+                    100 + fold,
+                    on_step,
+                    train % n,
+                )
+            )
     if on_step is None:
         memo.remember(_FOLD_CACHE, key, models, _FOLD_CACHE_SIZE)
     return models
 
 
-def steps(n: int) -> int:
-    """Training steps of cross_fit for n synthetic images (progress totals)."""
+def steps(n: int, photometric: bool = False) -> int:
+    """Training steps of cross_fit for n synthetic images (progress totals); photometric: with
+    `images` (each image and its variant)."""
     per_fold = [int((np.arange(n) % FOLDS != f).sum()) for f in range(FOLDS)]
-    return sum(classifier.early_steps(m) for m in per_fold)
+    copies = 1 + VARIANTS if photometric else 1
+    return sum(classifier.early_steps(m * copies) for m in per_fold)
 
 
 def fractions(correct: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -54,11 +54,20 @@ def headline_distance(real: np.ndarray, images: np.ndarray, *, seed: int = 0) ->
 
 
 def label_retention(
-    synthetic: np.ndarray, labels: np.ndarray, refined: np.ndarray, *, seed: int = 0
+    synthetic: np.ndarray,
+    labels: np.ndarray,
+    refined: np.ndarray,
+    *,
+    seed: int = 0,
+    photometric: bool = False,
 ) -> float:
     """Fraction of refined images (refined[i] is the refinement of synthetic[i]) that a
     classifier trained on the synthetic images (held-out folds / cross-fitting, so no image is
-    scored by a classifier that saw it) assigns labels[i]. labels: int array (N,)."""
+    scored by a classifier that saw it) assigns labels[i]. labels: int array (N,).
+
+    photometric: the classifiers also train on photometric variants of each synthetic image
+    (gap/photometric.py), so a change of look (tone, blur, noise, bit depth, uneven light) is
+    not read as a change of class; what gap-report does. False: synthetic images only."""
     from .classifier import classifier_inputs
 
     labels = np.asarray(labels)
@@ -67,11 +76,13 @@ def label_retention(
     values, ids = np.unique(labels, return_inverse=True)
     if len(values) < 2:
         raise ValueError("label_retention needs at least two classes")
+    synthetic = np.asarray(synthetic, np.float32)
     scores = retention.cross_fit(
-        classifier_inputs(np.asarray(synthetic, np.float32)),
+        classifier_inputs(synthetic),
         classifier_inputs(np.asarray(refined, np.float32)),
         ids.astype(np.int64),
         len(values),
         seed,
+        images=synthetic if photometric else None,
     )
     return float(np.mean(scores.refined.argmax(axis=1) == ids))

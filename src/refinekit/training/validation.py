@@ -112,11 +112,26 @@ def remaining(total: int, held: np.ndarray) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def score(real: np.ndarray, synthetic: np.ndarray, refined: np.ndarray, labels, seed: int) -> dict:
-    """Scores of one checkpoint. Images float32 NHWC in [0, 1]; labels int (N,) or None."""
+def score(
+    real: np.ndarray,
+    synthetic: np.ndarray,
+    refined: np.ndarray,
+    labels,
+    seed: int,
+    photometric: bool = False,
+) -> dict:
+    """Scores of one checkpoint. Images float32 NHWC in [0, 1]; labels int (N,) or None.
+
+    photometric: label retention's classifiers also train on photometric variants of the
+    synthetic images (gap.scores.label_retention), for refiners that change the look only."""
     from ..gap.scores import headline_distance, label_retention
 
     out = {"distance": headline_distance(real, refined, seed=seed), "retention": None}
     if labels is not None and (labels >= 0).all() and len(np.unique(labels)) >= 2:
-        out["retention"] = label_retention(synthetic, labels, refined, seed=seed)
+        if photometric:
+            out["retention"] = label_retention(
+                synthetic, labels, refined, seed=seed, photometric=True
+            )
+        else:
+            out["retention"] = label_retention(synthetic, labels, refined, seed=seed)
     return out

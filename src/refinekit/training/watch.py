@@ -142,12 +142,17 @@ class RunWatcher:
             x = jnp.asarray(self.held.synthetic * 2.0 - 1.0)
             refined = (np.asarray(self.validate(state.ema, x)) + 1.0) / 2.0
             refined = np.clip(refined, 0.0, 1.0).astype(np.float32)
-            # A camera model cannot move pixels, so its labels are kept by construction; a
-            # classifier trained on clean renders would read its blur or noise as a class change.
-            labels = None if self.config.refiner == "acquisition" else self.held.labels
+            # The kinds other than the ResNet change the look (a camera model): their retention
+            # classifiers also train on photometric variants, so blur or noise is not read as a
+            # class change. The ResNet's scores stay those of synthetic-only classifiers.
             record.update(
                 validation.score(
-                    self.held.real, self.held.synthetic, refined, labels, self.config.seed
+                    self.held.real,
+                    self.held.synthetic,
+                    refined,
+                    self.held.labels,
+                    self.config.seed,
+                    photometric=self.config.refiner != "resnet",
                 )
             )
         camera = fitted_camera(state.ema)
