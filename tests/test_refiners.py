@@ -147,26 +147,52 @@ def test_kind_defaults_apply_under_given_settings(tmp_path):
     assert settings_for_run(base).steps == TrainConfig().steps
 
 
-@pytest.mark.parametrize("kind", ["acquisition", "acquisition+resnet"])
-def test_train_export_refine_with_a_camera(tmp_path, kind):
+def test_histogram_matching_gives_each_image_the_real_histogram():
+    from refinekit.refiners import histogram
+
+    rng = np.random.default_rng(0)
+    real = (rng.beta(5, 2, (40, 8, 8, 1)) * 255).astype(np.uint8)
+    table = histogram.fit(real)
+    np.testing.assert_allclose(
+        table[0], np.quantile(real / 255.0, (np.arange(256) + 0.5) / 256), atol=1e-6
+    )
+    module = histogram.HistogramMatch(1)
+    x = _shape()
+    module.quantiles[...] = jnp.asarray(table)
+    out = (np.asarray(module(x)) + 1) / 2
+    # Monotone within the image: the bright square stays brighter than the background.
+    src = (np.asarray(x) + 1) / 2
+    assert out[src > 0.5].min() >= out[src < 0.5].max()
+    # Its quantiles are the real set's.
+    levels = (np.arange(256) + 0.5) / 256
+    np.testing.assert_allclose(np.sort(out.ravel()), np.interp(levels, levels, table[0]), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["acquisition", "acquisition+resnet", "histogram"])
+def test_train_export_refine_with_each_kind(tmp_path, kind):
     from refinekit.cli import main
 
     syn = write_images(tmp_path / "syn", 12, (16, 16), 0, smooth=True)
     real = write_images(tmp_path / "real", 12, (16, 16), 1, smooth=False)
     run = tmp_path / "run"
     args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run), *TINY]
-    args += ["--refiner", kind, "--steps", "4", "--pretrain-disc-steps", "2"]
-    args += ["--pretrain-refiner-steps", "2", "--checkpoint-every", "3", "--val-fraction", "0.2"]
+    args += ["--refiner", kind, "--checkpoint-every", "3", "--val-fraction", "0.2"]
+    if kind != "histogram":  # training-free: its kind's defaults run no step
+        args += ["--steps", "4", "--pretrain-disc-steps", "2", "--pretrain-refiner-steps", "2"]
     assert main(args) == 0
     scores = [json.loads(line) for line in (run / "scores.jsonl").read_text().splitlines()]
-    assert all("blur_sigma_px" in record["camera"] for record in scores)
     best = json.loads((run / "best.json").read_text())
-    assert best["camera"] == next(r["camera"] for r in scores if r["step"] == best["step"])
+    if kind == "histogram":  # training-free: one checkpoint, at step 0
+        assert [r["step"] for r in scores] == [0] and best["step"] == 0
+    else:
+        assert all("blur_sigma_px" in record["camera"] for record in scores)
+        assert best["camera"] == next(r["camera"] for r in scores if r["step"] == best["step"])
     assert main(["export", str(run), str(tmp_path / "m.npz")]) == 0
     from refinekit.export_file import read_export
 
     _, _, header, _ = read_export(tmp_path / "m.npz")
-    assert header["camera"]["bits"] == pytest.approx(best["camera"]["bits"])
+    if kind != "histogram":
+        assert header["camera"]["bits"] == pytest.approx(best["camera"]["bits"])
     assert (
         main(["refine", str(syn), str(tmp_path / "out"), "--model", str(tmp_path / "m.npz")]) == 0
     )

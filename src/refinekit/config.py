@@ -92,9 +92,9 @@ GAN_LOSSES = ("bce", "lsgan", "hinge")
 ON_COLLAPSE = ("warn", "stop")
 REFINER_OUTPUTS = ("residual", "direct")
 # What kind of refiner is trained (docs/refiners.md): the SimGAN ResNet, a fitted camera model
-# (pixels never move, so labels stay valid by construction), or the camera model followed by the
-# ResNet for what a camera cannot explain.
-REFINERS = ("resnet", "acquisition", "acquisition+resnet")
+# (pixels never move, so labels stay valid by construction), the camera model followed by the
+# ResNet for what a camera cannot explain, or training-free histogram matching (a baseline).
+REFINERS = ("resnet", "acquisition", "acquisition+resnet", "histogram")
 # Settings a refiner kind changes from the defaults when they are not given: a camera model has
 # a few dozen parameters, starts as the identity and cannot move pixels, so it needs no refiner
 # pretraining, no self-regularisation and no label loss, and learns at a higher rate.
@@ -109,6 +109,14 @@ REFINER_DEFAULTS: dict[str, dict[str, Any]] = {
         "ema_decay": 0.99,
     },
     "acquisition+resnet": {},
+    # training-free: its quantile table is computed from the real images, no step is run
+    "histogram": {
+        "steps": 0,
+        "pretrain_refiner_steps": 0,
+        "pretrain_disc_steps": 0,
+        "lambda_reg": 0.0,
+        "lambda_label": 0.0,
+    },
 }
 CHOICES = {
     "refiner": REFINERS,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, labels, runtime
+from . import checkpoint, labels, refiners, runtime
 from .config import AUTO_ADA_BELOW, TrainConfig
 from .errors import ConfigError, DataError, NonFiniteError
 from .events import Finished, Note, OnEvent, Progress, Saved, Stage, Started, ignore
@@ -230,6 +230,8 @@ def _train(
     runtime.connect_processes(mesh)  # several hosts: connect before any process runs ahead
     fns = StepFunctions(config, (h, w, c), mesh)
     state = fns.init_state()
+    if resume_step is None:  # a training-free kind's parameters come from the data
+        state = refiners.fit_to_data(config, state, data.real)
     if resume_step is not None:
         state = checkpoint.restore(run, resume_step, state)
         state = jax.device_put(state, fns.replicated)
@@ -306,7 +308,7 @@ def _train(
                 "(try a lower --lr-refiner/--lr-disc)"
             )
         step = int(state.step)
-        scores = watcher.score(state, step, phase_of(config, step - 1))
+        scores = watcher.score(state, step, phase_of(config, step - 1) if step else "fitted")
         saved = config.to_dict()
         saved["extra"] = {**saved["extra"], "scores": scores}
         checkpoint.save(manager, step, state, saved)
@@ -336,8 +338,10 @@ def _train(
     sums_n = 0
     phase: str | None = None
     accumulate = jax.jit(lambda a, b: jax.tree.map(lambda x, y: x + y, a, b))
-    if step == 0 and config.total_steps > 0:
+    if step == 0:
         write_sample(state)
+    if config.total_steps == 0 and not checkpoint.steps(run):
+        save(state)  # a training-free kind: its one checkpoint, fitted to the data
     try:
         with StopOnSignals() as stop:
             while step < config.total_steps:

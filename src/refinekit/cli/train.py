@@ -20,6 +20,7 @@ class RefinerKind(StrEnum):
     resnet = "resnet"
     acquisition = "acquisition"
     acquisition_resnet = "acquisition+resnet"
+    histogram = "histogram"
 
 
 class Preset(StrEnum):
@@ -204,7 +205,8 @@ def train(
             "--refiner",
             NETWORKS,
             "What is trained: the SimGAN ResNet, a camera model fitted to the real set "
-            "(pixels never move), or the ResNet after the camera model (docs/refiners.md).",
+            "(pixels never move), the ResNet after the camera model, or training-free "
+            "histogram matching, a baseline (docs/refiners.md).",
         ),
     ] = None,
     preset: Annotated[

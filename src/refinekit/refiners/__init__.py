@@ -11,10 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from ..config import TrainConfig
 from .acquisition import Acquisition
+from .histogram import HistogramMatch
 
 if TYPE_CHECKING:
     from ..models import Refiner
@@ -50,6 +53,8 @@ def build_refiner(
     """The refiner `config.refiner` names, for `channels`-channel images."""
     if config.refiner == "acquisition":
         return Acquisition(channels)
+    if config.refiner == "histogram":
+        return HistogramMatch(channels)
     from ..models import Refiner  # models imports this module
 
     resnet = Refiner(
@@ -80,3 +85,21 @@ def camera_params(params: dict) -> dict | None:
         return params
     camera = params.get("camera")
     return camera if isinstance(camera, dict) and "bits_logit" in camera else None
+
+
+def fit_to_data(config: TrainConfig, state: Any, real: np.ndarray) -> Any:
+    """The train state with a training-free kind's parameters computed from the real training
+    images (uint8/uint16 NHWC); other kinds' state unchanged."""
+    if config.refiner != "histogram":
+        return state
+    from . import histogram
+
+    table = jnp.asarray(histogram.fit(real))
+
+    def put(params):
+        pure = nnx.to_pure_dict(params)
+        pure["quantiles"] = table
+        nnx.replace_by_pure_dict(params, pure)
+        return params
+
+    return state.replace(refiner=put(state.refiner), ema=put(state.ema))

@@ -68,7 +68,8 @@ def choose_best(records: list[dict], history: list[dict] | None = None) -> Choic
 
     history: every scores.jsonl line, for the pretraining reference of the warning when
     `records` holds only the checkpoints still on disk (default: `records`)."""
-    adversarial = [r for r in records if r.get("phase") == "adversarial"]
+    # "fitted": the one checkpoint of a training-free kind (refiners/histogram.py)
+    adversarial = [r for r in records if r.get("phase") in ("adversarial", "fitted")]
     healthy = [r for r in adversarial if r.get("healthy")]
     if not adversarial:
         return Choice(None, "no checkpoint of the adversarial phase yet")

@@ -131,7 +131,8 @@ class RunWatcher:
         record: dict[str, Any] = {
             "step": step,
             "phase": phase,
-            "healthy": self.monitor.healthy_at(step),
+            # a training-free kind's one checkpoint has no training to watch
+            "healthy": phase == "fitted" or self.monitor.healthy_at(step),
             "health": self._codes_at(step),
             "distance": None,
             "retention": None,
