@@ -78,6 +78,7 @@ def _tiny(syn, real, run, steps) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_train_sends_started_stages_progress_saved_then_finished(tmp_path):
     syn, real = _labelled(tmp_path)
     run = tmp_path / "run"
@@ -181,6 +182,7 @@ def test_refine_folder_sends_one_progress_per_file(tmp_path):
     assert [e.done for e in again if isinstance(e, Progress)] == [1]  # the broken file again
 
 
+@pytest.mark.slow
 def test_gap_report_stages_reach_their_totals(tmp_path):
     for name, smooth, seed, count in (("real", False, 1, 10), ("syn", True, 2, 6)):
         for i, cls in enumerate(("a", "b")):

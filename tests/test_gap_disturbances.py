@@ -44,6 +44,8 @@ from refinekit.gap import bootstrap, compute, features
 from refinekit.gap.metrics import SPECS
 from test_gap_images import DISTURBANCES, scenes
 
+pytestmark = pytest.mark.slow  # the disturbance ladder
+
 N = 200
 SIZE = 32
 REPLICATES = 100

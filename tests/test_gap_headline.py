@@ -91,6 +91,7 @@ def test_level_one_is_a_significant_rise(ladder, kind):
         ("rectangles", lambda x: black_rectangles(x, 0.5, 6)),
     ],
 )
+@pytest.mark.slow
 def test_domain_classifier_sees_heavy_disturbances_with_400_images_per_set(kind, disturb):
     reference, held = photo_patches(400, 32, 0, 1), photo_patches(400, 32, 1, 1)
     scores = classifier.domain_scores(

@@ -226,6 +226,7 @@ def test_file_order_and_batch_size_do_not_change_the_numbers(folders, cli_report
     )
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_bytes(folders, cli_report, tmp_path):
     from refinekit.gap import classifier
 
@@ -240,6 +241,7 @@ def test_the_same_seed_gives_the_same_bytes(folders, cli_report, tmp_path):
     assert (tmp_path / "a.json").read_bytes() == (cli_report[2] / "gap.json").read_bytes()
 
 
+@pytest.mark.slow
 def test_class_subfolders_add_train_on_x_test_on_real(tmp_path):
     def labelled(folder, make, seed):
         left = make(60, seed, gaze=(-0.2, -0.1))
@@ -297,6 +299,7 @@ def test_a_non_finite_metric_stops_the_report_with_its_name():
         summarise(computed)
 
 
+@pytest.mark.slow
 def test_run_refines_the_synthetic_set_on_the_fly(folders, tmp_path, capsys):
     """--run with a really trained tiny refiner: paired with the synthetic set, saved on request;
     --model with the same refiner exported gives the same numbers."""

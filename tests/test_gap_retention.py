@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from refinekit.cli import main
 from refinekit.gap.scores import label_retention
@@ -49,6 +50,7 @@ def test_retention_of_a_refined_set_with_a_known_fraction_of_swapped_classes():
         assert abs(value - (1 - fraction)) <= 0.05, (fraction, value)
 
 
+@pytest.mark.slow
 def test_gap_report_measures_retention_per_class_and_the_verdict_says_labels_changed(tmp_path):
     synthetic, labels = labelled(0)
     refined = damaged(synthetic, labels, 0.2, 7)
@@ -81,6 +83,7 @@ def test_gap_report_measures_retention_per_class_and_the_verdict_says_labels_cha
     assert "Confusion matrix" in html and "changed class most confidently" in html
 
 
+@pytest.mark.slow
 def test_checkpoint_scoring_reuses_the_fold_classifiers_and_gets_the_same_numbers(monkeypatch):
     """Training scores the same held-out synthetic images at every checkpoint: the fold
     classifiers are trained once, and a cached score equals a freshly trained one."""

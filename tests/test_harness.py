@@ -69,6 +69,7 @@ def test_retention_counts_held_out_predictions():
     assert scores["refined"] == pytest.approx(1 / 3, abs=0.05)
 
 
+@pytest.mark.slow
 def test_harness_end_to_end(tmp_path):
     argv = ["--cases", "acquisition", "--out", str(tmp_path / "out"), "--data", str(tmp_path / "data"),
             "--scale", "tiny", "--lock", "", "--commit", "worktree", "--extra-train-args", TINY_TRAIN]  # fmt: skip

@@ -79,6 +79,7 @@ def hostile_run(tmp_path_factory):
     return root, run
 
 
+@pytest.mark.slow
 def test_the_run_page_shows_hostile_run_and_folder_names_as_text(hostile_run):
     _, run = hostile_run
     html = (run / "index.html").read_text()
@@ -86,6 +87,7 @@ def test_the_run_page_shows_hostile_run_and_folder_names_as_text(hostile_run):
     assert_inert(html, (RUN_NAME,))
 
 
+@pytest.mark.slow
 def test_the_gap_report_shows_hostile_class_names_as_text(hostile_run):
     root, run = hostile_run
     out = root / "report.html"

@@ -14,6 +14,8 @@ from refinekit.cli import main
 from refinekit.steps import StepFunctions, make_mesh
 from refinekit.train import train
 
+pytestmark = pytest.mark.slow  # end-to-end training runs
+
 SHORT = ["--pretrain-refiner-steps", "6", "--pretrain-disc-steps", "4", "--classifier-steps", "8"]
 
 

@@ -41,6 +41,7 @@ def test_masked_kl_matches_numpy_and_is_zero_for_equal_logits():
     assert abs(float(same)) < 1e-6
 
 
+@pytest.mark.slow
 def test_prediction_target_costs_nothing_for_the_identity_but_class_target_does():
     """label_target prediction compares C(aug(R(x))) with C(aug(x)): an untrained C is unsure,
     so the class target penalises the identity while the prediction target does not."""
@@ -214,6 +215,7 @@ def test_history_buffer_keeps_each_image_with_its_label():
     assert [table[float(v)] for v in drawn.ravel()] == drawn_labels.tolist()
 
 
+@pytest.mark.slow
 def test_classifier_learns_separable_classes_compiles_once_and_stays_in_range():
     rng = np.random.default_rng(3)
     n = 48

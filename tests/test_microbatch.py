@@ -71,6 +71,7 @@ def test_dispatch_then_wait_is_a_call():
     assert model.dispatch(np.zeros((0, 16, 16, 1), np.float32))().shape == (0, 16, 16, 1)
 
 
+@pytest.mark.slow
 def test_training_with_micro_batched_forward_passes_matches_whole_batches(tmp_path, monkeypatch):
     """The discriminator's refined batch comes from micro-batches of 2 here; the model trained
     is the same as with whole batches (16x16 images are below the default's cut-off)."""

@@ -93,6 +93,7 @@ def test_saved_configs_without_the_setting_load_as_direct():
     assert kept.refiner_output == "residual"
 
 
+@pytest.mark.slow
 def test_residual_refiner_is_the_identity_under_the_training_xla_flags():
     # XLA_FLAGS must be set before JAX starts, so in a child process. jnp.arctanh (and the log1p
     # form, which XLA rewrites into it) was wrong (max error 1.47) under the YNNPACK eltwise

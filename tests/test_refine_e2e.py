@@ -54,6 +54,7 @@ def tree(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_export_then_refine_model_gives_the_same_bytes_as_refine_run(
     trained, tree, tmp_path, capsys
 ):
@@ -127,6 +128,7 @@ def test_no_valid_model_is_refused_before_anything_is_written(tree, tmp_path, ca
     assert not (tmp_path / "x.refiner").exists()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_bytes(trained, tmp_path, capsys):
     inp = write_images(tmp_path / "syn" / "many", 600, (16, 16, 3), 8, smooth=True)
     (inp / "labels.txt").write_text("all zeros\n")

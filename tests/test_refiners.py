@@ -169,6 +169,7 @@ def test_histogram_matching_gives_each_image_the_real_histogram():
 
 
 @pytest.mark.parametrize("kind", ["acquisition", "acquisition+resnet", "histogram"])
+@pytest.mark.slow
 def test_train_export_refine_with_each_kind(tmp_path, kind):
     from refinekit.cli import main
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from refinekit import checkpoint
 from test_reliability_inputs import _copy_run
 
@@ -24,6 +26,7 @@ _ATTEMPTS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_unchecked_damaged_checkpoint_is_one_line_pointing_to_earlier_ones(trained, tmp_path):
     run = _copy_run(trained, tmp_path / "run")
     steps = checkpoint.steps(run)

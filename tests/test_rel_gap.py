@@ -93,6 +93,7 @@ def test_gap_report_output_paths_are_checked_before_any_work(
     assert (tmp_path / "afile").read_text() == "x"
 
 
+@pytest.mark.slow
 def test_gap_report_json_on_a_full_disk_leaves_no_partial_file(sets, tmp_path, monkeypatch):
     """D11: --json on a full disk left a truncated JSON. RLIMIT_FSIZE makes writes past 4 KB
     fail with EFBIG, as on a full disk (the report is far larger than that)."""
@@ -109,6 +110,7 @@ def test_gap_report_json_on_a_full_disk_leaves_no_partial_file(sets, tmp_path, m
     assert list(target.parent.iterdir()) == []  # no temporary file either
 
 
+@pytest.mark.slow
 def test_gap_report_save_refined_writes_complete_pngs_atomically(sets, exported, tmp_path):
     real, syn = sets
     saved = tmp_path / "saved"

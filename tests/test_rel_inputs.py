@@ -106,6 +106,7 @@ def test_training_reading_skips_fifos_and_devices_and_never_hangs(tmp_path):
     assert "FIFO" in skipped["pipe.png"] and "character device" in skipped["zero.png"]
 
 
+@pytest.mark.slow
 def test_gap_report_skips_a_fifo_and_never_hangs(tmp_path):
     real = write_images(tmp_path / "real", 20, (16, 16, 3), 1, smooth=False)
     syn = write_images(tmp_path / "syn", 10, (16, 16, 3), 2, smooth=True)
@@ -301,6 +302,7 @@ def test_shards_share_out_but_not_with_an_unsharded_run(tmp_path, fake, capsys):
 # D9, and links to files outside IN
 
 
+@pytest.mark.slow
 def test_a_file_name_that_is_not_utf8_trains(tmp_path, capsys):
     syn = write_images(tmp_path / "syn", 4, (16, 16, 3), 0, smooth=True)
     real = write_images(tmp_path / "real", 4, (16, 16, 3), 1, smooth=False)

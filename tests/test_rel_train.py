@@ -66,6 +66,7 @@ def test_negative_seed_names_the_flag(gray16, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_run_folder_without_checkpoints_takes_the_corrected_settings(gray16, tmp_path, capsys):
     """A start that failed before its first checkpoint left config.json; the corrected rerun
     was then refused as "trained with other settings" although nothing was trained."""
@@ -146,6 +147,7 @@ def test_help_and_version_still_work(capsys):
     assert "--synthetic" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_one_by_one_training_images_ask_for_size_without_blaming_a_flag(tmp_path, capsys):
     syn = write_images(tmp_path / "syn", 4, (1, 1, 3), 0, smooth=False)
     real = write_images(tmp_path / "real", 4, (16, 16, 3), 1, smooth=False)
@@ -180,6 +182,7 @@ _HOLD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_second_trainer_on_one_run_folder_is_refused(gray16, tmp_path, capsys):
     syn, real = gray16
     run = tmp_path / "run"

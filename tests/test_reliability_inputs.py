@@ -251,6 +251,7 @@ def test_train_and_gap_reading_skip_each_bad_file_by_name(hostile, tmp_path):
         load_training_data(config.replace(strict=True))
 
 
+@pytest.mark.slow
 def test_train_runs_on_the_hostile_set_with_one_real_image(hostile, tmp_path, capsys):
     one_real = write_images(tmp_path / "real_one", 1, (16, 16, 3), 5, smooth=False)
     run = tmp_path / "run"
@@ -701,6 +702,7 @@ def test_full_disk_during_refine_stops_cleanly_and_resumes(tmp_path, monkeypatch
     assert _outputs(out) == reference
 
 
+@pytest.mark.slow
 def test_full_disk_during_training_keeps_the_last_checkpoint(gray16, tmp_path, capsys):
     syn, real = gray16
     args = [
@@ -734,6 +736,7 @@ def test_full_disk_during_training_keeps_the_last_checkpoint(gray16, tmp_path, c
 # Numbers
 
 
+@pytest.mark.slow
 def test_non_finite_training_stops_at_its_step_and_checkpoints_nothing_after_it(
     gray16, tmp_path, capsys
 ):

@@ -35,6 +35,8 @@ from refinekit.refine.manifest import MANIFEST_NAME
 from refinekit.runtime import user_environment
 from refinekit.steps import StepFunctions, make_mesh
 
+pytestmark = pytest.mark.slow  # kill-and-resume in subprocesses
+
 DEADLINE_S = 180  # generous: only a hung process reaches it; nothing is timed
 
 _CLI = textwrap.dedent(

@@ -348,6 +348,7 @@ def test_the_parameter_estimate_is_the_models_count_and_the_limit_is_shared(trai
     assert export_file.MAX_PARAMETERS == limits.MAX_PARAMETERS
 
 
+@pytest.mark.slow
 def test_train_out_through_a_missing_folder_and_dotdot_creates_nothing_in_synthetic(
     gray16, tmp_path, capsys
 ):

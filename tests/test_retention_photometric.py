@@ -8,6 +8,7 @@ that swaps every image for another class's keeps none; the identity scores the c
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from refinekit.gap import photometric, retention
 from refinekit.gap.scores import label_retention
@@ -46,6 +47,7 @@ def new_look(images: np.ndarray, seed: int) -> np.ndarray:
     return (np.round(np.clip(out, 0, 1) * 15) / 15).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_a_change_of_look_keeps_the_labels_and_a_change_of_class_does_not():
     synthetic, labels = shapes(0)
     looked = new_look(synthetic, 10)

@@ -14,6 +14,8 @@ from conftest import write_images
 from refinekit.cli import main
 from test_train import _final_state
 
+pytestmark = pytest.mark.slow  # multi-device and multi-process training runs
+
 ARGS = [
     "--preset",
     "tiny",

@@ -85,6 +85,7 @@ def test_import_changes_no_logging_of_the_host_program():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow
 def test_library_train_resumes_like_the_cli(gray16, tmp_path):
     """train() with a mapping takes unspecified settings from the run folder, as the CLI does:
     a run started with a non-default lambda resumes from Python with only its folders given."""

@@ -18,6 +18,8 @@ from refinekit import TrainConfig, checkpoint, train
 from refinekit.cli import main
 from refinekit.steps import StepFunctions, make_mesh
 
+pytestmark = pytest.mark.slow  # end-to-end training runs
+
 SHORT = ["--pretrain-refiner-steps", "6", "--pretrain-disc-steps", "4"]
 
 

@@ -231,6 +231,7 @@ def _train_args(syn, real, run, steps, *extra):
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_fake_scorer_picks_the_best_checkpoint_and_refine_uses_it(tmp_path, monkeypatch, capsys):
     import refinekit.gap.scores as scores
 
@@ -264,6 +265,7 @@ def test_fake_scorer_picks_the_best_checkpoint_and_refine_uses_it(tmp_path, monk
     assert "http" not in page.replace("http-equiv", "")
 
 
+@pytest.mark.slow
 def test_train_refine_and_the_page_say_when_the_best_checkpoint_lost_labels(
     tmp_path, monkeypatch, capsys
 ):
@@ -284,6 +286,7 @@ def test_train_refine_and_the_page_say_when_the_best_checkpoint_lost_labels(
     assert "labels at risk" in (run / "index.html").read_text()
 
 
+@pytest.mark.slow
 def test_forced_collapse_is_flagged_and_stop_stops_there(tmp_path, capsys):
     syn, real = _stress(tmp_path)
     absurd = ["--lr-refiner", "0.5", "--log-every", "2", "--checkpoint-every", "100"]
@@ -317,6 +320,7 @@ def test_forced_collapse_is_flagged_and_stop_stops_there(tmp_path, capsys):
     assert all(s < first for s in checkpoint.steps(stop))
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical_with_ema_validation_and_r1(tmp_path):
     syn, real = _stress(tmp_path)
     on = ["--r1-gamma", "1", "--r1-every", "2", "--ema-decay", "0.9"]
@@ -345,6 +349,7 @@ def test_step_strings_from_library_callers_mean_what_the_cli_means(trained):
         selection.resolve(trained, "newest")
 
 
+@pytest.mark.slow
 def test_defaults_stay_bounded_when_the_discriminator_wins_pretraining(tmp_path):
     """The stress case (clean thin glyphs vs thick, blurred, noisy ones) with every default of
     the algorithm, the default discriminator, and a narrower refiner (width 16, 2 blocks) so it
