@@ -71,6 +71,7 @@ def ladder() -> dict:
 
 
 @pytest.mark.parametrize("kind", list(LADDER))
+@pytest.mark.slow
 def test_the_headline_rises_with_every_level(ladder, kind):
     points = [ladder[("none", "0")][0]] + [ladder[(kind, str(lv))][0] for lv in (1, 2, 3)]
     assert all(b > a for a, b in zip(points, points[1:], strict=False)), (kind, points)
@@ -79,6 +80,7 @@ def test_the_headline_rises_with_every_level(ladder, kind):
 @pytest.mark.parametrize(
     "kind", ["gaussian_noise", "gaussian_blur", "black_rectangles", "salt_and_pepper"]
 )
+@pytest.mark.slow
 def test_level_one_is_a_significant_rise(ladder, kind):
     change = bootstrap.Estimate.from_replicates(ladder[(kind, "1")] - ladder[("none", "0")])
     assert change.low > 0, (kind, change)
@@ -125,6 +127,7 @@ def test_scores_headline_distance_is_near_zero_for_real_and_large_for_blur():
     assert headline_distance(real, other) == same  # seeded
 
 
+@pytest.mark.slow
 def test_domain_scores_of_the_same_sets_are_trained_once_per_process(monkeypatch):
     """A second report on the same sets recalls the held-out scores (training is deterministic
     for given inputs): equal numbers, nothing trained, the progress total still reached, and

@@ -185,6 +185,7 @@ def test_refined_equal_to_held_out_real_closes_the_whole_gap(cli_report):
     assert cli_report[0]["verdict"]["headline"].startswith("Refinement made the synthetic images")
 
 
+@pytest.mark.slow
 def test_refined_equal_to_synthetic_closes_nothing(folders, tmp_path):
     copy = shutil.copytree(folders["synthetic"], tmp_path / "copy")
     report = gap_report(folders["real"], folders["synthetic"], refined=copy, replicates=REPLICATES)
@@ -206,6 +207,7 @@ def _numbers(document: dict) -> list[float]:
     return out
 
 
+@pytest.mark.slow
 def test_file_order_and_batch_size_do_not_change_the_numbers(folders, cli_report, tmp_path):
     rng = np.random.default_rng(0)
 

@@ -239,6 +239,7 @@ def test_classifier_learns_separable_classes_compiles_once_and_stays_in_range():
     assert augmented.shape == images.shape and bool(jnp.isfinite(augmented).all())
 
 
+@pytest.mark.slow
 def test_label_loss_equals_cross_entropy_of_the_frozen_classifier():
     fns = label_classifier.ClassifierFunctions(1, 3, (16, 16), seed=0)
     x = jnp.asarray(np.random.default_rng(4).uniform(-1, 1, (4, 16, 16, 1)), jnp.float32)

@@ -24,6 +24,7 @@ def _shape(size=16):
     return jnp.asarray(img[None, :, :, None] * 2 - 1)
 
 
+@pytest.mark.slow
 def test_camera_starts_near_the_identity():
     camera = acq.Acquisition(1)
     x = _shape()
@@ -94,6 +95,7 @@ def test_a_strong_camera_keeps_the_shape_where_it_was():
     assert cols.min() >= 5 - margin and cols.max() <= 11 + margin
 
 
+@pytest.mark.slow
 def test_draws_depend_on_the_image_and_the_salt_only():
     x = jnp.concatenate([_shape(), _shape()[:, ::-1]])
     camera = _strong_camera()
@@ -104,6 +106,7 @@ def test_draws_depend_on_the_image_and_the_salt_only():
     assert not np.array_equal(np.asarray(camera(x)), a)
 
 
+@pytest.mark.slow
 def test_gradients_reach_every_grey_stage():
     camera = _strong_camera()
     graph, params = nnx.split(camera, nnx.Param)

@@ -184,6 +184,7 @@ def test_export_file_is_checked_before_any_work(trained, tmp_path, capsys, case)
     _no_temporaries(tmp_path)
 
 
+@pytest.mark.slow
 def test_export_on_a_full_disk_names_the_file_and_leaves_nothing(trained, tmp_path, monkeypatch):
     monkeypatch.setenv("REFINEKIT_COMPILE_CACHE", "off")
     out = tmp_path / "out"

@@ -124,6 +124,7 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
 
 
+@pytest.mark.slow
 def test_relative_report_paths_in_existing_folders_are_accepted(sets, tmp_path, monkeypatch):
     """`--json out/gap.json` relative to the working folder, as the walkthrough writes it."""
     real, syn = sets

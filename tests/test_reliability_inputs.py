@@ -383,6 +383,7 @@ def _train_args_for(run: Path, *extra: str, out: Path | None = None) -> list[str
     ]
 
 
+@pytest.mark.slow
 def test_checkpoint_from_another_configuration(trained, tmp_path, capsys):
     other = tmp_path / "other"  # the same data and shapes, another lambda; residual refiner:
     # on these noise images the direct one's colours can be flagged (no healthy checkpoint),
@@ -571,6 +572,7 @@ def locked(tmp_path):
         path.chmod(mode)
 
 
+@pytest.mark.slow
 def test_unreadable_files_and_folders(restricted, locked, tmp_path):
     inp = write_images(tmp_path / "syn", 4, (16, 16, 3), 0, smooth=True)
     (inp / "labels.txt").write_text("labels")
@@ -611,6 +613,7 @@ def test_unreadable_files_and_folders(restricted, locked, tmp_path):
     assert done.returncode == 2 and "cannot list this folder" in done.stdout
 
 
+@pytest.mark.slow
 def test_read_only_output_locations(restricted, locked, gray16, tmp_path):
     syn, real = gray16
     script = tmp_path / "fake.py"

@@ -47,6 +47,7 @@ def test_capacity_must_be_a_multiple_of_the_add_size():
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(1, 4), st.integers(1, 6), st.integers(1, 20), st.integers(0, 2**31 - 1))
+@pytest.mark.slow
 def test_buffer_properties(n, multiple, adds, seed):
     """Count never exceeds capacity; every add changes exactly n slots once full; samples are written values."""
     capacity = n * multiple

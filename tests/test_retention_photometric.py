@@ -64,6 +64,7 @@ def test_a_change_of_look_keeps_the_labels_and_a_change_of_class_does_not():
     assert label_retention(synthetic, labels, synthetic[swapped], seed=0, photometric=True) <= 0.2
 
 
+@pytest.mark.slow
 def test_the_identity_scores_the_ceiling_and_the_fold_classifiers_are_cached(monkeypatch):
     from refinekit.gap import classifier
 
