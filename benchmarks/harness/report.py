@@ -56,6 +56,8 @@ def markdown(results: dict) -> str:
             if v.get("refine_step") is not None:
                 label += f" step {v['refine_step']}"
             lines.append(_row(label, v, base, judges, f"{v['train_seconds'] / 60:.1f}", notes))
+            if v.get("with_augment"):
+                lines.append(_row(f"{label}, then `augment`", v["with_augment"], base, judges))
         for name in ("histogram", "fda", "camera_grid", "augment"):
             if name in base_sets:
                 lines.append(_row(f"training-free `{name}`", base_sets[name], base, judges))

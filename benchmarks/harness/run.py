@@ -287,15 +287,22 @@ def run_variant(out, args, case, case_data, classes, evals, spec) -> dict:
     trained = train_step(out, case_data, rundir, command, args.lock)
     refined = refine_step(out, case_data, rundir)
     scores = read_json(rundir / "scores.json")
-    if scores is None or scores.get("judges") != args.judges:
+    meta = read_json(case_data / "meta.json")
+    shape = (meta["size"], meta["size"], meta["channels"])
+    fresh = scores is None or scores.get("judges") != args.judges
+    if fresh or "with_augment" not in scores:
         log(out, f"score {case}/{name}")
-        meta = read_json(case_data / "meta.json")
-        shape = (meta["size"], meta["size"], meta["channels"])
         syn = data.load_labelled(case_data / "synthetic", classes)
         ref = data.load_labelled(rundir / "refined", classes, syn.names)
-        scores = score_set(ref.x, ref.y, syn, evals, args.judges, shape)
+        if fresh:
+            scores = score_set(ref.x, ref.y, syn, evals, args.judges, shape)
+        # Refinement and classical augmentation together: what a user training on the refined
+        # images with the usual augmentation gets (train-on-X only).
+        augmented, _ = baselines.make("augment", ref.x, ref.x, shape)
+        scores["with_augment"] = score_set(augmented, ref.y, None, evals, args.judges, shape)
         scores["judges"] = args.judges
         write_json(rundir / "scores.json", scores)
+    if fresh:
         data.preview(case_data, {"synthetic": case_data / "synthetic",
                                  "refined": rundir / "refined",
                                  "real": case_data / "real_labelled"}, rundir / "preview.png")  # fmt: skip
@@ -309,6 +316,7 @@ def run_variant(out, args, case, case_data, classes, evals, spec) -> dict:
         "commit": trained["commit"],
         "retention": scores["retention"],
         "accuracy": scores["accuracy"],
+        "with_augment": scores.get("with_augment"),
         "health": health(rundir / "run"),
     }
 

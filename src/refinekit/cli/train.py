@@ -204,9 +204,8 @@ def train(
         _option(
             "--refiner",
             NETWORKS,
-            "What is trained: the SimGAN ResNet, a camera model fitted to the real set "
-            "(pixels never move), the ResNet after the camera model, or training-free "
-            "histogram matching, a baseline (docs/refiners.md).",
+            "What is fitted: the SimGAN ResNet, a camera model (pixels never move), the "
+            "ResNet after it, or training-free histogram matching (docs/refiners.md).",
         ),
     ] = None,
     preset: Annotated[
