@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import data, judges, run  # noqa: E402
+from benchmarks.harness import baselines, data, judges, run  # noqa: E402
 from benchmarks.harness.cases import CASES  # noqa: E402
 
 TINY_TRAIN = (
@@ -58,6 +58,32 @@ def test_parse_variant():
         run.parse_variant("real=sideways", "all")
 
 
+def test_the_cnn_judge_learns_a_separable_task_and_reports_each_seed():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 40)
+    x = rng.uniform(0, 0.2, (80, 8, 8, 1))
+    x[y == 1, 2:6, 2:6] += 0.7  # class 1: a bright square
+    x = x.reshape(80, -1).astype(np.float32)
+    out = judges.train_on("cnn", x, y, {"test": (x, y)}, (8, 8, 1))
+    assert len(out["test_seeds"]) == len(judges.CNN_SEEDS)
+    assert out["test"] == pytest.approx(np.mean(out["test_seeds"])) and out["test"] >= 0.95
+
+
+def test_training_free_baselines_keep_shapes_and_use_the_real_histogram():
+    rng = np.random.default_rng(0)
+    syn = rng.uniform(0, 1, (30, 64)).astype(np.float32)
+    real = rng.beta(2, 5, (50, 64)).astype(np.float32)
+    for name in baselines.NAMES:
+        out, _ = baselines.make(name, syn, real, (8, 8, 1))
+        assert out.shape == syn.shape and 0 <= out.min() and out.max() <= 1, name
+    matched, _ = baselines.make("histogram", syn, real, (8, 8, 1))
+    # each image now has the real set's quantiles, in its own pixel order
+    assert np.allclose(
+        np.sort(matched[0]), np.quantile(real, (np.arange(64) + 0.5) / 64), atol=1e-6
+    )
+    assert (np.argsort(matched[0], kind="stable") == np.argsort(syn[0], kind="stable")).all()
+
+
 def test_retention_counts_held_out_predictions():
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 20)
@@ -72,11 +98,16 @@ def test_retention_counts_held_out_predictions():
 @pytest.mark.slow
 def test_harness_end_to_end(tmp_path):
     argv = ["--cases", "acquisition", "--out", str(tmp_path / "out"), "--data", str(tmp_path / "data"),
-            "--scale", "tiny", "--lock", "", "--commit", "worktree", "--extra-train-args", TINY_TRAIN]  # fmt: skip
+            "--scale", "tiny", "--lock", "", "--commit", "worktree", "--judges", "svm,mlp",
+            "--extra-train-args", TINY_TRAIN]  # fmt: skip
     assert run.main(argv) == 0
     results = json.loads((tmp_path / "out/results.json").read_text())
     case = results["cases"]["acquisition"]
-    assert set(case["baseline"]) == {"synthetic", "oracle", "real", "real50"}
+    assert set(case["baseline"]) == {"synthetic", "oracle", "real", "real50", *baselines.NAMES}
+    assert set(variant_scores := case["variants"]["default"]["with_augment"]["accuracy"]) == {
+        "svm",
+        "mlp",
+    }, variant_scores
     variant = case["variants"]["default"]
     for entry in [variant, *case["baseline"].values()]:
         for judge in ("svm", "mlp"):

@@ -176,7 +176,8 @@ def _final_state(run):
 
 
 def _logged_steps(cli: Cli) -> list[int]:
-    return [int(m.group(1)) for line in cli.lines if (m := re.match(r"step (\d+) ", line))]
+    # "step 12/36 adversarial: ..." (and "step 12 scores: ..." at checkpoints)
+    return [int(m.group(1)) for line in cli.lines if (m := re.match(r"step (\d+)[/ ]", line))]
 
 
 def _resumed_from(err: str) -> int | None:
