@@ -418,3 +418,37 @@ def test_one_class_subfolder_is_not_called_no_class_subfolders(tmp_path):
     config = TrainConfig(extra=labels.config_extra(found))
     reasons = " ".join(labels.plan(config).reasons)
     assert "has one class subfolder (cats)" in reasons and "no class subfolders" not in reasons
+
+
+class _Stop(Exception):
+    pass
+
+
+def _first_event(syn: Path, real: Path, run: Path, **settings):
+    """train()'s first event, stopping the run there (before any step is compiled or run)."""
+    from refinekit.train import train
+
+    seen = []
+
+    def stop(event):
+        seen.append(event)
+        raise _Stop
+
+    config = {"synthetic": str(syn), "real": str(real), "out": str(run), "preset": "tiny"}
+    with pytest.raises(_Stop):
+        train({**config, **settings}, stop)
+    return seen[0]
+
+
+def test_training_on_a_handful_of_real_images_warns_that_they_are_memorised(gray16, tmp_path):
+    from refinekit.events import Note
+
+    syn, _ = gray16
+    real = write_images(tmp_path / "one", 1, (16, 16), 1, smooth=False)
+    event = _first_event(syn, real, tmp_path / "run")  # before: no word about it
+    assert isinstance(event, Note) and event.level == "warning", event
+    assert "only 1 real image(s)" in event.text and "memorise" in event.text, event.text
+    assert "\n" not in event.text
+    # With enough real images the first event is no such warning (it is Started).
+    event = _first_event(syn, gray16[1], tmp_path / "run2")
+    assert not (isinstance(event, Note) and "memorise" in event.text), event

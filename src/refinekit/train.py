@@ -36,6 +36,8 @@ from .training.runfolder import write_json_atomic as _write_json_atomic
 
 MIN_TRAIN_SIDE = 4  # TrainConfig's minimum --size
 SAMPLE_COUNT = 8
+# Fewer real training images than this: train warns that the discriminator will memorise them.
+FEW_REAL = 10
 
 
 @dataclass
@@ -200,6 +202,17 @@ def _train(
     labels.check_conditional(config)
     data, held = watch.split_off(data, config, run, primary)  # validation images leave here
     config.extra["validation"] = {"real": len(held.real), "synthetic": len(held.synthetic)}
+    if len(data.real) < FEW_REAL and config.refiner != "histogram":  # histogram: no discriminator
+        emit(
+            Note(
+                "train",
+                "warning",
+                f"only {len(data.real)} real image(s) to train on (after the validation split): "
+                f"the discriminator will memorise them; use at least {FEW_REAL}, many more if "
+                "you can",
+                details={"real": len(data.real)},
+            )
+        )
     if resume_step is None:
         if primary:
             _write_json_atomic(run / "config.json", config.to_dict())
