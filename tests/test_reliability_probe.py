@@ -452,3 +452,31 @@ def test_training_on_a_handful_of_real_images_warns_that_they_are_memorised(gray
     # With enough real images the first event is no such warning (it is Started).
     event = _first_event(syn, gray16[1], tmp_path / "run2")
     assert not (isinstance(event, Note) and "memorise" in event.text), event
+
+
+def test_low_bit_depth_images_come_out_8_bit_and_the_summary_says_so(tmp_path, model, capsys):
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((16, 16)) > 0.5).astype(np.uint8) * 255).convert("1").save(
+        src / "one.png"
+    )
+    Image.fromarray((rng.integers(0, 16, (16, 16)) * 17).astype(np.uint8), "L").save(
+        src / "four.png", bits=4
+    )
+    assert (src / "four.png").read_bytes()[24] == 4  # the PNG header's bit depth
+    out = tmp_path / "out"
+    assert main(_refine(src, out, model, "--json")) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["refined"] == 2
+    notes = [n for n in summary["notes"] if "1-, 2- and 4-bit images" in n]
+    assert len(notes) == 1, summary["notes"]  # before: silent
+    for name in ("one.png", "four.png"):
+        assert (out / name).read_bytes()[24] == 8
+        with Image.open(out / name) as image:
+            assert image.mode == "L"
+    assert main(_refine(_syn(tmp_path / "s8", 2), tmp_path / "o8", model, "--json")) == 0
+    assert not any("4-bit" in n for n in json.loads(capsys.readouterr().out)["notes"])

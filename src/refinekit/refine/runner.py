@@ -177,6 +177,11 @@ class Runner:
                 "16-bit colour TIFF images were decoded as 8-bit (install tifffile, and "
                 "imagecodecs for LZW/PackBits, to keep 16 bits), so their outputs are 8-bit"
             )
+        if meta and (meta.bits in (1, 2, 4) or meta.mode == "1"):
+            self.notes.add(
+                "1-, 2- and 4-bit images were decoded to 8 bits (bilevel and gray: 8-bit gray; "
+                "palette: 8-bit RGB or RGBA), so their outputs are 8-bit"
+            )
 
     # -- workers: one task per chunk of files, so that thread hand-offs are per chunk --
 
