@@ -480,3 +480,25 @@ def test_low_bit_depth_images_come_out_8_bit_and_the_summary_says_so(tmp_path, m
             assert image.mode == "L"
     assert main(_refine(_syn(tmp_path / "s8", 2), tmp_path / "o8", model, "--json")) == 0
     assert not any("4-bit" in n for n in json.loads(capsys.readouterr().out)["notes"])
+
+
+def test_mixed_gray_and_colour_with_size_given_suggests_channels_not_size(gray16, tmp_path, capsys):
+    from refinekit.errors import DataError
+    from refinekit.io.sets import load_set
+
+    _, real = gray16
+    mixed = write_images(tmp_path / "mixed", 1, (16, 16), 0, smooth=True)
+    write_images(tmp_path / "rgb", 1, (16, 16, 3), 0, smooth=True)
+    shutil.move(tmp_path / "rgb" / "img_000.png", mixed / "rgb.png")
+    args = ["train", "--synthetic", str(mixed), "--real", str(real), "--out", str(tmp_path / "r")]
+    code = main([*args, "--size", "16", "16"])  # before: "... pass --size H W to resize them"
+    err = capsys.readouterr().err
+    _one_line_error(err, "different channel counts (16x16x1, 16x16x3)", "--channels 1 or")
+    assert "--size" not in err and code == 2
+    write_images(tmp_path / "big", 1, (20, 20, 3), 0, smooth=True)
+    shutil.move(tmp_path / "big" / "img_000.png", mixed / "big.png")
+    with pytest.raises(DataError) as caught:
+        load_set(mixed, flag="--real", channels=None, size=None)
+    message = str(caught.value)
+    assert "different sizes and channel counts" in message, message
+    assert "--size H W" in message and "--channels 1 or --channels 3" in message

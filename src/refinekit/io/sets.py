@@ -123,8 +123,15 @@ def load_set(
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         listed = ", ".join(f"{s[0]}x{s[1]}x{s[2]}" for s in sorted(shapes)[:4])
+        differ, hints = [], []
+        if len({s[:2] for s in shapes}) > 1:
+            differ.append("sizes")
+            hints.append("pass --size H W to resize them")
+        if len({s[2] for s in shapes}) > 1:
+            differ.append("channel counts")
+            hints.append("pass --channels 1 or --channels 3 to convert them")
         raise DataError(
-            f"{flag} {root}: images have different sizes or channel counts ({listed}); "
-            "pass --size H W to resize them (and --channels to convert)"
+            f"{flag} {root}: images have different {' and '.join(differ)} ({listed}); "
+            + "; ".join(hints)
         )
     return LoadedSet(np.stack(arrays), kept, skipped, depth, sizes, chans)
