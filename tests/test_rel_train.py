@@ -33,12 +33,12 @@ def _train(syn: Path, real: Path, out: Path, *extra: str) -> list[str]:
 @pytest.mark.parametrize(
     "settings, needle",
     [
-        ({"seed": 10**30}, "--seed: expected an integer in 0..4294967295"),
-        ({"batch_size": 2**40}, "--batch-size: expected an integer in 1..65536"),
-        ({"steps": 2**31}, "--steps"),
-        ({"width": 10**6}, "--width"),
-        ({"lr_refiner": float("inf")}, "--lr-refiner: expected a finite number"),
-        ({"size": [16, 10**7]}, "--size"),
+        ({"seed": 10**30}, "c.json: seed: expected an integer in 0..4294967295"),
+        ({"batch_size": 2**40}, "c.json: batch_size: expected an integer in 1..65536"),
+        ({"steps": 2**31}, "steps"),
+        ({"width": 10**6}, "c.json: width: expected"),
+        ({"lr_refiner": float("inf")}, "c.json: lr_refiner: expected a finite number"),
+        ({"size": [16, 10**7]}, "c.json: size: 10000000 pixels per side"),
         ({"disc_layers": [["conv", 3, 2, 10**7], ["conv", 1, 1, 2]]}, "disc_layers"),
     ],
 )

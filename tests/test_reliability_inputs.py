@@ -321,7 +321,7 @@ def test_leading_dash_paths_as_arguments(trained, tmp_path, capsys, monkeypatch)
         ("size_strings.json", '{"size": ["a", "b"]}', "size"),
         ("size_scalar.json", '{"size": 16}', "size = 16 has the wrong type"),
         ("null.json", '{"steps": null}', "steps must not be null"),
-        ("range.json", '{"channels": 2}', "--channels: expected 1 (gray) or 3 (RGB)"),
+        ("range.json", '{"channels": 2}', "range.json: channels: expected 1 (gray) or 3 (RGB)"),
         ("list.json", "[1, 2]", "expected a table/object"),
         ("broken.toml", "steps = = 3\n", "not valid TOML"),
         ("broken.json", '{"steps": 3', "not valid JSON"),

@@ -502,3 +502,27 @@ def test_mixed_gray_and_colour_with_size_given_suggests_channels_not_size(gray16
     message = str(caught.value)
     assert "different sizes and channel counts" in message, message
     assert "--size H W" in message and "--channels 1 or --channels 3" in message
+
+
+@pytest.mark.parametrize(
+    "text, flags, needle",
+    [
+        ("steps = -1\n", [], "--config {file}: steps: expected an integer in 0..2147483647"),
+        ('preset = "huge"\n', [], "--config {file}: preset 'huge': expected one of"),
+        ("channels = 2\n", [], "--config {file}: channels: expected 1 (gray) or 3 (RGB)"),
+        # a flag given on the command line is named as the flag, as without a config file
+        ("steps = 5\n", ["--steps", "-1"], "--steps: expected an integer in 0..2147483647"),
+        ("steps = -1\n", ["--steps", "5", "--seed", "-2"], "--seed: expected an integer in"),
+    ],
+)
+def test_a_bad_config_file_value_names_the_file_and_key_not_a_flag(
+    gray16, tmp_path, capsys, text, flags, needle
+):
+    syn, real = gray16
+    config = tmp_path / "run.toml"
+    config.write_text(text)
+    args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(tmp_path / "r")]
+    code = main([*args, "--config", str(config), *flags])  # before: "--steps: expected ..."
+    err = capsys.readouterr().err
+    _one_line_error(err, needle.format(file=config))
+    assert code == 2 and not (tmp_path / "r").exists()

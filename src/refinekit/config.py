@@ -269,7 +269,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_limits(self)
         if self.preset not in PRESETS:
-            raise ConfigError(f"--preset {self.preset!r}: expected one of {', '.join(PRESETS)}")
+            raise ConfigError(
+                f"--preset {self.preset!r}: expected one of {', '.join(PRESETS)}", setting="preset"
+            )
         for name in ("steps", "pretrain_refiner_steps", "pretrain_disc_steps"):
             _check(name, getattr(self, name) >= 0, "a count >= 0")
         for name in (
@@ -427,7 +429,7 @@ def incompatible_fields(saved: TrainConfig, new: TrainConfig) -> list[str]:
 
 def _check(name: str, ok: bool, expected: str) -> None:
     if not ok:
-        raise ConfigError(f"--{name.replace('_', '-')}: expected {expected}")
+        raise ConfigError(f"--{name.replace('_', '-')}: expected {expected}", setting=name)
 
 
 _TYPES: dict[str, type | tuple[type, ...]] = {

@@ -22,7 +22,15 @@ class DataError(UsageError):
 
 
 class ConfigError(UsageError):
-    """A setting is invalid, or incompatible with an existing run."""
+    """A setting is invalid, or incompatible with an existing run.
+
+    `setting`: the one setting (a TrainConfig field name) the message is about, when it is
+    about one; its message then starts `--flag-name: `, so the CLI can name a config file's
+    key instead when the value came from there."""
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class CheckpointError(RefinekitError):

@@ -159,7 +159,9 @@ def check_limits(config: Any) -> None:
     if config.size is not None and isinstance(config.size, list | tuple):
         for side in config.size:
             if isinstance(side, int) and not isinstance(side, bool) and side > MAX_SIDE:
-                raise ConfigError(f"--size: {side} pixels per side, more than {MAX_SIDE}")
+                raise ConfigError(
+                    f"--size: {side} pixels per side, more than {MAX_SIDE}", setting="size"
+                )
     from .config import PRESETS  # (loaded: a TrainConfig is being made)
 
     if isinstance(config.preset, str) and config.preset in PRESETS:  # else refused by name later
@@ -188,7 +190,7 @@ def check_layers(parsed: list[tuple]) -> None:
 
 def check(name: str, ok: bool, expected: str) -> None:
     if not ok:
-        raise ConfigError(f"--{name.replace('_', '-')}: expected {expected}")
+        raise ConfigError(f"--{name.replace('_', '-')}: expected {expected}", setting=name)
 
 
 def parse_layers(layers: Any) -> tuple[tuple, ...]:

@@ -428,6 +428,7 @@ def train(
     from ..config import load_config_file
 
     values = load_config_file(config_file) if config_file else {}
+    from_file = {name for name in values if flags.get(name) is None}  # not overridden by a flag
     for name, value in flags.items():
         if value is not None:
             values[name] = (
@@ -439,7 +440,9 @@ def train(
             )
     from ..training.runfolder import settings_for_run
 
-    config = settings_for_run(values, source=str(config_file) if config_file else "flags")
+    config = settings_for_run(
+        values, source=str(config_file) if config_file else "flags", from_file=from_file
+    )
 
     from ..runtime import setup
     from ..train import train as run_training

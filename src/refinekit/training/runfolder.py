@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +81,15 @@ def resume_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
     return {**saved, **{k.replace("-", "_"): v for k, v in values.items()}}
 
 
-def settings_for_run(values: Mapping[str, Any], source: str = "settings") -> TrainConfig:
+def settings_for_run(
+    values: Mapping[str, Any], source: str = "settings", from_file: Collection[str] = ()
+) -> TrainConfig:
     """The TrainConfig for explicitly given settings (flag names with - or _): on an existing
     run folder the rest come from its config.json, otherwise from the defaults. The CLI and the
-    library's train() both resolve settings here, so a resume works alike from both."""
+    library's train() both resolve settings here, so a resume works alike from both.
+
+    `from_file`: the settings whose values came from the config file `source` (not a flag); a
+    bad one is named as the file's key (`--config run.toml: steps: expected ...`)."""
     for required in ("synthetic", "real", "out"):
         if not values.get(required):
             raise UsageError(f"--{required}: required (a folder path)")
@@ -92,7 +97,14 @@ def settings_for_run(values: Mapping[str, Any], source: str = "settings") -> Tra
     kind = settings.get("refiner", TrainConfig.refiner)
     # The refiner kind's own defaults (config.REFINER_DEFAULTS) sit under what was given.
     kind_defaults = REFINER_DEFAULTS.get(kind, {}) if isinstance(kind, str) else {}
-    return TrainConfig.from_dict({**kind_defaults, **settings}, source=source)
+    try:
+        return TrainConfig.from_dict({**kind_defaults, **settings}, source=source)
+    except ConfigError as exc:
+        flag = f"--{exc.setting.replace('_', '-')}" if exc.setting else None
+        if flag is None or exc.setting not in from_file or not str(exc).startswith(flag):
+            raise
+        rest = str(exc)[len(flag) :]  # ": expected ...", or " 'huge': expected ..."
+        raise ConfigError(f"--config {source}: {exc.setting}{rest}", exc.setting) from None
 
 
 def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
