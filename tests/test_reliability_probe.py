@@ -526,3 +526,13 @@ def test_a_bad_config_file_value_names_the_file_and_key_not_a_flag(
     err = capsys.readouterr().err
     _one_line_error(err, needle.format(file=config))
     assert code == 2 and not (tmp_path / "r").exists()
+
+
+def test_gap_report_without_json_does_not_point_to_a_json_report(gray16, capsys):
+    syn, real = gray16
+    (real / "bad.png").write_text("not an image")
+    args = ["gap-report", "--real", str(real), "--synthetic", str(syn), "--bootstrap", "20"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "1 undecodable file(s) skipped, e.g. " in err and "bad.png" in err, err
+    assert "JSON report" not in err and "--json FILE lists them all" in err, err

@@ -205,13 +205,18 @@ def gap_report(
         console.print(report_table(report.document))
     else:
         stdout_write(_plain_table(report.document))
-    skipped = sum(
-        len(s["skipped"])
+    skipped = [
+        str(name)
         for s in report.document["sets"].values()
         if isinstance(s, dict) and "skipped" in s
-    )
+        for name in s["skipped"]
+    ]
     if skipped:
-        log(f"[yellow]note:[/] {skipped} undecodable file(s) skipped (listed in the JSON report)")
+        where = "listed in the JSON report" if json_path else "--json FILE lists them all"
+        log(
+            f"[yellow]note:[/] {len(skipped)} undecodable file(s) skipped, e.g. "
+            f"{escape(skipped[0])} ({where})"
+        )
     for path, what in ((json_path, "JSON"), (html_path, "HTML")):
         if path is not None:
             log(f"{what} report: {escape(str(path))}")
