@@ -536,3 +536,48 @@ def test_gap_report_without_json_does_not_point_to_a_json_report(gray16, capsys)
     err = capsys.readouterr().err
     assert "1 undecodable file(s) skipped, e.g. " in err and "bad.png" in err, err
     assert "JSON report" not in err and "--json FILE lists them all" in err, err
+
+
+def _zero_png(width: int, height: int) -> bytes:
+    """An all-black 8-bit gray PNG (a few kB per ten million pixels)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(bytes(width + 1) * height, 6)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+def test_pillows_decompression_bomb_warning_never_reaches_the_user(tmp_path):
+    """Images over Pillow's warning threshold (89 M pixels) but within refinekit's own limit are
+    read without Pillow's raw warning, also on a thread pool (before: one thread leaving its
+    catch_warnings block restored the filters while another was opening a large image)."""
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    from refinekit.io.decode import read_image
+    from refinekit.io.meta import probe_source
+    from refinekit.io.sets import probe_sizes
+    from refinekit.io.source import MAX_PIXELS
+
+    assert Image.MAX_IMAGE_PIXELS < 10000 * 9000 <= MAX_PIXELS
+    big = tmp_path / "big.png"
+    big.write_bytes(_zero_png(10000, 9000))
+    small = _zero_png(16, 16)
+    jobs = [(big, big.read_bytes()) if i % 2 else (tmp_path / "s.png", small) for i in range(2000)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert read_image(big)[0].shape == (9000, 10000, 1)
+        assert probe_sizes([big]) == {big: (9000, 10000)}
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda job: probe_source(*job), jobs))
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]

@@ -23,7 +23,14 @@ from ..regular import IMAGE_BYTES_CAP, NotRegularFile, read_regular
 from .formats import BY_NAME
 from .meta import SourceMeta, meta_of, probe_source
 from .png16 import png_header, read_png16
-from .source import MAX_PIXELS, apng_frames, check_frames, check_pixels, readable
+from .source import (
+    MAX_PIXELS,
+    apng_frames,
+    check_frames,
+    check_pixels,
+    quiet_pillow,
+    readable,
+)
 from .tiff import read_tiff
 
 _TIFF_SUFFIXES = BY_NAME["TIFF"].suffixes
@@ -115,6 +122,7 @@ def _read_input(path: Path) -> bytes:
 
 def _read_with_pillow(path: Path, data: bytes | None, iio, Image) -> tuple[np.ndarray, str]:
     source = path if data is None else data
+    quiet_pillow()  # thread-safe; the block below alone was not (see quiet_pillow)
     with warnings.catch_warnings():
         # Pillow warns on large images; we apply our own limit instead.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -206,6 +214,7 @@ def read_source(path: Path, data: bytes) -> tuple[np.ndarray, SourceMeta]:
     from PIL import Image
 
     path = Path(path)
+    quiet_pillow()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS applies

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .png16 import png_header
-from .source import readable
+from .source import quiet_pillow, readable
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ def probe_source(path: Path, data: bytes | None = None) -> SourceMeta:
     from PIL import Image
 
     path = Path(path)
+    quiet_pillow()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

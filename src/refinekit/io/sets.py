@@ -21,7 +21,7 @@ from .decode import ImageInfo, read_image
 from .files import list_images
 from .pixels import colour_channels, convert_channels, to_unit_float
 from .resize import random_crop, resize
-from .source import MAX_PIXELS
+from .source import MAX_PIXELS, quiet_pillow
 
 
 @dataclass
@@ -58,6 +58,7 @@ def probe_sizes(paths: Sequence[Path]) -> dict[Path, tuple[int, int]]:
     FIFOs and devices, opened without blocking and never read: see regular.py)."""
     from PIL import Image
 
+    quiet_pillow()
     sizes = {}
     for path in paths:
         try:

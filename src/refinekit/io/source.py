@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 from ..errors import ImageReadError
@@ -10,6 +11,21 @@ from ..errors import ImageReadError
 # Refuse images whose header declares more pixels than this before decoding them
 # (a decompression bomb is a tiny file that claims gigapixels).
 MAX_PIXELS = 1 << 27  # 134 M pixels, e.g. 11585 x 11585
+
+
+def quiet_pillow() -> None:
+    """Silence Pillow's DecompressionBombWarning, process-wide: refinekit applies its own
+    limit (MAX_PIXELS, above Pillow's warning threshold of about 89 M pixels) and names the
+    file itself. A `warnings.catch_warnings()` around each open is not enough: its filters
+    are global, so on a decoding thread pool one thread leaving its block restores filters
+    without the `ignore` while another thread is opening a large image, and Pillow's raw
+    warning reached stderr. Cheap when the filter is already first; call it before opening
+    an image with Pillow (a caller may have reset the filters since the last call)."""
+    from PIL import Image
+
+    entry = ("ignore", None, Image.DecompressionBombWarning, None, 0)
+    if not warnings.filters or warnings.filters[0] != entry:  # first, so no filter overrides it
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def check_pixels(path: Path, width: int, height: int) -> None:
