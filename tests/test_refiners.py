@@ -196,6 +196,7 @@ def test_train_export_refine_with_each_kind(tmp_path, kind):
     else:
         assert all("blur_sigma_px" in record["camera"] for record in scores)
         assert best["camera"] == next(r["camera"] for r in scores if r["step"] == best["step"])
+        assert "fitted camera: blur sigma" in (run / "index.html").read_text()
     assert main(["export", str(run), str(tmp_path / "m.npz")]) == 0
     from refinekit.export_file import read_export
 

@@ -226,6 +226,16 @@ def render(run: Path, scores: list[dict], sample: Path | None) -> str:
         )
         if best.warning:
             best_text += f'<br><b class="warn">warning:</b> {attr(best.warning)}'
+        camera = next(
+            (r["camera"] for r in scores if r.get("step") == best.step and "camera" in r), None
+        )
+        if isinstance(camera, dict):  # what a camera-model refiner learned (docs/refiners.md)
+            from ..refiners.acquisition import summary_line
+
+            try:
+                best_text += f"<br>fitted camera: {attr(summary_line(camera))}"
+            except (KeyError, TypeError, ValueError):
+                pass  # a damaged record: the page still renders
     else:
         best_text = f"no best checkpoint yet: {attr(best.reason)}"
     image = ""
