@@ -21,8 +21,8 @@ import jax
 import numpy as np
 
 from refinekit.config import TrainConfig
-from refinekit.steps import DeviceData, StepFunctions, make_mesh
-from refinekit.train import load_training_data
+from refinekit.training.loop import load_training_data
+from refinekit.training.steps import DeviceData, StepFunctions, make_mesh
 
 VARIANTS: dict[str, dict] = {
     "base": {},

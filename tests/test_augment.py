@@ -1,4 +1,4 @@
-"""Tests for refinekit.augment: differentiable DiffAugment/ADA transforms and ADA's p controller.
+"""Tests for refinekit.training.augment: differentiable DiffAugment/ADA transforms and ADA's p controller.
 
 Images are tiny (16x16); numbers are checked against NumPy or hand-computed values.
 """
@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refinekit.ada import AdaState, ada_adjust, ada_init, ada_observe
-from refinekit.augment import (
+from refinekit.errors import ConfigError, UsageError
+from refinekit.training.ada import AdaState, ada_adjust, ada_init, ada_observe
+from refinekit.training.augment import (
     DEFAULT_POLICY,
     TRANSFORMS,
     _brightness,
@@ -27,7 +28,6 @@ from refinekit.augment import (
     augment,
     parse_policy,
 )
-from refinekit.errors import ConfigError, UsageError
 
 H = W = 16
 ALL_RGB = tuple(TRANSFORMS)

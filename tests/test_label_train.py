@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import TINY, write_images
-from refinekit import TrainConfig, checkpoint
+from refinekit import TrainConfig
 from refinekit.cli import main
-from refinekit.steps import StepFunctions, make_mesh
-from refinekit.train import train
+from refinekit.training import checkpoint
+from refinekit.training.loop import train
+from refinekit.training.steps import StepFunctions, make_mesh
 
 pytestmark = pytest.mark.slow  # end-to-end training runs
 

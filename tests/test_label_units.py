@@ -6,10 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from refinekit import content, label_classifier, label_terms, labels, losses, replay
 from refinekit.config import TrainConfig
 from refinekit.errors import ConfigError
-from refinekit.models import PatchDiscriminator
+from refinekit.nn.models import PatchDiscriminator
+from refinekit.training import content, labels, losses, replay
+from refinekit.training.labels import classifier as label_classifier
+from refinekit.training.labels import terms as label_terms
 
 
 def _np_log_softmax(x):

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from refinekit import losses
+from refinekit.training import losses
 
 
 def _np_ce(logits, label):

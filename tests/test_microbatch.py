@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from refinekit import microbatch
 from refinekit.config import TrainConfig
-from refinekit.inference import Refiner
-from refinekit.models import build_models
+from refinekit.inference.refiner import Refiner
+from refinekit.nn import microbatch
+from refinekit.nn.models import build_models
 
 
 @pytest.mark.parametrize("total, size", [(8, 4), (10, 4), (3, 4), (7, 1), (6, 0)])
@@ -77,7 +77,7 @@ def test_training_with_micro_batched_forward_passes_matches_whole_batches(tmp_pa
     is the same as with whole batches (16x16 images are below the default's cut-off)."""
     from conftest import write_images
     from refinekit.cli import main
-    from refinekit.steps import StepFunctions
+    from refinekit.training.steps import StepFunctions
     from test_sharding import ARGS
     from test_train import _final_state
 

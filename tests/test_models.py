@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from refinekit.config import TrainConfig
-from refinekit.models import build_models, disc_flops, patch_geometry, refiner_flops
+from refinekit.nn.models import build_models, disc_flops, patch_geometry, refiner_flops
 
 
 @pytest.mark.parametrize("preset", ["local", "gaze", "hand", "tiny"])
@@ -55,7 +55,7 @@ def test_default_discriminator_is_local_by_hand():
 def test_sample_grid_layout_and_signed_difference():
     import numpy as np
 
-    from refinekit.samples import sample_grid
+    from refinekit.training.samples import sample_grid
 
     syn = np.zeros((3, 8, 8, 1), np.float32)
     refined = syn.copy()
@@ -110,7 +110,7 @@ def test_residual_refiner_is_the_identity_under_the_training_xla_flags():
 import jax, jax.numpy as jnp, numpy as np
 from flax import nnx
 from refinekit.config import TrainConfig
-from refinekit.models import build_models
+from refinekit.nn.models import build_models
 x = np.random.default_rng(0).uniform(-0.9, 0.9, (32, 16, 16, 1)).astype(np.float32)
 refiner, _ = build_models(TrainConfig(refiner_output="residual"), 1, seed=0)
 graph, params = nnx.split(refiner, nnx.Param)

@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from conftest import TINY, write_images
 from refinekit.config import REFINER_DEFAULTS, TrainConfig
-from refinekit.models import build_models
+from refinekit.nn.models import build_models
 from refinekit.refiners import acquisition as acq
 from refinekit.refiners import anchored, camera_params
 
@@ -198,7 +198,7 @@ def test_train_export_refine_with_each_kind(tmp_path, kind):
         assert best["camera"] == next(r["camera"] for r in scores if r["step"] == best["step"])
         assert "fitted camera: blur sigma" in (run / "index.html").read_text()
     assert main(["export", str(run), str(tmp_path / "m.npz")]) == 0
-    from refinekit.export_file import read_export
+    from refinekit.inference.export_file import read_export
 
     _, _, header, _ = read_export(tmp_path / "m.npz")
     if kind != "histogram":

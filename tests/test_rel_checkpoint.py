@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from refinekit import checkpoint
+from refinekit.training import checkpoint
 from test_reliability_inputs import _copy_run
 
 # Several attempts in one process: the tracebacks came from threads and garbage collection,

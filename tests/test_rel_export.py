@@ -92,12 +92,12 @@ def test_hostile_export_width_is_refused_before_any_allocation(
     header["config"]["width"] = width
     bad = _rewrite(exported, tmp_path / "wide.npz", header=header)
     assert bad.stat().st_size < 20_000
-    import refinekit.models
+    import refinekit.nn.models
 
     def no_model(*args, **kwargs):
         raise AssertionError("a model was built for a hostile export")
 
-    monkeypatch.setattr(refinekit.models, "build_models", no_model)
+    monkeypatch.setattr(refinekit.nn.models, "build_models", no_model)
     started = time.monotonic()
     code, err = _refine_with(bad, tmp_path, capsys)
     assert time.monotonic() - started < 10

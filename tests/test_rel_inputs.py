@@ -235,7 +235,7 @@ def test_decode_errors_name_the_file_not_an_in_memory_buffer(tmp_path, fake, cap
 _HOLD = textwrap.dedent(
     """
     import sys, time
-    from refinekit.lock import FolderLock
+    from refinekit.io.lock import FolderLock
     shard = tuple(map(int, sys.argv[2].split("/"))) if len(sys.argv) > 2 else None
     with FolderLock(sys.argv[1], "OUT", shard, "refinekit-manifest.lock"):
         print("locked", flush=True)
@@ -344,7 +344,7 @@ def test_links_to_files_outside_in_are_followed_and_said(tmp_path, fake, capsys)
 
 
 def test_a_file_over_the_size_cap_is_refused_before_reading(tmp_path, monkeypatch):
-    from refinekit import regular
+    from refinekit.io import regular
     from refinekit.io.sets import load_set
 
     source = write_images(tmp_path / "in", 2, (16, 16, 3), 0, smooth=True)

@@ -174,7 +174,7 @@ def test_train_out_a_file_is_a_usage_error_not_a_resume_hint(gray16, tmp_path, c
 _HOLD = textwrap.dedent(
     """
     import sys, time
-    from refinekit.lock import FolderLock
+    from refinekit.io.lock import FolderLock
     with FolderLock(sys.argv[1], "--out"):
         print("locked", flush=True)
         time.sleep(60)

@@ -28,14 +28,15 @@ import pytest
 from PIL import Image
 
 from conftest import TINY, write_images
-from refinekit import TrainConfig, checkpoint
+from refinekit import TrainConfig
 from refinekit.cli import main
 from refinekit.io.decode import read_image
 from refinekit.io.png16 import png_header
 from refinekit.io.sets import load_set
 from refinekit.refine.manifest import MANIFEST_NAME, read_records
-from refinekit.steps import StepFunctions, make_mesh
-from refinekit.train import load_training_data
+from refinekit.training import checkpoint
+from refinekit.training.loop import load_training_data
+from refinekit.training.steps import StepFunctions, make_mesh
 
 RNG = np.random.default_rng(7)
 
@@ -502,7 +503,7 @@ _LOAD_SCRIPT = textwrap.dedent(
     import sys
     from refinekit import TrainConfig
     from refinekit.errors import RefinekitError
-    from refinekit.train import load_training_data
+    from refinekit.training.loop import load_training_data
 
     config = TrainConfig(synthetic=sys.argv[1], real=sys.argv[2], out="unused", preset="tiny", batch_size=4)
     try:

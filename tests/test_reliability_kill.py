@@ -27,13 +27,14 @@ import pytest
 from PIL import Image
 
 from conftest import TINY
-from refinekit import TrainConfig, checkpoint
+from refinekit import TrainConfig
 from refinekit.cli import main
 from refinekit.io.atomic import temp_target
 from refinekit.io.files import is_image_path
 from refinekit.refine.manifest import MANIFEST_NAME
 from refinekit.runtime import user_environment
-from refinekit.steps import StepFunctions, make_mesh
+from refinekit.training import checkpoint
+from refinekit.training.steps import StepFunctions, make_mesh
 
 pytestmark = pytest.mark.slow  # kill-and-resume in subprocesses
 

@@ -336,8 +336,9 @@ def test_absurd_settings_together_are_refused_before_any_work(
 def test_the_parameter_estimate_is_the_models_count_and_the_limit_is_shared(trained, model):
     import numpy as np
 
-    from refinekit import export_file, limits
+    from refinekit import limits
     from refinekit.config import TrainConfig
+    from refinekit.inference import export_file
 
     saved = TrainConfig.from_dict(json.loads((trained / "config.json").read_text()), saved=True)
     with np.load(model) as npz:
@@ -386,7 +387,7 @@ def test_a_bmp_bomb_names_one_limit(tmp_path):
 def test_an_export_whose_config_is_a_string_says_so_in_words(model, tmp_path, capsys):
     import numpy as np
 
-    from refinekit.export_file import HEADER
+    from refinekit.inference.export_file import HEADER
 
     with np.load(model) as npz:
         items = {k: npz[k] for k in npz.files}
@@ -408,8 +409,8 @@ def test_inputs_named_like_temporary_files_are_left_out_and_said(syn, tmp_path, 
 
 
 def test_one_class_subfolder_is_not_called_no_class_subfolders(tmp_path):
-    from refinekit import labels
     from refinekit.config import TrainConfig
+    from refinekit.training import labels
 
     syn = tmp_path / "syn" / "cats"
     syn.mkdir(parents=True)
@@ -426,7 +427,7 @@ class _Stop(Exception):
 
 def _first_event(syn: Path, real: Path, run: Path, **settings):
     """train()'s first event, stopping the run there (before any step is compiled or run)."""
-    from refinekit.train import train
+    from refinekit.training.loop import train
 
     seen = []
 

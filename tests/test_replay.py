@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refinekit import replay
+from refinekit.training import replay
 
 
 def _images(n, value):

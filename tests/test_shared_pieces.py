@@ -55,11 +55,11 @@ def test_package_versions_name_every_package():
 
 def test_public_api_is_reexported_from_the_package():
     import refinekit
-    import refinekit.train  # noqa: F401  (the submodule must not hide the function)
+    import refinekit.training.loop  # noqa: F401
     from refinekit.gap.run import gap_report
-    from refinekit.inference import load_refiner
+    from refinekit.inference.refiner import load_refiner
     from refinekit.refine import refine_folder
-    from refinekit.train import train
+    from refinekit.training.loop import train
 
     assert refinekit.train is train
     assert refinekit.load_refiner is load_refiner
@@ -77,7 +77,7 @@ def test_import_changes_no_logging_of_the_host_program():
     code = (
         "import logging, sys; hook = sys.unraisablehook; "
         "logging.getLogger('absl').setLevel(logging.DEBUG); "
-        "import refinekit, refinekit.checkpoint, refinekit.train; "
+        "import refinekit, refinekit.training.checkpoint, refinekit.training.loop; "
         "assert logging.getLogger('absl').level == logging.DEBUG; "
         "assert not logging.getLogger('asyncio').filters; "
         "assert sys.unraisablehook is hook"

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from conftest import TINY
-from refinekit import TrainConfig, checkpoint
+from refinekit import TrainConfig
 from refinekit.cli import main
-from refinekit.samples import sample_indices
-from refinekit.steps import StepFunctions, make_mesh
-from refinekit.training import health, selection, validation
+from refinekit.training import checkpoint, health, selection, validation
+from refinekit.training.samples import sample_indices
+from refinekit.training.steps import StepFunctions, make_mesh
 from stress_case import write_case
 
 FAST = ["--pretrain-refiner-steps", "10", "--pretrain-disc-steps", "10"]

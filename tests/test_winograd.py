@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from refinekit import winograd
 from refinekit.config import TrainConfig
-from refinekit.inference import Refiner
-from refinekit.models import build_models
+from refinekit.inference.refiner import Refiner
+from refinekit.nn import winograd
+from refinekit.nn.models import build_models
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 

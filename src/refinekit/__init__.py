@@ -17,11 +17,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Imported now, not on first use: importing the submodule refinekit.train later would rebind
-# the package attribute `train` to the module and hide the function.
+# Imported now: `train` is the one entry point every user calls.
 from . import events
 from .config import TrainConfig
-from .train import TrainResult, train
+from .training.loop import TrainResult, train
 
 __version__ = "0.1.0"
 
@@ -57,7 +56,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .errors import RefinekitError
     from .gap.run import GapReport, gap_report
-    from .inference import Refiner, export_refiner, load_refiner
+    from .inference.refiner import Refiner, export_refiner, load_refiner
     from .refine import RefineSummary, refine_folder
 
 

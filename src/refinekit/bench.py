@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import TrainConfig
 from .errors import UsageError
-from .models import disc_flops, refiner_flops
+from .nn.models import disc_flops, refiner_flops
 
 
 def train_step_flops(config: TrainConfig, channels: int, size: tuple[int, int]) -> float:
@@ -82,8 +82,8 @@ def bench_train(config: TrainConfig, repeats: int = 10, warmup: int = 2) -> Benc
     _check_repeats(repeats)
     import jax
 
-    from . import microbatch
-    from .steps import DeviceData, StepFunctions, make_mesh
+    from .nn import microbatch
+    from .training.steps import DeviceData, StepFunctions, make_mesh
 
     size, channels = _image_shape(config)
     fns = StepFunctions(config, (*size, channels), make_mesh())
@@ -143,9 +143,9 @@ def bench_refine(
     import jax
     from flax import nnx
 
-    from . import microbatch
-    from .inference import Refiner
-    from .models import build_models
+    from .inference.refiner import Refiner
+    from .nn import microbatch
+    from .nn.models import build_models
 
     size, channels = _image_shape(config)
     refiner, _ = build_models(config, channels, config.seed)

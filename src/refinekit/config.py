@@ -391,7 +391,7 @@ class TrainConfig:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """The keys of a JSON or TOML config file (same names as TrainConfig fields / flags)."""
-    from .regular import NotRegularFile, read_text
+    from .io.regular import NotRegularFile, read_text
 
     path = Path(path)
     try:

@@ -78,8 +78,8 @@ def check_run(run: Path, flag: str, step: str | None = None) -> None:
     scanned or JAX imported: it is a folder, it holds checkpoints, and `--step N` is one of
     them. Each failure is a UsageError (exit 2) naming the flag; the full checks (complete,
     readable checkpoints) come when the refiner is loaded."""
-    from ..checkpoint import checkpoint_dir
     from ..errors import UsageError
+    from ..training.checkpoint import checkpoint_dir
     from ..training.selection import parse_step
 
     requested = parse_step(step)

@@ -39,7 +39,7 @@ def export(
     ] = None,
 ) -> None:
     """Export a trained refiner to one small file, to share it or refine without the run folder."""
-    from ..inference import export_refiner
+    from ..inference.refiner import export_refiner
     from ..runtime import setup
     from ..training.selection import parse_step, resolve
 

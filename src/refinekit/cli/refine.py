@@ -45,7 +45,7 @@ class _Loader:
         batch_size: int,
         micro_batch: int | None,
     ):
-        from ..inference import load_refiner
+        from ..inference.refiner import load_refiner
         from ..runtime import setup
         from ..training.selection import parse_step
 

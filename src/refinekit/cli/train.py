@@ -1,4 +1,4 @@
-"""`refinekit train`: parse flags, build a TrainConfig, call refinekit.train.train, show progress."""
+"""`refinekit train`: parse flags, build a TrainConfig, call refinekit.train, show progress."""
 
 from __future__ import annotations
 
@@ -445,7 +445,7 @@ def train(
     )
 
     from ..runtime import setup
-    from ..train import train as run_training
+    from ..training.loop import train as run_training
 
     setup(distributed=True, kind="train")
     view = ProgressView()

@@ -49,7 +49,7 @@ def check_arguments(
 
 def check_outputs(real, synthetic, refined, run, model, json_path, html_path, save_refined):
     """Before any work: every output is writable and none lands on an input (guard.py)."""
-    from .. import guard
+    from ..io import guard
 
     read = [
         ("--real", real),

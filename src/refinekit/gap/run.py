@@ -112,7 +112,7 @@ def gap_report(
         )
         sets.paired = True
         if save_refined is not None:
-            from ..guard import creatable  # created as checked: resolved when it holds ".."
+            from ..io.guard import creatable  # created as checked: resolved when it holds ".."
 
             _save(sets.refined, creatable(Path(save_refined)))
     syn, real_set, ref_set = sets.synthetic, sets.real, sets.refined
@@ -272,7 +272,7 @@ def _refine_on_the_fly(syn, run, step, model, batch_size, channels, stage):
 
     Returns the refined set (paired with the synthetic one) and what the JSON says about it.
     """
-    from ..inference import load_refiner
+    from ..inference.refiner import load_refiner
     from ..io.pixels import convert_channels
 
     refiner = load_refiner(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..regular import open_regular
+from .regular import open_regular
 
 # A temporary output: ".<name>.refinekit-tmp-<pid>" in the destination's folder. Hidden, and
 # with a suffix no image reader or label loader takes for one of its files.

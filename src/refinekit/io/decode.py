@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageReadError
-from ..regular import IMAGE_BYTES_CAP, NotRegularFile, read_regular
 from .formats import BY_NAME
 from .meta import SourceMeta, meta_of, probe_source
 from .png16 import png_header, read_png16
+from .regular import IMAGE_BYTES_CAP, NotRegularFile, read_regular
 from .source import (
     MAX_PIXELS,
     apng_frames,

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ..errors import DataError
-from ..regular import IMAGE_BYTES_CAP, open_regular, read_regular
 from .atomic import CHUNK
 from .formats import IMAGE_EXTENSIONS
+from .regular import IMAGE_BYTES_CAP, open_regular, read_regular
 
 
 def is_image_path(path: Path) -> bool:

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, ImageReadError
-from ..regular import open_regular
 from .decode import ImageInfo, read_image
 from .files import list_images
 from .pixels import colour_channels, convert_channels, to_unit_float
+from .regular import open_regular
 from .resize import random_crop, resize
 from .source import MAX_PIXELS, quiet_pillow
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..errors import RefinekitError
 from ..io.atomic import sync_file
-from ..regular import open_own
+from ..io.regular import open_own
 
 MANIFEST_NAME = "refinekit-manifest.jsonl"
 ACTIONS = ("refined", "copied", "failed")

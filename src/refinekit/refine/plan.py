@@ -6,12 +6,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import guard
 from ..errors import DataError, UsageError
+from ..io import guard
 from ..io.atomic import TEMP_MARK, temp_target
 from ..io.files import is_image_path, scan_folder
 from ..io.formats import IMAGE_EXTENSIONS
-from ..lock import is_lock_name
+from ..io.lock import is_lock_name
 from .manifest import is_journal_name, is_manifest_name, manifest_name
 from .shard import shard_of
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..events import Finished, OnEvent
-from ..lock import OUT_LOCK_NAME, FolderLock
+from ..io.lock import OUT_LOCK_NAME, FolderLock
 from .manifest import ManifestWriter
 from .pipeline import chunks, default_workers, file_pool, prefetch
 from .plan import RefinePlan, plan_notes, plan_refine

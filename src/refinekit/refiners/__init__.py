@@ -20,7 +20,7 @@ from .acquisition import Acquisition
 from .histogram import HistogramMatch
 
 if TYPE_CHECKING:
-    from ..models import Refiner
+    from ..nn.models import Refiner
 
 
 class CameraThenResNet(nnx.Module):
@@ -55,7 +55,7 @@ def build_refiner(
         return Acquisition(channels)
     if config.refiner == "histogram":
         return HistogramMatch(channels)
-    from ..models import Refiner  # models imports this module
+    from ..nn.models import Refiner  # models imports this module
 
     resnet = Refiner(
         channels,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from .. import losses
+from . import losses
 
 GAN_LOSSES = ("bce", "lsgan", "hinge")
 

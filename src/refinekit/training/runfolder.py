@@ -1,6 +1,6 @@
 """The run folder's bookkeeping: config checks on resume, temporaries, metrics trimming, signals.
 
-Moved out of train.py (which re-exports the names it always had) to keep it short.
+Kept out of loop.py to keep the loop short.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import checkpoint, guard
 from ..config import LEGACY, REFINER_DEFAULTS, TrainConfig, incompatible_fields
 from ..errors import CheckpointError, ConfigError, RefinekitError, UsageError
+from ..io import guard
 from ..io.atomic import atomic_write, temp_target
+from ..io.regular import check_own, read_own_json, read_own_text
 from ..limits import check_resources
-from ..regular import check_own, read_own_json, read_own_text
+from . import checkpoint
 
 METRICS_BYTES_CAP = 1 << 30  # metrics.jsonl: about 2 million log lines
 
@@ -149,7 +150,7 @@ def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
 def _check_run_folder(config: TrainConfig) -> None:
     """Before anything is read or written: --out is (or can be) a folder, and it is neither
     an input folder, inside one, nor holding one (guard.py)."""
-    from .. import guard
+    from ..io import guard
 
     run = Path(config.out)
     # A read-only run folder is reported by its first write (exit 1, "make it writable").
@@ -159,7 +160,7 @@ def _check_run_folder(config: TrainConfig) -> None:
 
 
 def _has_files(run: Path) -> bool:
-    from ..lock import is_lock_name
+    from ..io.lock import is_lock_name
 
     return any(not is_lock_name(p.name) for p in run.iterdir())
 

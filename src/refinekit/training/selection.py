@@ -23,10 +23,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import checkpoint
 from ..errors import CheckpointError, DataError, RefinekitError, UsageError
 from ..io.atomic import atomic_write
-from ..regular import check_own, read_own_json, read_own_jsonl
+from ..io.regular import check_own, read_own_json, read_own_jsonl
+from . import checkpoint
 
 SCORES_FILE = "scores.jsonl"
 BEST_FILE = "best.json"

@@ -1,4 +1,4 @@
-"""What train.py does around the steps: the validation split, the health monitor
+"""What the training loop (loop.py) does around the steps: the validation split, the health monitor
 at every log, scores at every checkpoint (scores.jsonl, best.json), --keep pruning that spares
 the best checkpoint, and RUN/index.html (docs/training.md).
 """
@@ -171,7 +171,7 @@ class RunWatcher:
             return
         self._write_scores()
         best = selection.write_best(self.run, self.records)
-        from .. import checkpoint
+        from . import checkpoint
 
         checkpoint.prune(manager, self.config.keep, protect={best.step})
         details = {**record, "best": best.step, "best_reason": best.reason}

@@ -12,13 +12,12 @@ from typing import Any, cast
 
 import numpy as np
 
-from . import checkpoint
-from .config import TrainConfig
-from .errors import CheckpointError, RefinekitError, UsageError
+from ..config import TrainConfig
+from ..errors import CheckpointError, RefinekitError, UsageError
+from ..io.pixels import pad_to_batch
+from ..io.regular import read_own_json
+from ..training import checkpoint, selection
 from .export_file import EXPORT_FORMAT, flatten
-from .io.pixels import pad_to_batch
-from .regular import read_own_json
-from .training import selection
 
 
 class Refiner:
@@ -41,9 +40,9 @@ class Refiner:
         from flax import nnx
         from jax.sharding import NamedSharding, PartitionSpec
 
-        from . import microbatch
-        from .models import build_models
-        from .steps import make_mesh
+        from ..nn import microbatch
+        from ..nn.models import build_models
+        from ..training.steps import make_mesh
 
         self.config = config
         # Both are set in a trained run's config (train.load_training_data); read_export
@@ -80,7 +79,7 @@ class Refiner:
 
     def micro_batch_for(self, height: int, width: int) -> int:
         """Images per micro-batch for images of this size (0: whole batches)."""
-        from . import microbatch
+        from ..nn import microbatch
 
         return microbatch.resolve(self.micro_batch, height, width)
 
@@ -134,7 +133,7 @@ class Refiner:
 
 
 def _refiner_params_from_run(run: Path, step: int) -> tuple[TrainConfig, Any]:
-    from .steps import StepFunctions, make_mesh
+    from ..training.steps import StepFunctions, make_mesh
 
     try:
         config = TrainConfig.from_dict(
@@ -205,8 +204,8 @@ def export_refiner(run: Path, file: Path, step: int | str | None = None) -> Path
     """
     from flax import nnx
 
+    from ..io.atomic import atomic_write
     from .export_file import encode_export
-    from .io.atomic import atomic_write
 
     run, file = Path(run), Path(file)
     if not run.is_dir():
@@ -222,7 +221,7 @@ def export_refiner(run: Path, file: Path, step: int | str | None = None) -> Path
         "config": config.to_dict(),
         "source": {"run": str(run.absolute()), "step": chosen},
     }
-    from .training.watch import fitted_camera
+    from ..training.watch import fitted_camera
 
     camera = fitted_camera(params)
     if camera is not None:  # the fitted camera in numbers, for whoever receives the file
@@ -238,11 +237,11 @@ def export_refiner(run: Path, file: Path, step: int | str | None = None) -> Path
 
 
 def _check_export_target(run: Path, file: Path) -> None:
-    from . import guard
+    from ..io import guard
 
     guard.check_output_file("FILE", file, create_parents=True)
     inputs: list[tuple[str, Path | None]] = [("RUN", run)]
-    from .training.runfolder import check_state_files
+    from ..training.runfolder import check_state_files
 
     check_state_files(run)  # a link or FIFO among the run's own files: an error naming it
     try:  # the data the run was trained on is an input too
@@ -259,8 +258,8 @@ def _load_export(
 ) -> Refiner:
     from flax import nnx
 
+    from ..nn.models import build_models
     from .export_file import read_export
-    from .models import build_models
 
     if not file.exists():
         raise UsageError(f"--model {file}: no such file")

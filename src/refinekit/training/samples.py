@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .io.pixels import model_to_uint8
+from ..io.pixels import model_to_uint8
 
 MAX_DIFF_GAIN = 8.0  # small changes are amplified up to this factor so they stay visible
 

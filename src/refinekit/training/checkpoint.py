@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError, UsageError
+from ..errors import CheckpointError, UsageError
 
 
 class _AbandonedOrbaxWrites(logging.Filter):
@@ -204,8 +204,8 @@ def _shut_down(manager) -> None:
 
 
 def _write_digests(folder: Path) -> None:
-    from .io.atomic import atomic_write
-    from .io.files import file_sha256
+    from ..io.atomic import atomic_write
+    from ..io.files import file_sha256
 
     files = {
         p.relative_to(folder).as_posix(): file_sha256(p)
@@ -221,7 +221,7 @@ def verify(run: Path, step: int) -> None:
     Raises CheckpointError naming the first missing or changed file; does nothing for a
     checkpoint saved without checksums.
     """
-    from .io.files import file_sha256
+    from ..io.files import file_sha256
 
     folder = checkpoint_dir(run) / str(step)
     digest_file = folder / DIGEST_NAME

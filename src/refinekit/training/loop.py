@@ -17,22 +17,23 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, labels, refiners, runtime
-from .config import AUTO_ADA_BELOW, TrainConfig
-from .errors import ConfigError, DataError, NonFiniteError
-from .events import Finished, Note, OnEvent, Progress, Saved, Stage, Started, ignore
-from .io import files, pixels, sets
-from .io.atomic import atomic_write
-from .io.encode import encode_image
-from .stop import StopOnSignals
-from .training.phases import next_multiple as _next_multiple
-from .training.phases import phase_end, phase_of
-from .training.runfolder import file_error as _file_error
-from .training.runfolder import remove_temporaries as _remove_temporaries
-from .training.runfolder import resolve_run_config
-from .training.runfolder import trim_metrics as _trim_metrics
-from .training.runfolder import versions as _versions
-from .training.runfolder import write_json_atomic as _write_json_atomic
+from .. import refiners, runtime
+from ..config import AUTO_ADA_BELOW, TrainConfig
+from ..errors import ConfigError, DataError, NonFiniteError
+from ..events import Finished, Note, OnEvent, Progress, Saved, Stage, Started, ignore
+from ..io import files, pixels, sets
+from ..io.atomic import atomic_write
+from ..io.encode import encode_image
+from ..stop import StopOnSignals
+from . import checkpoint, labels
+from .phases import next_multiple as _next_multiple
+from .phases import phase_end, phase_of
+from .runfolder import file_error as _file_error
+from .runfolder import remove_temporaries as _remove_temporaries
+from .runfolder import resolve_run_config
+from .runfolder import trim_metrics as _trim_metrics
+from .runfolder import versions as _versions
+from .runfolder import write_json_atomic as _write_json_atomic
 
 MIN_TRAIN_SIDE = 4  # TrainConfig's minimum --size
 SAMPLE_COUNT = 8
@@ -78,7 +79,7 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
                 f"--size H W (each >= {MIN_TRAIN_SIDE}) to resize them"
             )
     if size is not None:  # before a pixel is decoded (limits.py; --size was checked earlier)
-        from .limits import check_resources
+        from ..limits import check_resources
 
         check_resources(config, size)
     channels = config.channels
@@ -151,7 +152,7 @@ def train(config: TrainConfig | Mapping[str, Any], on_event: OnEvent | None = No
     permissions); the last complete checkpoint is kept in every case.
     """
     if not isinstance(config, TrainConfig):
-        from .training.runfolder import settings_for_run
+        from .runfolder import settings_for_run
 
         config = settings_for_run(config, source="train()")
     try:
@@ -166,11 +167,11 @@ def _train(
 ) -> TrainResult:
     import jax
 
-    from . import label_terms
-    from .models import patch_geometry
+    from ..nn.models import patch_geometry
+    from . import health, watch
+    from .labels import terms as label_terms
     from .samples import sample_grid, sample_indices
     from .steps import DeviceData, StepFunctions, make_mesh, pad_to_bucket
-    from .training import health, watch
 
     emit = on_event or ignore
     if not config.out:
@@ -187,7 +188,7 @@ def _train(
         raise ConfigError(f"--out {run}: cannot create the run folder ({exc.strerror})") from exc
     primary = jax.process_index() == 0  # with several hosts, one writes the run folder files
     if primary:
-        from .lock import FolderLock
+        from ..io.lock import FolderLock
 
         resources.enter_context(FolderLock(run, "--out"))  # one writer; its temporaries are safe
         _remove_temporaries(run)
@@ -338,7 +339,7 @@ def _train(
             emit(Saved("train", "sample", int(state.step), path))
         runtime.sync_processes("sample")  # the others wait (not in a collective) while it draws
 
-    from .regular import open_own  # never through a link, never a FIFO
+    from ..io.regular import open_own  # never through a link, never a FIFO
 
     metrics_file = (
         os.fdopen(open_own(run / "metrics.jsonl", append=True), "a")

@@ -20,16 +20,17 @@ import optax
 from flax import nnx, struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import losses, microbatch, refiners, replay
+from .. import refiners
+from ..config import TrainConfig
+from ..io.pixels import to_model_range
+from ..nn import microbatch
+from ..nn.models import build_models
+from . import adversarial as gan
+from . import ema, health, losses, replay
 from .ada import AdaState, ada_adjust, ada_init, ada_observe
 from .augment import augment, parse_policy
-from .config import TrainConfig
-from .io.pixels import to_model_range
-from .label_terms import LabelTerms
-from .models import build_models
-from .training import adversarial as gan
-from .training import ema, health
-from .training.optim import camera_learning_rate, make_optimizer, refiner_learning_rate
+from .labels.terms import LabelTerms
+from .optim import camera_learning_rate, make_optimizer, refiner_learning_rate
 
 
 @struct.dataclass
@@ -86,7 +87,7 @@ def pad_to_bucket(data: DeviceData) -> DeviceData:
 class DeviceData:
     synthetic: jax.Array  # (N, H, W, C) uint8 or uint16
     real: jax.Array  # (M, H, W, C) uint8 or uint16
-    # int32 (N,) class index, -1 without classes (numpy until train.py's jax.device_put)
+    # int32 (N,) class index, -1 without classes (numpy until loop.py's jax.device_put)
     synthetic_labels: jax.Array | np.ndarray | None = None
     real_labels: jax.Array | np.ndarray | None = None  # int32 (M,)
     # How many leading images are real data when the arrays are padded (pad_to_bucket); None:

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .config import DiscLayers, TrainConfig
+from ..config import DiscLayers, TrainConfig
 from .winograd import conv_general_dilated as winograd_conv
 
 
@@ -173,7 +173,7 @@ def build_models(
     """The refiner (refiners.build_refiner: the kind `config.refiner` names) and the discriminator, initialised from `seed`. `winograd`: the refiner's 3x3
     convolutions go through `winograd.conv_general_dilated` (same parameters; forward passes only).
     `classes` > 0: a projection discriminator over that many classes."""
-    from .refiners import build_refiner
+    from ..refiners import build_refiner
 
     dtype = jnp.bfloat16 if config.precision == "bf16" else None
     rngs = nnx.Rngs(seed)

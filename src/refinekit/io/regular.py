@@ -19,7 +19,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import DataError, ImageReadError
+from ..errors import DataError, ImageReadError
 
 # Whole-file reads into memory: images (the largest image refinekit decodes, 2^27 pixels of
 # 16-bit RGBA, is 1 GiB uncompressed), config and JSON files, exported refiners.

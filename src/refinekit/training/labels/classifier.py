@@ -27,8 +27,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from . import losses
-from .io.pixels import pad_to_batch, to_model_range
+from ...io.pixels import pad_to_batch, to_model_range
+from .. import losses
 
 BATCH = 64
 LEARNING_RATE = 2e-3

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from . import limits
-from .config import TrainConfig
-from .errors import CheckpointError, ConfigError, RefinekitError
-from .regular import EXPORT_BYTES_CAP, NotRegularFile, json_kind, read_regular
+from .. import limits
+from ..config import TrainConfig
+from ..errors import CheckpointError, ConfigError, RefinekitError
+from ..io.regular import EXPORT_BYTES_CAP, NotRegularFile, json_kind, read_regular
 
 EXPORT_FORMAT = "refinekit-refiner-v1"
 HEADER = "__header__"
@@ -50,7 +50,7 @@ def expected_shapes(config: TrainConfig) -> dict[str, tuple[int, ...]]:
     """
     from flax import nnx
 
-    from .models import Refiner
+    from ..nn.models import Refiner
 
     width, blocks, kernel = config.refiner_width, config.refiner_blocks, config.refiner_kernel
     channels = int(config.channels or 1)
@@ -67,7 +67,7 @@ def expected_shapes(config: TrainConfig) -> dict[str, tuple[int, ...]]:
             lambda: Refiner(channels, width, blocks, kernel, rngs=nnx.Rngs(0))
         )
     else:
-        from .refiners import build_refiner
+        from ..refiners import build_refiner
 
         abstract = nnx.eval_shape(lambda: build_refiner(config, channels, rngs=nnx.Rngs(0)))
     _, params = nnx.split(abstract, nnx.Param)

@@ -72,7 +72,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.ndimage import map_coordinates
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 TRANSFORMS = ("color", "translation", "cutout", "flip", "rotate", "noise")
 """The transform names a user can list in ``--augment-policy``."""

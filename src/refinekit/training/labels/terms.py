@@ -19,9 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import content, label_classifier, labels
-from .config import TrainConfig
-from .events import Note, OnEvent, Progress, Stage
+from ...config import TrainConfig
+from ...events import Note, OnEvent, Progress, Stage
+from .. import content, labels
+from . import classifier as label_classifier
 
 # C is trained again, RETRY_FACTOR x longer, when it puts fewer than RETRY_BELOW of the
 # synthetic images in their class (colour-randomised sets need ~4x the default steps: 35% at
@@ -49,7 +50,7 @@ class LabelTerms:
         auto = config.pretrain_refiner_steps // 2 if c == 3 else 0
         self.warmup: int = auto if config.label_warmup is None else config.label_warmup
         # 0 when prepare() finds C too weak to trust; read when the steps are traced, which
-        # happens after prepare (train.py), so a weak classifier costs nothing per step.
+        # happens after prepare (loop.py), so a weak classifier costs nothing per step.
         self.label_weight = 1.0
 
     @property

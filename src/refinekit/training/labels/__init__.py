@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
+from ...config import TrainConfig
 
 NO_CLASS = -1
 
@@ -156,7 +156,7 @@ def plan(config: TrainConfig) -> LabelPlan:
 
 def check_conditional(config: TrainConfig) -> None:
     """--class-conditional on needs matching class folders on both sides."""
-    from .errors import ConfigError
+    from ...errors import ConfigError
 
     if config.class_conditional != "on":
         return

@@ -18,7 +18,7 @@ import errno
 import os
 from pathlib import Path
 
-from .errors import UsageError
+from ..errors import UsageError
 from .regular import open_own
 
 LOCK_NAME = ".refinekit-lock"  # a training run folder
