@@ -11,8 +11,9 @@ from flax import nnx
 from scipy import ndimage
 
 from conftest import TINY, write_images
-from refinekit.config import REFINER_DEFAULTS, TrainConfig
+from refinekit.config import TrainConfig
 from refinekit.nn.models import build_models
+from refinekit.presets import REFINER_DEFAULTS
 from refinekit.refiners import acquisition as acq
 from refinekit.refiners import anchored, camera_params
 

@@ -128,7 +128,7 @@ def _parse(stated: str, like: object) -> object:
 def test_train_help_defaults_are_the_configs():
     """Every `[default: ...]` of `train --help` states TrainConfig's default (and a refiner kind's
     own value where REFINER_DEFAULTS changes it), so a help default cannot drift from the config."""
-    from refinekit.config import REFINER_DEFAULTS
+    from refinekit.presets import REFINER_DEFAULTS
 
     blocks = _help_blocks("train")
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -167,7 +167,8 @@ def test_train_help_states_no_default_in_its_prose():
 def test_cli_choices_are_the_configs():
     """An enum of the CLI lists exactly the values config.py accepts."""
     from refinekit.cli.help import choices
-    from refinekit.config import CHOICES, ON_COLLAPSE, PRECISIONS, PRESETS, REFINERS
+    from refinekit.config import CHOICES, ON_COLLAPSE, PRECISIONS
+    from refinekit.presets import PRESETS, REFINERS
 
     expected = {**CHOICES, "preset": tuple(PRESETS), "on_collapse": ON_COLLAPSE}
     assert expected["refiner"] == REFINERS

@@ -162,7 +162,7 @@ def check_limits(config: Any) -> None:
                 raise ConfigError(
                     f"--size: {side} pixels per side, more than {MAX_SIDE}", setting="size"
                 )
-    from .config import PRESETS  # (loaded: a TrainConfig is being made)
+    from .presets import PRESETS  # (loaded: a TrainConfig is being made)
 
     if isinstance(config.preset, str) and config.preset in PRESETS:  # else refused by name later
         check_parameters(config)

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ..config import AUTO_ADA_BELOW, PRESETS, REFINER_DEFAULTS, TrainConfig
+from ..config import AUTO_ADA_BELOW, TrainConfig
+from ..presets import PRESETS, REFINER_DEFAULTS
 from .common import log
 from .train_progress import ProgressView, report_best
 

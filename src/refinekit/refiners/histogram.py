@@ -6,7 +6,7 @@ an image and moves no pixel: labels stay valid by construction, and edges keep t
 cannot blur, add grain or change a colour mix; `acquisition` can.
 
 The quantile table is the only parameter; train fills it from the real training images
-(`fit`) and runs no step (config.REFINER_DEFAULTS), so the run folder holds one checkpoint.
+(`fit`) and runs no step (presets.REFINER_DEFAULTS), so the run folder holds one checkpoint.
 """
 
 from __future__ import annotations

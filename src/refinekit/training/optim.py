@@ -24,7 +24,7 @@ def refiner_learning_rate(config: TrainConfig) -> float | optax.Schedule:
 
 
 # The camera model's learning rate inside acquisition+resnet: its few dozen parameters are
-# fitted at the rate an acquisition refiner uses (config.REFINER_DEFAULTS), the ResNet's at
+# fitted at the rate an acquisition refiner uses (presets.REFINER_DEFAULTS), the ResNet's at
 # --lr-refiner.
 CAMERA_LR = 1e-2
 

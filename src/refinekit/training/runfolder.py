@@ -11,12 +11,13 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import LEGACY, REFINER_DEFAULTS, TrainConfig, incompatible_fields
+from ..config import LEGACY, TrainConfig, incompatible_fields
 from ..errors import CheckpointError, ConfigError, RefinekitError, UsageError
 from ..io import guard
 from ..io.atomic import atomic_write, temp_target
 from ..io.regular import check_own, read_own_json, read_own_text
 from ..limits import check_resources
+from ..presets import REFINER_DEFAULTS
 from . import checkpoint
 
 METRICS_BYTES_CAP = 1 << 30  # metrics.jsonl: about 2 million log lines
@@ -96,7 +97,7 @@ def settings_for_run(
             raise UsageError(f"--{required}: required (a folder path)")
     settings = resume_defaults(values)
     kind = settings.get("refiner", TrainConfig.refiner)
-    # The refiner kind's own defaults (config.REFINER_DEFAULTS) sit under what was given.
+    # The refiner kind's own defaults (presets.REFINER_DEFAULTS) sit under what was given.
     kind_defaults = REFINER_DEFAULTS.get(kind, {}) if isinstance(kind, str) else {}
     try:
         return TrainConfig.from_dict({**kind_defaults, **settings}, source=source)

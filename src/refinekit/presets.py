@@ -1,0 +1,95 @@
+"""Named bundles of defaults: `--preset` network shapes, and the settings each refiner kind
+changes from the defaults (config.py holds the fields themselves)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Shrivastava et al. 2017, eye gaze (UnityEyes -> MPIIGaze), Sec. 3.1: the refiner's shape.
+GAZE_REFINER: dict[str, Any] = {"width": 64, "blocks": 4, "kernel": 3}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Shrivastava et al. 2017, eye gaze, Sec. 3.1.
+    "gaze": {
+        **GAZE_REFINER,
+        "disc_layers": (
+            ("conv", 3, 2, 96),
+            ("conv", 3, 2, 64),
+            ("pool", 3, 1),
+            ("conv", 3, 1, 32),
+            ("conv", 1, 1, 32),
+            ("conv", 1, 1, 2),
+        ),
+    },
+    # The default: the gaze refiner with a more local discriminator. The gaze discriminator's
+    # receptive field (23 px) is the whole of a 16x16 image, so it judges images, not patches;
+    # this one's is 7 px, and it kept more labels and gained more on the evaluation harness
+    # (docs/training.md, "The default discriminator: local").
+    "local": {
+        **GAZE_REFINER,
+        "disc_layers": (
+            ("conv", 3, 2, 96),
+            ("conv", 3, 1, 64),
+            ("conv", 1, 1, 32),
+            ("conv", 1, 1, 2),
+        ),
+    },
+    # Shrivastava et al. 2017, hand pose (NYU depth), Sec. 3.2.
+    "hand": {
+        "width": 64,
+        "blocks": 10,
+        "kernel": 7,
+        "disc_layers": (
+            ("conv", 7, 4, 96),
+            ("conv", 5, 2, 64),
+            ("pool", 3, 2),
+            ("conv", 3, 2, 32),
+            ("conv", 1, 1, 32),
+            ("conv", 1, 1, 2),
+        ),
+    },
+    # For tests and smoke runs: the gaze shapes at a fraction of the width.
+    "tiny": {
+        "width": 8,
+        "blocks": 1,
+        "kernel": 3,
+        "disc_layers": (
+            ("conv", 3, 2, 8),
+            ("conv", 3, 2, 8),
+            ("pool", 3, 1),
+            ("conv", 3, 1, 8),
+            ("conv", 1, 1, 8),
+            ("conv", 1, 1, 2),
+        ),
+    },
+}
+
+# What kind of refiner is trained (docs/refiners.md): the SimGAN ResNet, a fitted camera model
+# (pixels never move, so labels stay valid by construction), the camera model followed by the
+# ResNet for what a camera cannot explain, or training-free histogram matching (a baseline).
+REFINERS = ("resnet", "acquisition", "acquisition+resnet", "histogram")
+# Settings a refiner kind changes from the defaults when they are not given: a camera model has
+# a few dozen parameters, starts as the identity and cannot move pixels, so it needs no refiner
+# pretraining, no self-regularisation and no label loss, and learns at a higher rate.
+REFINER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "resnet": {},
+    "acquisition": {
+        "steps": 1000,
+        "pretrain_refiner_steps": 0,
+        "lambda_reg": 0.0,
+        "lambda_label": 0.0,
+        "lr_refiner": 1e-2,
+        "ema_decay": 0.99,
+    },
+    "acquisition+resnet": {},
+    # training-free: its quantile table is computed from the real images, no step is run
+    "histogram": {
+        "steps": 0,
+        "pretrain_refiner_steps": 0,
+        "pretrain_disc_steps": 0,
+        "lambda_reg": 0.0,
+        "lambda_label": 0.0,
+    },
+}
+
+__all__ = ["GAZE_REFINER", "PRESETS", "REFINERS", "REFINER_DEFAULTS"]
