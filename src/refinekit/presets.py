@@ -66,8 +66,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # What kind of refiner is trained (docs/refiners.md): the SimGAN ResNet, a fitted camera model
 # (pixels never move, so labels stay valid by construction), the camera model followed by the
-# ResNet for what a camera cannot explain, or training-free histogram matching (a baseline).
-REFINERS = ("resnet", "acquisition", "acquisition+resnet", "histogram")
+# ResNet for what a camera cannot explain, or a training-free baseline: histogram matching,
+# Fourier domain adaptation or colour statistics transfer.
+REFINERS = ("resnet", "acquisition", "acquisition+resnet", "histogram", "fda", "colour")
+# A training-free kind's parameters are computed from the real images (refiners.fit_to_data):
+# no step of any phase is run and no loss is weighted.
+_TRAINING_FREE: dict[str, Any] = {
+    "steps": 0,
+    "pretrain_refiner_steps": 0,
+    "pretrain_disc_steps": 0,
+    "lambda_reg": 0.0,
+    "lambda_label": 0.0,
+}
 # Settings a refiner kind changes from the defaults when they are not given: a camera model has
 # a few dozen parameters, starts as the identity and cannot move pixels, so it needs no refiner
 # pretraining, no self-regularisation and no label loss, and learns at a higher rate.
@@ -83,13 +93,11 @@ REFINER_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "acquisition+resnet": {},
     # training-free: its quantile table is computed from the real images, no step is run
-    "histogram": {
-        "steps": 0,
-        "pretrain_refiner_steps": 0,
-        "pretrain_disc_steps": 0,
-        "lambda_reg": 0.0,
-        "lambda_label": 0.0,
-    },
+    "histogram": {**_TRAINING_FREE},
+    # training-free: the real images' mean low-frequency amplitude, no step is run
+    "fda": {**_TRAINING_FREE},
+    # training-free: the real images' pooled mean and std per channel, no step is run
+    "colour": {**_TRAINING_FREE},
 }
 
 __all__ = ["GAZE_REFINER", "PRESETS", "REFINERS", "REFINER_DEFAULTS"]

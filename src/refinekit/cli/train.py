@@ -22,6 +22,8 @@ class RefinerKind(StrEnum):
     acquisition = "acquisition"
     acquisition_resnet = "acquisition+resnet"
     histogram = "histogram"
+    fda = "fda"
+    colour = "colour"
 
 
 class Preset(StrEnum):
@@ -206,7 +208,7 @@ def train(
             "--refiner",
             NETWORKS,
             "What is fitted: the SimGAN ResNet, a camera model (pixels never move), the "
-            "ResNet after it, or training-free histogram matching (docs/refiners.md).",
+            "ResNet after it, or a training-free baseline (docs/refiners.md).",
         ),
     ] = None,
     preset: Annotated[

@@ -3,7 +3,8 @@
 A refiner is an `nnx.Module` mapping NHWC images in [-1, 1] to refined images of the same
 shape; `anchored(x)` also returns what self-regularisation compares the output with (the input
 for a single kind, the camera model's output for `acquisition+resnet`). A new kind is one
-module in this folder, one branch in `build_refiner`, and its name in config.REFINERS.
+module in this folder, one branch in `build_refiner`, and its name in presets.REFINERS; a
+training-free kind also has a row in `_FITTED`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import numpy as np
 from flax import nnx
 
 from ..config import TrainConfig
+from . import colour, fda, histogram
 from .acquisition import Acquisition
+from .colour import ColourTransfer
+from .fda import FourierAdapt
 from .histogram import HistogramMatch
 
 if TYPE_CHECKING:
@@ -55,6 +59,10 @@ def build_refiner(
         return Acquisition(channels)
     if config.refiner == "histogram":
         return HistogramMatch(channels)
+    if config.refiner == "fda":
+        return FourierAdapt(channels, fda.half_width(config.size))
+    if config.refiner == "colour":
+        return ColourTransfer(channels)
     from ..nn.models import Refiner  # models imports this module
 
     resnet = Refiner(
@@ -87,19 +95,46 @@ def camera_params(params: dict) -> dict | None:
     return camera if isinstance(camera, dict) and "bits_logit" in camera else None
 
 
+def _fit_colour(config: TrainConfig, real: np.ndarray) -> dict[str, np.ndarray]:
+    mean, std = colour.fit(real)
+    return {"mean": mean, "std": std}
+
+
+# Training-free kinds: their parameters (a pure-dict update) from the real training images.
+_FITTED = {
+    "histogram": lambda config, real: {"quantiles": histogram.fit(real)},
+    "fda": lambda config, real: {"amplitude": fda.fit(real, fda.half_width(config.size))},
+    "colour": _fit_colour,
+}
+TRAINING_FREE = tuple(_FITTED)
+
+
 def fit_to_data(config: TrainConfig, state: Any, real: np.ndarray) -> Any:
     """The train state with a training-free kind's parameters computed from the real training
     images (uint8/uint16 NHWC); other kinds' state unchanged."""
-    if config.refiner != "histogram":
+    fitter = _FITTED.get(config.refiner)
+    if fitter is None:
         return state
-    from . import histogram
-
-    table = jnp.asarray(histogram.fit(real))
+    fitted = {name: jnp.asarray(value) for name, value in fitter(config, real).items()}
 
     def put(params):
         pure = nnx.to_pure_dict(params)
-        pure["quantiles"] = table
+        pure.update(fitted)
         nnx.replace_by_pure_dict(params, pure)
         return params
 
     return state.replace(refiner=put(state.refiner), ema=put(state.ema))
+
+
+def draws_per_image(refiner: nnx.Module) -> bool:
+    """True for a refiner with per-image random draws (a camera model): its output depends on
+    a salt as well as the image (refine --variants, --seed)."""
+    return any(isinstance(module, Acquisition) for _, module in nnx.iter_modules(refiner))
+
+
+def set_salt(refiner: nnx.Module, salt: Any) -> None:
+    """Key every camera model in `refiner` by `salt` (an int, or a traced int32 scalar inside
+    jit, so that another salt reuses the compiled program)."""
+    for _, module in nnx.iter_modules(refiner):
+        if isinstance(module, Acquisition):
+            module.salt = salt
