@@ -133,7 +133,14 @@ class Refiner:
 
 
 def _refiner_params_from_run(run: Path, step: int) -> tuple[TrainConfig, Any]:
-    from ..training.steps import StepFunctions, make_mesh
+    """The config and refiner weights of checkpoint `step`: only the refiner is built (as
+    shapes) and only its weights are read, not the whole training state."""
+    import jax
+    from flax import nnx
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from ..nn.models import build_models
+    from ..training.steps import make_mesh
 
     try:
         config = TrainConfig.from_dict(
@@ -141,14 +148,18 @@ def _refiner_params_from_run(run: Path, step: int) -> tuple[TrainConfig, Any]:
         )
     except UsageError as exc:
         raise CheckpointError(str(exc)) from exc
-    # A run's saved config has both resolved (train.load_training_data).
+    # A run's saved config has both resolved (training's load_training_data).
     assert config.size is not None and config.channels is not None
-    fns = StepFunctions(
-        config.replace(augment="none"), (*config.size, config.channels), make_mesh()
+    channels = int(config.channels)
+    refiner = nnx.eval_shape(lambda: build_models(config, channels, seed=0)[0])
+    _, shapes = nnx.split(refiner, nnx.Param)
+    replicated = NamedSharding(make_mesh(), PartitionSpec())
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes
     )
-    state = checkpoint.restore(run, step, fns.init_state())
     # The moving average of the weights (training/ema.py) is what samples and scores used.
-    return config, state.ema if state.ema is not None else state.refiner
+    _, params = checkpoint.restore_field(run, step, ("ema", "refiner"), target)
+    return config, params
 
 
 def load_refiner(

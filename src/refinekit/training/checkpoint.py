@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -339,18 +340,68 @@ def restore(run: Path, step: int, target: Any) -> Any:
     import jax
 
     ocp = _ocp()
-    verify(run, step)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    return _restore_state(run, step, lambda _: ocp.args.StandardRestore(abstract))
+
+
+def restore_field(run: Path, step: int, names: Sequence[str], target: Any) -> tuple[str, Any]:
+    """Restore one top-level field of the state saved at `step`: the first of `names` that the
+    checkpoint holds, into the structure, shapes and shardings of `target` (that field alone,
+    as arrays or `jax.ShapeDtypeStruct`s).
+
+    Only that field's arrays are read (orbax's partial restore), so a caller that needs the
+    refiner's weights builds neither the discriminator, nor the optimiser states, nor the
+    replay buffer. The checksums prove the other fields intact; a checkpoint saved without
+    them is read whole (into plain arrays, then dropped), since reading is then the only check
+    and a damaged one is refused whichever field the damage is in. Returns the field's name
+    and its value. Raises CheckpointError as `restore` does.
+    """
+    import jax
+
+    ocp = _ocp()
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    sharding = jax.tree.leaves(abstract)[0].sharding
+    found: list[str] = []
+
+    def args(folder: Path):
+        saved = ocp.StandardCheckpointHandler().metadata(folder / "state").tree
+        name = next((n for n in names if saved.get(n)), None)  # a None field has no arrays
+        if name is None:
+            raise KeyError(f"its state holds none of {', '.join(names)}")
+        found.append(name)
+        item = {name: abstract}
+        if not (folder / DIGEST_NAME).is_file():
+            item = {
+                key: abstract
+                if key == name
+                else jax.tree.map(
+                    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), value
+                )
+                for key, value in saved.items()
+            }
+        return ocp.args.PyTreeRestore(
+            item=item,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+            partial_restore=True,
+        )
+
+    restored = _restore_state(run, step, args)
+    return found[0], restored[found[0]]
+
+
+def _restore_state(run: Path, step: int, args: Callable[[Path], Any]) -> Any:
+    """Checkpoint `step`'s state, restored with the orbax arguments `args(folder)` gives, after
+    its checksums are checked; every failure is one CheckpointError naming the earlier ones."""
+    verify(run, step)
+    folder = checkpoint_dir(run) / str(step)
     manager = open_manager(run, read_only=True)
     try:
         with _restoring(manager):
-            restored = manager.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-            )
+            restored = manager.restore(step, args=_ocp().args.Composite(state=args(folder)))
     except Exception as exc:  # noqa: BLE001
         first = (str(exc).splitlines() or [""])[0][:200]
         raise CheckpointError(
-            f"{checkpoint_dir(run) / str(step)}: cannot restore it ({type(exc).__name__}: "
+            f"{folder}: cannot restore it ({type(exc).__name__}: "
             f"{first}); it is damaged or from another configuration; {_way_out(run, step)}"
         ) from exc
     finally:
