@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, UsageError
+from ..io.classes import folder_classes
 from ..io.files import list_images
 from ..io.sets import load_set, probe_sizes
 
@@ -54,11 +55,9 @@ class ImageSet:
         )
 
     def class_names(self) -> list[str] | None:
-        """Each image's top-level subfolder, or None unless every image is in one."""
-        parts = [name.split("/") for name in self.names]
-        if not parts or any(len(p) < 2 for p in parts):
-            return None
-        return [p[0] for p in parts]
+        """Each image's top-level subfolder, or None unless every image is in one and there
+        are at least two (io/classes.py, the rule training uses too)."""
+        return folder_classes(self.names)
 
     def describe(self) -> dict:
         return {

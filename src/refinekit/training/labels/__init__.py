@@ -1,7 +1,7 @@
 """Class labels from folder layout, and which label-aware options a run uses.
 
 A set is labelled when every image lies in a top-level subfolder of its root and there are
-at least two such subfolders (the layout `refine` and `gap-report` read, gap/inputs.py): the
+at least two such subfolders (the one rule in io/classes.py, which `gap-report` reads too): the
 subfolder name is the class. The run records the synthetic class names in
 `config.extra["classes"]` and whether the real folder has the same classes in
 `config.extra["real_classes"]`, so a checkpoint's config alone rebuilds the same networks.
@@ -16,22 +16,21 @@ from pathlib import Path
 import numpy as np
 
 from ...config import TrainConfig
+from ...io import classes as classes_rule
 
 NO_CLASS = -1
 
 
 def folder_classes(paths: Sequence[Path], root: Path) -> list[str] | None:
     """Each image's top-level subfolder below `root`, or None unless every image has one and
-    there are at least two distinct ones."""
+    there are at least two distinct ones (io/classes.py)."""
+    return classes_rule.folder_classes(_relative_names(paths, root))
+
+
+def _relative_names(paths: Sequence[Path], root: Path) -> list[str]:
     root = Path(root)
     base = root if root.is_dir() else root.parent
-    names = []
-    for path in paths:
-        parts = Path(path).relative_to(base).parts
-        if len(parts) < 2:
-            return None
-        names.append(parts[0])
-    return names if len(set(names)) >= 2 else None
+    return [Path(path).relative_to(base).as_posix() for path in paths]
 
 
 def class_ids(names: Sequence[str] | None, classes: Sequence[str], count: int) -> np.ndarray:
@@ -68,21 +67,8 @@ def find_labels(
         class_ids(syn_names, classes, len(syn_paths)),
         class_ids(real_names if matches else None, classes, len(real_paths)),
         matches,
-        None if classes else _single_folder(syn_paths, syn_root),
+        None if classes else classes_rule.single_folder(_relative_names(syn_paths, syn_root)),
     )
-
-
-def _single_folder(paths: Sequence[Path], root: Path) -> str | None:
-    """The one top-level subfolder every image is in (one class folder is no classes), or None."""
-    root = Path(root)
-    base = root if root.is_dir() else root.parent
-    tops = set()
-    for path in paths:
-        parts = Path(path).relative_to(base).parts
-        if len(parts) < 2:
-            return None
-        tops.add(parts[0])
-    return tops.pop() if len(tops) == 1 else None
 
 
 @dataclass(frozen=True)
