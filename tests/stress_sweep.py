@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from refinekit.config import TrainConfig
-from refinekit.training.loop import load_training_data
+from refinekit.training.data import load_training_data
 from refinekit.training.steps import DeviceData, StepFunctions, make_mesh
 
 VARIANTS: dict[str, dict] = {

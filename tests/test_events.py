@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 
 from conftest import write_images
-from refinekit import events
+from refinekit import events, train
 from refinekit.events import Finished, Note, Progress, Saved, Stage, Started
 from refinekit.gap import gap_report
 from refinekit.refine import refine_folder
 from refinekit.training import checkpoint
-from refinekit.training import loop as train
 
 ALL = (
     Started("train", 10, 2, {"run": "r"}),

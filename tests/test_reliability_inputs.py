@@ -35,7 +35,7 @@ from refinekit.io.png16 import png_header
 from refinekit.io.sets import load_set
 from refinekit.refine.manifest import MANIFEST_NAME, read_records
 from refinekit.training import checkpoint
-from refinekit.training.loop import load_training_data
+from refinekit.training.data import load_training_data
 from refinekit.training.steps import StepFunctions, make_mesh
 
 RNG = np.random.default_rng(7)
@@ -503,7 +503,7 @@ _LOAD_SCRIPT = textwrap.dedent(
     import sys
     from refinekit import TrainConfig
     from refinekit.errors import RefinekitError
-    from refinekit.training.loop import load_training_data
+    from refinekit.training.data import load_training_data
 
     config = TrainConfig(synthetic=sys.argv[1], real=sys.argv[2], out="unused", preset="tiny", batch_size=4)
     try:

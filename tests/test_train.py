@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import TINY, write_images
-from refinekit import TrainConfig
+from refinekit import TrainConfig, train
 from refinekit.cli import main
 from refinekit.training import checkpoint
-from refinekit.training import loop as train
 from refinekit.training.steps import StepFunctions, make_mesh
 
 pytestmark = pytest.mark.slow  # end-to-end training runs

@@ -448,12 +448,21 @@ def train(
     )
 
     from ..runtime import setup
+    from ..stop import Interrupted, StopOnSignals
     from ..training.loop import train as run_training
 
     setup(distributed=True, kind="train")
     view = ProgressView()
     try:
-        result = run_training(config, on_event=view)
+        # The CLI owns the signals: the first SIGINT/SIGTERM stops after the current call with
+        # a checkpoint, a second stops now.
+        with StopOnSignals() as signals:
+            try:
+                result = run_training(config, on_event=view, should_stop=signals.requested)
+            except Interrupted as exc:
+                if signals.signum is None:
+                    raise
+                raise signals.interrupted(str(exc)) from None
     finally:
         view.close()
     report_best(Path(config.out))

@@ -1,7 +1,8 @@
-"""Training runs: load the data, build or resume the state, run the phases, write the run folder.
+"""Training runs: open the run folder, build or resume the state, run the schedule.
 
-`train(config, on_event=...)` is the library entry point; the CLI is a thin wrapper around it.
-The run folder holds config.json, checkpoints/, metrics.jsonl and samples/.
+`train(config, on_event=..., should_stop=...)` is the library entry point; the CLI is a thin
+wrapper around it that owns the signal handlers. The run folder holds config.json,
+checkpoints/, metrics.jsonl and samples/.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,24 +19,25 @@ from typing import Any
 import numpy as np
 
 from .. import refiners, runtime
-from ..config import AUTO_ADA_BELOW, TrainConfig
-from ..errors import ConfigError, DataError, NonFiniteError
+from ..config import TrainConfig
+from ..errors import ConfigError, NonFiniteError
 from ..events import Finished, Note, OnEvent, Progress, Saved, Stage, Started, ignore
-from ..io import files, pixels, sets
+from ..io import pixels
 from ..io.atomic import atomic_write
 from ..io.encode import encode_image
-from ..stop import StopOnSignals
+from ..stop import Interrupted
 from . import checkpoint, labels
-from .phases import next_multiple as _next_multiple
-from .phases import phase_end, phase_of
-from .runfolder import file_error as _file_error
-from .runfolder import remove_temporaries as _remove_temporaries
-from .runfolder import resolve_run_config
-from .runfolder import trim_metrics as _trim_metrics
-from .runfolder import versions as _versions
-from .runfolder import write_json_atomic as _write_json_atomic
+from .data import load_training_data
+from .phases import next_multiple, phase_end, phase_of
+from .runfolder import (
+    file_error,
+    remove_temporaries,
+    resolve_run_config,
+    trim_metrics,
+    versions,
+    write_json_atomic,
+)
 
-MIN_TRAIN_SIDE = 4  # TrainConfig's minimum --size
 SAMPLE_COUNT = 8
 # Fewer real training images than this: train warns that the discriminator will memorise them.
 FEW_REAL = 10
@@ -49,95 +51,12 @@ class TrainResult:
     trace_counts: dict[str, int]  # times each jitted function was traced (compiled)
 
 
-@dataclass
-class TrainingData:
-    synthetic: np.ndarray  # (N, H, W, C) uint8/uint16
-    real: np.ndarray
-    info: dict[str, Any]
-    skipped: list[str]
-    labels: labels.LabelData | None = None  # class ids from the folders (labels.py)
-
-
-def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
-    """Decode both folders with one reading path; resolves `size` and `channels` in the config."""
-    syn_paths = files.list_images(Path(config.synthetic), "--synthetic")
-    files.list_images(Path(config.real), "--real")
-    size = config.size
-    if size is None:
-        sizes = set(sets.probe_sizes(syn_paths).values())
-        if len(sizes) > 1:
-            listed = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
-            raise DataError(
-                f"--synthetic {config.synthetic}: images have {len(sizes)} different sizes ({listed}); "
-                "pass --size H W to train at one size"
-            )
-        size = sizes.pop() if sizes else None  # none readable: load_set names the first bad file
-        if size is not None and min(size) < MIN_TRAIN_SIDE:
-            raise DataError(
-                f"--synthetic {config.synthetic}: the images are {size[0]}x{size[1]} pixels, "
-                f"smaller than the {MIN_TRAIN_SIDE}x{MIN_TRAIN_SIDE} minimum for training; pass "
-                f"--size H W (each >= {MIN_TRAIN_SIDE}) to resize them"
-            )
-    if size is not None:  # before a pixel is decoded (limits.py; --size was checked earlier)
-        from ..limits import check_resources
-
-        check_resources(config, size)
-    channels = config.channels
-    syn = sets.load_set(
-        Path(config.synthetic),
-        flag="--synthetic",
-        channels=channels,
-        size=size,
-        strict=config.strict,
-        seed=config.seed,
-    )
-    if channels is None:
-        if len(syn.source_channels) > 1:
-            raise DataError(
-                f"--synthetic {config.synthetic}: mixes gray and colour images; pass --channels 1 or 3"
-            )
-        channels = syn.images.shape[-1]
-    real = sets.load_set(
-        Path(config.real),
-        flag="--real",
-        channels=channels,
-        size=size,
-        crop=config.real_crop,
-        strict=config.strict,
-        seed=config.seed,
-    )
-    depth = max(syn.bit_depth, real.bit_depth)
-    info = {
-        "synthetic": {
-            "folder": str(Path(config.synthetic).absolute()),
-            "images": len(syn.paths),
-            "skipped": len(syn.skipped),
-            "fingerprint": files.fingerprint(syn.paths, Path(config.synthetic)),
-        },
-        "real": {
-            "folder": str(Path(config.real).absolute()),
-            "images": len(real.paths),
-            "skipped": len(real.skipped),
-            "fingerprint": files.fingerprint(real.paths, Path(config.real)),
-        },
-        "bit_depth": depth,
-    }
-    config = config.replace(size=tuple(syn.images.shape[1:3]), channels=int(channels))
-    if config.augment == "auto":  # resolved here, so the run folder records what was used
-        config = config.replace(augment="ada" if len(real.paths) < AUTO_ADA_BELOW else "none")
-    found = labels.find_labels(syn.paths, Path(config.synthetic), real.paths, Path(config.real))
-    data = TrainingData(
-        pixels.quantise(syn.images, depth),
-        pixels.quantise(real.images, depth),
-        info,
-        syn.skipped + real.skipped,
-        found,
-    )
-    return config, data
-
-
-def train(config: TrainConfig | Mapping[str, Any], on_event: OnEvent | None = None) -> TrainResult:
-    """Train (or resume) a SimGAN run described by `config`; returns the final step and metrics.
+def train(
+    config: TrainConfig | Mapping[str, Any],
+    on_event: OnEvent | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train (or resume) a run described by `config`; returns the final step and metrics.
 
     `config` is a TrainConfig, or a mapping of the settings you choose (keys as TrainConfig's
     fields or the CLI's flag names): then, as with `refinekit train`, an existing run folder
@@ -146,10 +65,12 @@ def train(config: TrainConfig | Mapping[str, Any], on_event: OnEvent | None = No
     on_event receives refinekit.events (docs/api.md): Started, a Stage per phase, a Progress per
     log interval (its values the metrics.jsonl record), Saved checkpoints, samples and scores,
     Notes (warnings, health warnings), then Finished.
+    should_stop is asked after every jitted call; when it returns True, train saves a
+    checkpoint and raises stop.Interrupted (exit code 1; the CLI turns a signal into 128 + its
+    number). The library installs no signal handler.
     Raises DataError/ConfigError for bad input, NonFiniteError if a loss becomes NaN/inf,
-    stop.Interrupted after saving a checkpoint when SIGINT/SIGTERM arrives, CheckpointError
-    for a damaged checkpoint, RefinekitError when the run folder cannot be written (full disk,
-    permissions); the last complete checkpoint is kept in every case.
+    CheckpointError for a damaged checkpoint, RefinekitError when the run folder cannot be
+    written (full disk, permissions); the last complete checkpoint is kept in every case.
     """
     if not isinstance(config, TrainConfig):
         from .runfolder import settings_for_run
@@ -157,27 +78,39 @@ def train(config: TrainConfig | Mapping[str, Any], on_event: OnEvent | None = No
         config = settings_for_run(config, source="train()")
     try:
         with contextlib.ExitStack() as resources:  # the run folder's lock, while training
-            return _train(config, on_event, resources)
+            return _train(config, on_event or ignore, should_stop or _never, resources)
     except OSError as exc:
-        raise _file_error(config, exc) from exc
+        raise file_error(config, exc) from exc
 
 
-def _train(
-    config: TrainConfig, on_event: OnEvent | None, resources: contextlib.ExitStack
-) -> TrainResult:
+def _never() -> bool:
+    return False
+
+
+def _check_finite(state: Any, run: Path, advice: str) -> None:
+    """The one non-finite check: the steps record the first bad step on the device."""
+    bad = int(state.first_bad_step)
+    if bad >= 0:
+        raise NonFiniteError(
+            f"a loss became NaN or infinite at step {bad}; the last good checkpoint stays in "
+            f"{checkpoint.checkpoint_dir(run)} ({advice})"
+        )
+
+
+def _open_run(
+    config: TrainConfig, emit: OnEvent, resources: contextlib.ExitStack
+) -> tuple[TrainConfig, int | None, Any, Any, bool]:
+    """Check the settings, read the data, lock and record the run folder, split validation off.
+
+    Returns (config, the step a resumed run restarts from or None, the training data, the
+    held-out validation images, whether this process writes the run folder)."""
     import jax
 
-    from ..nn.models import patch_geometry
-    from . import health, watch
-    from .labels import terms as label_terms
-    from .samples import sample_grid, sample_indices
-    from .steps import DeviceData, StepFunctions, make_mesh, pad_to_bucket
-
-    emit = on_event or ignore
-    if not config.out:
-        raise ConfigError("--out: a run folder is required")
+    from . import watch
     from .augment import parse_policy
 
+    if not config.out:
+        raise ConfigError("--out: a run folder is required")
     parse_policy(config.augment_policy, config.channels or 3)  # before anything is read or written
     config, resume_step = resolve_run_config(config)
     config, data = load_training_data(config)
@@ -191,11 +124,11 @@ def _train(
         from ..io.lock import FolderLock
 
         resources.enter_context(FolderLock(run, "--out"))  # one writer; its temporaries are safe
-        _remove_temporaries(run)
+        remove_temporaries(run)
     config = config.replace(
         extra={
             "data": data.info,
-            "versions": _versions(),
+            "versions": versions(),
             "history_size": config.history_size,
             **labels.config_extra(data.labels),
         }
@@ -203,7 +136,7 @@ def _train(
     labels.check_conditional(config)
     data, held = watch.split_off(data, config, run, primary)  # validation images leave here
     config.extra["validation"] = {"real": len(held.real), "synthetic": len(held.synthetic)}
-    if len(data.real) < FEW_REAL and config.refiner != "histogram":  # histogram: no discriminator
+    if len(data.real) < FEW_REAL and config.total_steps > 0:  # training-free: no discriminator
         emit(
             Note(
                 "train",
@@ -214,16 +147,12 @@ def _train(
                 details={"real": len(data.real)},
             )
         )
-    if resume_step is None:
-        if primary:
-            _write_json_atomic(run / "config.json", config.to_dict())
-    else:
-        saved = json.loads((run / "config.json").read_text())
-        old_fp = saved.get("extra", {}).get("data", {})
+    if resume_step is not None:
+        saved = json.loads((run / "config.json").read_text()).get("extra", {}).get("data", {})
         changed = [
             k
             for k in ("synthetic", "real")
-            if old_fp.get(k, {}).get("fingerprint") != data.info[k]["fingerprint"]
+            if saved.get(k, {}).get("fingerprint") != data.info[k]["fingerprint"]
         ]
         if changed:
             emit(
@@ -233,9 +162,27 @@ def _train(
                     f"the {' and '.join(changed)} data changed since this run started",
                 )
             )
-        if primary:
-            _write_json_atomic(run / "config.json", config.to_dict())
+    if primary:
+        write_json_atomic(run / "config.json", config.to_dict())
+    return config, resume_step, data, held, primary
 
+
+def _train(
+    config: TrainConfig,
+    emit: OnEvent,
+    should_stop: Callable[[], bool],
+    resources: contextlib.ExitStack,
+) -> TrainResult:
+    import jax
+
+    from ..nn.models import patch_geometry
+    from . import health, watch
+    from .labels import terms as label_terms
+    from .samples import sample_grid, sample_indices
+    from .steps import DeviceData, StepFunctions, make_mesh, pad_to_bucket
+
+    config, resume_step, data, held, primary = _open_run(config, emit, resources)
+    run = Path(config.out)
     # load_training_data resolved both from the synthetic images.
     assert config.size is not None and config.channels is not None
     h, w = config.size
@@ -246,12 +193,13 @@ def _train(
     state = fns.init_state()
     if resume_step is None:  # a training-free kind's parameters come from the data
         state = refiners.fit_to_data(config, state, data.real)
-    if resume_step is not None:
+    else:
         state = checkpoint.restore(run, resume_step, state)
         state = jax.device_put(state, fns.replicated)
     start = int(state.step)
     if primary:
-        _trim_metrics(run / "metrics.jsonl", start)
+        trim_metrics(run / "metrics.jsonl", start)
+    syn_ids, real_ids = labels.id_arrays(data.labels, len(data.synthetic), len(data.real))
     device_data = jax.device_put(
         pad_to_bucket(
             DeviceData(
@@ -265,12 +213,7 @@ def _train(
         ),
         fns.replicated,
     )
-    shown = sample_indices(
-        labels.id_arrays(data.labels, len(data.synthetic), len(data.real))[0],
-        len(data.synthetic),
-        config.seed,
-        SAMPLE_COUNT,
-    )
+    shown = sample_indices(syn_ids, len(data.synthetic), config.seed, SAMPLE_COUNT)
     fixed_syn = np.asarray(pixels.to_model_range(data.synthetic[shown]))
     fixed_real = np.asarray(
         pixels.to_model_range(data.real[np.linspace(0, len(data.real) - 1, len(shown)).astype(int)])
@@ -281,7 +224,6 @@ def _train(
     if resume_step is not None:
         watcher.resume(start)
 
-    geometry = patch_geometry(config.discriminator_layers, (h, w))
     emit(
         Started(
             "train",
@@ -292,7 +234,7 @@ def _train(
                 "resumed_from": resume_step,
                 "size": (h, w),
                 "channels": c,
-                "geometry": geometry,
+                "geometry": patch_geometry(config.discriminator_layers, (h, w)),
                 "data": data.info,
                 "skipped": data.skipped,
                 "devices": [str(d) for d in jax.devices()],
@@ -307,7 +249,7 @@ def _train(
         fns.label_terms,
         state,
         device_data.synthetic[: len(data.synthetic)],  # C's own phase samples every image
-        labels.id_arrays(data.labels, len(data.synthetic), len(data.real))[0],
+        syn_ids,
         resume_step is not None,
         emit,
     )
@@ -315,12 +257,7 @@ def _train(
     manager = checkpoint.open_manager(run)  # watcher prunes to --keep, sparing the best
 
     def save(state) -> None:
-        bad = int(state.first_bad_step)
-        if bad >= 0:
-            raise NonFiniteError(
-                f"a loss became NaN or infinite at step {bad}; the last good checkpoint stays in {checkpoint.checkpoint_dir(run)} "
-                "(try a lower --lr-refiner/--lr-disc)"
-            )
+        _check_finite(state, run, "try a lower --lr-refiner/--lr-disc")
         step = int(state.step)
         scores = watcher.score(state, step, phase_of(config, step - 1) if step else "fitted")
         saved = config.to_dict()
@@ -357,66 +294,56 @@ def _train(
     if config.total_steps == 0 and not checkpoint.steps(run):
         save(state)  # a training-free kind: its one checkpoint, fitted to the data
     try:
-        with StopOnSignals() as stop:
-            while step < config.total_steps:
-                if phase_of(config, step) != phase:
-                    phase = phase_of(config, step)
-                    sums, sums_n = None, 0
-                    emit(Stage("train", phase, phase_end(config, step), step))
-                boundary = min(
-                    phase_end(config, step),
-                    _next_multiple(step, config.log_every),
-                    _next_multiple(step, config.checkpoint_every),
-                    _next_multiple(step, config.sample_every),
+        # The schedule: phases in order; within one, jitted calls of steps_per_call steps that
+        # stop at every log, sample and checkpoint boundary.
+        while step < config.total_steps:
+            if phase_of(config, step) != phase:
+                phase = phase_of(config, step)
+                sums, sums_n = None, 0
+                emit(Stage("train", phase, phase_end(config, step), step))
+            boundary = min(
+                phase_end(config, step),
+                next_multiple(step, config.log_every),
+                next_multiple(step, config.checkpoint_every),
+                next_multiple(step, config.sample_every),
+            )
+            count = config.steps_per_call if step + config.steps_per_call <= boundary else 1
+            assert phase is not None  # set on the first pass above (None != any phase)
+            # The hot path never moves data between host and device: a transfer here raises.
+            with jax.transfer_guard("disallow"):
+                state, metrics = fns.multi_step(phase, count)(state, device_data)
+                sums = metrics if sums is None else accumulate(sums, metrics)
+            step += count
+            sums_n += 1
+            stopping = should_stop()
+            if step % config.log_every == 0 or step == phase_end(config, step - 1) or stopping:
+                host = {k: float(v) / sums_n for k, v in jax.device_get(sums).items()}
+                now = time.perf_counter()
+                images_per_step = config.batch_size * (
+                    config.kg + config.kd if phase == "adversarial" else 1
                 )
-                count = config.steps_per_call if step + config.steps_per_call <= boundary else 1
-                assert phase is not None  # set on the first pass above (None != any phase)
-                # The hot path never moves data between host and device: a transfer here raises.
-                with jax.transfer_guard("disallow"):
-                    state, metrics = fns.multi_step(phase, count)(state, device_data)
-                    sums = metrics if sums is None else accumulate(sums, metrics)
-                step += count
-                sums_n += 1
-                if (
-                    step % config.log_every == 0
-                    or step == phase_end(config, step - 1)
-                    or stop.signum
-                ):
-                    host = {k: float(v) / sums_n for k, v in jax.device_get(sums).items()}
-                    now = time.perf_counter()
-                    images_per_step = config.batch_size * (
-                        config.kg + config.kd if phase == "adversarial" else 1
-                    )
-                    rate = (step - last_log_step) * images_per_step / max(now - last_log_time, 1e-9)
-                    last_log_time, last_log_step = now, step
-                    bad = int(state.first_bad_step)
-                    record = {"step": step, "phase": phase, **host, "images_per_second": rate}
-                    record = watcher.on_log(record)
-                    metrics_file.write(json.dumps(record) + "\n")
-                    metrics_file.flush()
-                    sums, sums_n = None, 0
-                    emit(Progress("train", phase, step, config.total_steps, dict(record)))
-                    if bad >= 0:
-                        raise NonFiniteError(
-                            f"a loss became NaN or infinite at step {bad}; training stopped, the last good checkpoint "
-                            f"stays in {checkpoint.checkpoint_dir(run)} (try a lower --lr-refiner/--lr-disc or --lambda-reg)"
-                        )
-                    watcher.stop_if_collapsed(record)
-                if step % config.sample_every == 0 or step == config.total_steps:
-                    write_sample(state)
-                if step % config.checkpoint_every == 0 or step == config.total_steps or stop.signum:
-                    save(state)
-                if stop.signum:
-                    raise stop.interrupted(
-                        f"stopped at step {step} and saved a checkpoint; "
-                        "run the same command again to resume"
-                    )
-            if (
-                resume_step is not None
-                and resume_step == step
-                and step not in checkpoint.steps(run)
-            ):
+                rate = (step - last_log_step) * images_per_step / max(now - last_log_time, 1e-9)
+                last_log_time, last_log_step = now, step
+                record = {"step": step, "phase": phase, **host, "images_per_second": rate}
+                record = watcher.on_log(record)
+                metrics_file.write(json.dumps(record) + "\n")
+                metrics_file.flush()
+                sums, sums_n = None, 0
+                emit(Progress("train", phase, step, config.total_steps, dict(record)))
+                _check_finite(state, run, "try a lower --lr-refiner/--lr-disc or --lambda-reg")
+                watcher.stop_if_collapsed(record)
+            if step % config.sample_every == 0 or step == config.total_steps:
+                write_sample(state)
+            if step % config.checkpoint_every == 0 or step == config.total_steps or stopping:
                 save(state)
+            if stopping:
+                raise Interrupted(
+                    f"stopped at step {step} and saved a checkpoint; "
+                    "run the same command again to resume",
+                    1,
+                )
+        if resume_step is not None and resume_step == step and step not in checkpoint.steps(run):
+            save(state)
     finally:
         metrics_file.close()
         manager.close()

@@ -36,7 +36,7 @@ class HeldOut:
 
 
 def split_off(data, config, run: Path, primary: bool = True):
-    """Remove the validation images from `data` (a train.TrainingData); returns (data, HeldOut).
+    """Remove the validation images from `data` (a data.TrainingData); returns (data, HeldOut).
     Only the `primary` process writes a new split to the run folder.
 
     data.labels (labels.LabelData) is sliced the same way, so classes stay aligned."""
