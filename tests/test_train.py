@@ -268,6 +268,39 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(gray16, tmp_path):
     assert saved and saved[-1] > 0
 
 
+def test_library_train_stops_on_its_callback_and_installs_no_signal_handler(gray16, tmp_path):
+    """train() asks should_stop after each call, saves, raises Interrupted; signals stay the
+    caller's (a library must not take SIGINT/SIGTERM from its host program)."""
+    from refinekit.stop import Interrupted
+
+    syn, real = gray16
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    seen: dict[str, object] = {}
+    calls = iter(range(1000))
+
+    def should_stop() -> bool:
+        seen.update({sig.name: signal.getsignal(sig) for sig in before})
+        return next(calls) >= 3  # the fourth call stops
+
+    config = TrainConfig(
+        synthetic=str(syn),
+        real=str(real),
+        out=str(tmp_path / "run"),
+        preset="tiny",
+        batch_size=4,
+        steps=50,
+        pretrain_refiner_steps=2,
+        pretrain_disc_steps=2,
+        checkpoint_every=1000,
+        sample_every=1000,
+        log_every=1000,
+    )
+    with pytest.raises(Interrupted, match="stopped at step 4"):
+        train(config, should_stop=should_stop)
+    assert checkpoint.steps(tmp_path / "run") == [4]
+    assert seen == {sig.name: handler for sig, handler in before.items()}
+
+
 def test_ada_moves_p_and_logs_it(gray16, tmp_path):
     syn, real = gray16
     run = tmp_path / "run"
