@@ -150,6 +150,24 @@ def refine(
             rich_help_panel=OUTPUT,
         ),
     ] = None,
+    variants: Annotated[
+        int,
+        typer.Option(
+            metavar="K",
+            help="Outputs per image, NAME_v1 ... NAME_vK, each its own camera draw, its sidecar "
+            "files copied for each; only for refiners with per-image draws.",
+            rich_help_panel=MODEL,
+        ),
+    ] = 1,
+    seed: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            help="Which draws a refiner with per-image draws makes: the same seed, the same "
+            "outputs; another seed, others.",
+            rich_help_panel=MODEL,
+        ),
+    ] = 0,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -186,21 +204,25 @@ def refine(
 
     Reruns resume: files already complete in OUT are skipped. A manifest,
     OUT/refinekit-manifest.jsonl, records each file: input, output, action, SHA-256 of both, model.
+    --variants K writes K outputs per image, for refiners with per-image draws (docs/refine.md).
     """
     from ..refine import describe_model, parse_shard, plan_refine, run_refine
+    from ..refine.variants import check_seed, check_variants
 
     if (run is None) == (model is None):
         raise UsageError("give the refiner with exactly one of --run RUN or --model FILE")
     if step is not None and run is None:
         raise UsageError("--step picks a checkpoint of --run; an exported --model has one step")
     shard_kn = parse_shard(shard) if shard is not None else None
+    variants, seed = check_variants(variants), check_seed(seed)
     check = getattr(_load_refiner, "check", None)
     if check is not None:
         check(run, step, model)  # before the input is scanned
-    plan = plan_refine(input, output, shard=shard_kn)
+    plan = plan_refine(input, output, shard=shard_kn, variants=variants)
     where = f" (shard {shard_kn[0]}/{shard_kn[1]} of {plan.all_images} images)" if shard_kn else ""
+    times = f" x {variants} variants" if variants > 1 else ""
     log(
-        f"refine: {len(plan.images)} images and {len(plan.others)} other files{where}, "
+        f"refine: {len(plan.images)} images{times} and {len(plan.others)} other files{where}, "
         f"{escape(str(input))} -> {escape(str(output))}"
     )
     with StopOnSignals() as signals:
@@ -213,6 +235,8 @@ def refine(
             log(f"using step {refiner.model_id['step']}: {escape(refiner.selection_reason)}")
         if getattr(refiner, "selection_warning", None):
             log(f"[yellow]warning:[/] {escape(refiner.selection_warning)}")
+        if seed and variants == 1 and not getattr(refiner, "draws_per_image", False):
+            log(f"[yellow]warning:[/] --seed {seed} changes nothing: this refiner is deterministic")
         if signals.requested():
             raise _stopped(signals, " before writing anything")
         reporter = _RichReporter() if interactive() else _LogReporter()
@@ -227,6 +251,7 @@ def refine(
                 workers=workers,
                 on_event=reporter,
                 should_stop=signals.requested,
+                seed=seed,
             )
         finally:
             reporter.close()

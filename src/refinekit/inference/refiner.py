@@ -24,7 +24,9 @@ class Refiner:
     """Refines float32 NxHxWxC images in [0, 1] (C == `channels`) at any size.
 
     Calls are split into batches of `batch_size` (the last padded), so each image shape
-    compiles once; batches are sharded over all local devices.
+    compiles once; batches are sharded over all local devices. A refiner with per-image draws
+    (`draws_per_image`: a camera model) takes a `salt` that picks the draws; another salt reuses
+    the compiled program.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class Refiner:
 
         from ..nn import microbatch
         from ..nn.models import build_models
+        from ..refiners import draws_per_image, set_salt
         from ..training.steps import make_mesh
 
         self.config = config
@@ -63,13 +66,15 @@ class Refiner:
         # backend's own convolution (cuDNN picks its algorithms itself).
         self.winograd = jax.default_backend() == "cpu" if winograd is None else bool(winograd)
         refiner, _ = build_models(config, self.channels, seed=0, winograd=self.winograd)
+        self.draws_per_image = draws_per_image(refiner)
         self._graph, _ = nnx.split(refiner, nnx.Param)
         self._params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
         self._batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
         graph = self._graph
 
-        def apply(params, images):
+        def apply(params, images, salt):
             model = nnx.merge(graph, params)
+            set_salt(model, salt)
             size = microbatch.resolve(
                 micro_batch, images.shape[1], images.shape[2]
             )  # at trace time
@@ -87,14 +92,14 @@ class Refiner:
     def params(self) -> Any:
         return self._params
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def __call__(self, images: np.ndarray, salt: int = 0) -> np.ndarray:
         # A batch at a time, the next started before the last is fetched: however many images
         # come in, at most two batches of results wait on the device.
         images = np.asarray(images, np.float32)
         done: list[np.ndarray] = []
         waiting: Callable[[], np.ndarray] | None = None
         for start in range(0, max(len(images), 1), self.batch_size):
-            started = self.dispatch(images[start : start + self.batch_size])
+            started = self.dispatch(images[start : start + self.batch_size], salt)
             if waiting is not None:
                 done.append(waiting())
             waiting = started
@@ -102,7 +107,7 @@ class Refiner:
         done.append(waiting())
         return np.concatenate(done)
 
-    def dispatch(self, images: np.ndarray) -> Callable[[], np.ndarray]:
+    def dispatch(self, images: np.ndarray, salt: int = 0) -> Callable[[], np.ndarray]:
         """Start refining `images` and return a function that waits for the result.
 
         JAX runs the batches asynchronously, so a caller can prepare (or write out) other
@@ -124,7 +129,7 @@ class Refiner:
             chunk = images[start : start + self.batch_size]
             n = len(chunk)
             batch = jax.device_put(pad_to_batch(chunk, self.batch_size), self._batch_sharding)
-            started.append((self._apply(self._params, batch), n))
+            started.append((self._apply(self._params, batch, np.int32(salt)), n))
 
         def result() -> np.ndarray:
             return np.clip(np.concatenate([np.asarray(out)[:n] for out, n in started]), 0.0, 1.0)

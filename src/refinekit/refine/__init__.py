@@ -24,9 +24,12 @@ Channel conversion, when an image's colour channels differ from the model's (as 
   luma and its chroma (Cb, Cr) is kept, which is the same as adding the change in luma to R, G
   and B (then clipping to [0, 1]).
 
-Modules: plan (paths and the file list), shard, resume, convert, results, manifest, pipeline
-(generic threads), runner (the worker), run (`run_refine`). No JAX here: the refiner is any
-callable with the attributes of `inference.Refiner`.
+`--variants K` writes K outputs per image (NAME_v1 ... NAME_vK, each its own salt for a
+refiner with per-image draws, the image's sidecar files copied per variant): `variants.py`.
+
+Modules: plan (paths and the file list), shard, variants, resume, convert, results, manifest,
+pipeline (generic threads), runner (the worker), run (`run_refine`). No JAX here: the refiner
+is any callable with the attributes of `inference.Refiner`.
 """
 
 from .convert import model_input, restore_pixels

@@ -18,7 +18,10 @@ Fields of a line (see `Record`): input, output (paths relative to IN and OUT, wi
 is null for a failed file),
 action ("refined", "copied" or "failed"), input_sha256, output_sha256, input_size,
 input_mtime_ns, output_size, output_mtime_ns, model (the refiner's `model_id`: {"run", "step"}
-or {"export", "sha256"}; null for copies), error (for "failed"), time (UTC, ISO 8601).
+or {"export", "sha256"}; null for copies), error (for "failed"), time (UTC, ISO 8601); and, only
+where they apply, variant (1..K with `--variants K` above 1: which output of the input this is)
+and seed (`--seed`, for a refiner with per-image draws). Each output has its own line, so an
+input refined into K variants has K.
 """
 
 from __future__ import annotations
@@ -79,12 +82,22 @@ class Record:
     model: dict | None = None
     error: str | None = None
     time: str = ""
+    variant: int | None = None
+    seed: int | None = None
+
+    @property
+    def key(self) -> str:
+        """What resume looks a record up by: its output path (the input's for a failure)."""
+        return self.output if self.output is not None else self.input
 
     def to_json(self) -> str:
         # ASCII JSON: a file name that is not valid UTF-8 (kept by Python as surrogates) is
         # escaped and reads back as the same name.
         # A shallow dict: asdict's recursive deep copy cost more than the JSON encoding.
         data = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        for name in _OPTIONAL_FIELDS:  # written only where they apply
+            if data[name] is None:
+                del data[name]
         return json.dumps(data, separators=(",", ":"), default=str)
 
     @classmethod
@@ -94,6 +107,7 @@ class Record:
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
+_OPTIONAL_FIELDS = ("variant", "seed")
 
 
 class ManifestWriter:
@@ -216,10 +230,11 @@ def read_records(path: Path) -> list[Record]:
 
 
 def read_manifests(folder: Path) -> dict[str, list[Record]]:
-    """The current record of each input in each manifest file in `folder`, by input path.
+    """The current record of each output in each manifest file in `folder`, by output path
+    (`Record.key`: the input path of a failure; without variants the two are the same).
 
     Every manifest (unsharded and each shard's) contributes the last record it holds for an
-    input, so a run can resume from any earlier run into the same folder, sharded or not.
+    output, so a run can resume from any earlier run into the same folder, sharded or not.
     """
     return read_manifests_and_outputs(folder)[0]
 
@@ -240,7 +255,7 @@ def read_manifests_and_outputs(folder: Path) -> tuple[dict[str, list[Record]], s
             continue  # a link, FIFO or folder named like a manifest is refused by read_records
         last: dict[str, Record] = {}
         for record in read_records(path):
-            last[record.input] = record
+            last[record.key] = record
             if record.output is not None:
                 outputs.add(record.output)
         for name, record in last.items():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError, UsageError
@@ -12,8 +12,12 @@ from ..io.atomic import TEMP_MARK, temp_target
 from ..io.files import is_image_path, scan_folder
 from ..io.formats import IMAGE_EXTENSIONS
 from ..io.lock import is_lock_name
+from . import variants as variants_
 from .manifest import is_journal_name, is_manifest_name, manifest_name
 from .shard import shard_of
+
+# (variant or None, output path relative to OUT) for each output of one input file.
+Outputs = tuple[tuple[int | None, str], ...]
 
 
 @dataclass(frozen=True)
@@ -31,10 +35,29 @@ class RefinePlan:
     # Files of this run that are symbolic links to files outside IN: followed (their targets'
     # bytes are read and refined or copied), and said so in the summary.
     linked_outside: tuple[str, ...] = ()
+    variants: int = 1  # outputs per image (variants.py)
+    # The files of `others` that are an image's sidecars (copied once per variant), mapped to
+    # that image's path without its suffix; empty with one variant.
+    sidecars: dict[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def manifest_path(self) -> Path:
         return self.output / manifest_name(self.shard)
+
+    def image_outputs(self, relative: str) -> Outputs:
+        return variants_.outputs_of(relative, self.variants, image=True)
+
+    def other_outputs(self, relative: str) -> Outputs:
+        return variants_.outputs_of(
+            relative, self.variants, self.sidecars.get(relative), image=False
+        )
+
+    def output_names(self, copy_other: bool = True) -> set[str]:
+        """Every output path of this run (or shard)."""
+        names = {out for r in self.images for _, out in self.image_outputs(r)}
+        if copy_other:
+            names.update(out for r in self.others for _, out in self.other_outputs(r))
+        return names
 
 
 def check_paths(input: Path, output: Path) -> None:
@@ -92,11 +115,17 @@ def _ours(relative: str) -> bool:
     return temp_target(name) is not None or (top and ours)
 
 
-def plan_refine(input: Path, output: Path, *, shard: tuple[int, int] | None = None) -> RefinePlan:
+def plan_refine(
+    input: Path, output: Path, *, shard: tuple[int, int] | None = None, variants: int = 1
+) -> RefinePlan:
     """Check IN and OUT and list the files this run (or shard) covers; writes nothing.
 
-    Raises UsageError/DataError (exit 2) for refused folders, or a folder with no images.
+    `variants`: outputs per image (variants.py: their names, and the sidecars copied with each).
+
+    Raises UsageError/DataError (exit 2) for refused folders, a folder with no images, or
+    variant names that two inputs would share.
     """
+    variants = variants_.check_variants(variants)
     input, output = Path(input), guard.creatable(Path(output))  # resolved before it is made
     check_paths(input, output)
     if input.is_file():
@@ -115,17 +144,39 @@ def plan_refine(input: Path, output: Path, *, shard: tuple[int, int] | None = No
     images = [p for p in images if not _ours(p)]
     others = [p for p in others if not _ours(p)]
     all_images = len(images)
+    sidecars: dict[str, str] = {}
+    if variants > 1:  # over every shard's files: a sidecar and its image may be in two shards
+        sidecars = variants_.sidecars(images, others)
+        variants_.check_unique(
+            [(r, out) for r in images for _, out in variants_.outputs_of(r, variants, image=True)]
+            + [
+                (r, out)
+                for r in others
+                for _, out in variants_.outputs_of(r, variants, sidecars.get(r), image=False)
+            ]
+        )
     if shard is not None:
         k, n = shard
         images = [p for p in images if shard_of(p, n) == k]
         others = [p for p in others if shard_of(p, n) == k]
         ignored = tuple(p for p in ignored if shard_of(p, n) == k)
+        sidecars = {p: stem for p, stem in sidecars.items() if shard_of(p, n) == k}
     # A subfolder of OUT that is a link into IN would put outputs onto inputs (guard.py).
     folders = {p.rsplit("/", 1)[0] for p in images + others if "/" in p}
     guard.check_folder_links(output, folders, [("IN", input)])
     outside = _linked_outside(root, input, images + others)
     return RefinePlan(
-        input, root, output, tuple(images), tuple(others), ignored, shard, all_images, outside
+        input,
+        root,
+        output,
+        tuple(images),
+        tuple(others),
+        ignored,
+        shard,
+        all_images,
+        outside,
+        variants,
+        sidecars,
     )
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class RefineSummary:
-    """What a run did. `failures` holds "relative/path: reason" per failed file."""
+    """What a run did. `failures` holds "relative/path: reason" per failed output. Counts are
+    of outputs: with `variants` K > 1 an image has K."""
 
     output: Path
     manifest: Path
@@ -25,6 +26,8 @@ class RefineSummary:
     failures: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     model: dict = field(default_factory=dict)
+    variants: int = 1
+    seed: int | None = None  # for a refiner with per-image draws
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -17,6 +17,7 @@ from .plan import RefinePlan, plan_notes, plan_refine
 from .results import RefineSummary
 from .resume import Work, remaining_work, remove_temp_files
 from .runner import Decoded, RefinerLike, Runner
+from .variants import check_seed
 
 
 def run_refine(
@@ -30,6 +31,7 @@ def run_refine(
     workers: int | None = None,
     on_event: OnEvent | None = None,
     should_stop: Callable[[], bool] | None = None,
+    seed: int = 0,
 ) -> RefineSummary:
     """Refine the images of `plan` with `refiner` and copy its other files.
 
@@ -49,11 +51,25 @@ def run_refine(
       should_stop: polled in this thread between files; once it returns True no new file is
         started, the files in flight are finished and recorded, and the summary says
         `interrupted` (the CLI sets it on SIGINT/SIGTERM).
+      seed: for a refiner with per-image draws (`draws_per_image`), which draws: variant v of
+        `plan.variants` uses salt seed * MAX_VARIANTS + v - 1 (variants.py).
 
-    Returns a RefineSummary; failed files are in it and in the manifest, not raised. Raises
+    With `plan.variants` K > 1 each image gives K outputs, and counts, records and events are
+    per output. Returns a RefineSummary; failed files are in it and in the manifest, not raised. Raises
     UsageError when OUT holds outputs of another model (unless `overwrite`) or cannot be
     created, RefinekitError when the manifest cannot be written (read-only or full disk).
+    UsageError too for K > 1 with a deterministic refiner: its variants would be identical.
     """
+    seed = check_seed(seed)
+    salted = bool(getattr(refiner, "draws_per_image", False))
+    if plan.variants > 1 and not salted:
+        kind = getattr(getattr(refiner, "config", None), "refiner", None)
+        which = f"the {kind} refiner" if kind else "this refiner"
+        raise UsageError(
+            f"--variants {plan.variants}: {which} is deterministic, so every variant would be "
+            "the same image; use --variants 1 (kinds with per-image draws: acquisition, "
+            "acquisition+resnet)"
+        )
     if not 1 <= int(jpeg_quality) <= 100:
         raise UsageError(f"--jpeg-quality {jpeg_quality}: expected 1..100")
     if workers is not None and workers < 0:
@@ -62,7 +78,13 @@ def run_refine(
     # Everything is checked before anything is written (OUT created, its lock taken): OUT's
     # manifests (regular files, never links), files there that refinekit did not write, outputs
     # of another model. A run that finished in between only makes this one redo its files.
-    work = remaining_work(plan, dict(refiner.model_id), overwrite=overwrite, copy_other=copy_other)
+    work = remaining_work(
+        plan,
+        dict(refiner.model_id),
+        overwrite=overwrite,
+        copy_other=copy_other,
+        seed=seed if salted else None,
+    )
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -81,6 +103,7 @@ def run_refine(
             workers=workers,
             on_event=on_event,
             should_stop=should_stop,
+            seed=seed,
         )
 
 
@@ -96,6 +119,7 @@ def _run_locked(
     workers: int | None,
     on_event: OnEvent | None,
     should_stop: Callable[[], bool] | None,
+    seed: int,
 ) -> RefineSummary:
     output = plan.output
     cleaned = remove_temp_files(plan)
@@ -121,10 +145,12 @@ def _run_locked(
             jpeg_quality=int(jpeg_quality),
             fail_fast=fail_fast,
             on_event=on_event,
-            totals=(len(work.images), len(work.others)),
+            totals=(work.count(work.images), work.count(work.others)),
             skipped=work.skipped,
             should_stop=should_stop,
             chunk=chunk,
+            outputs=work.outputs,
+            seed=seed,
         )
         runner.started()
         try:
@@ -152,6 +178,8 @@ def _run_locked(
         failures=tuple(runner.failures),
         notes=tuple(sorted(runner.notes | plan_notes(plan, copy_other))),
         model=model,
+        variants=plan.variants,
+        seed=seed if getattr(refiner, "draws_per_image", False) else None,
     )
     if on_event is not None:
         on_event(Finished("refine", summary.to_dict()))
@@ -194,7 +222,7 @@ def _refine_all(runner: Runner, decoded: Iterator[Decoded], batch_size: int) -> 
         if runner.halted():
             return
         if item.error is not None or item.model_in is None:
-            runner.finish(runner.fail(item.relative, item.error or "not decoded", item))
+            runner.fail(item, item.error or "not decoded")
             continue
         runner.note(item)
         shape = item.model_in.shape
@@ -219,7 +247,9 @@ def refine_folder(
     refiner: RefinerLike,
     *,
     shard: tuple[int, int] | None = None,
+    variants: int = 1,
     **options,
 ) -> RefineSummary:
     """`plan_refine` then `run_refine` (options: those of `run_refine`)."""
-    return run_refine(plan_refine(input, output, shard=shard), refiner, **options)
+    plan = plan_refine(input, output, shard=shard, variants=variants)
+    return run_refine(plan, refiner, **options)

@@ -3,15 +3,17 @@
 `Runner` holds a run's state (counts, failures, the manifest); its `decode_files`,
 `write_batch` and `copy_files` run on file threads, one task per chunk of files, and
 everything else in the calling thread (see `run.py`, and `pipeline.py` for the machinery).
+Counts, records and failures are per output: with `--variants K` an image has K
+(variants.py), each refined with its own salt and written, recorded and counted on its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -27,11 +29,13 @@ from ..io.meta import SourceMeta
 from .convert import model_input, restore_pixels
 from .manifest import ManifestWriter, Record, now
 from .pipeline import OneInFlight, Window
-from .plan import RefinePlan
+from .plan import Outputs, RefinePlan
+from .variants import salt
 
 
 class RefinerLike(Protocol):
-    """What refine needs of a refiner (`inference.Refiner` has it)."""
+    """What refine needs of a refiner (`inference.Refiner` has it). A refiner with per-image
+    draws also has `draws_per_image = True` and takes `salt=` in its calls."""
 
     channels: int
     batch_size: int
@@ -52,10 +56,12 @@ class Decoded:
     meta: SourceMeta | None = None
     model_in: np.ndarray | None = None
     error: str | None = None
+    outputs: Outputs = ()  # (variant, output path) of each output left to write
 
 
-# A batch on the device: its files, its NxHxWxC shape, and a call that waits for its result.
-OnDevice = tuple[list[Decoded], tuple[int, ...], Callable[[], np.ndarray]]
+# A batch on the device: its files, its NxHxWxC shape, and per variant a call that waits for
+# that variant's result.
+OnDevice = tuple[list[Decoded], tuple[int, ...], list[tuple[int | None, Callable[[], np.ndarray]]]]
 
 
 def short_error(exc: BaseException, path: Path) -> str:
@@ -92,8 +98,14 @@ class Runner:
         skipped: int,
         should_stop: Callable[[], bool] | None = None,
         chunk: int = 1,
+        outputs: Callable[[str], Outputs] | None = None,
+        seed: int = 0,
     ):
         self.plan, self.refiner, self.manifest = plan, refiner, manifest
+        # The outputs left of an input (resume.Work.outputs); default: one, at its own path.
+        self.outputs = outputs or (lambda relative: ((None, relative),))
+        self.seed = seed
+        self.salted = bool(getattr(refiner, "draws_per_image", False))
         self.chunk = chunk  # files per reading, writing or copying task
         self.model = dict(refiner.model_id)
         self.channels = int(refiner.channels)
@@ -120,7 +132,8 @@ class Runner:
     def finish(self, record: Record) -> None:
         self.counts[record.action] += 1
         if record.action == "failed":
-            self.failures.append(f"{record.input}: {record.error}")
+            which = "" if record.variant is None else f" (variant {record.variant})"
+            self.failures.append(f"{record.input}{which}: {record.error}")
             if self.fail_fast:
                 self.stop = True
         self.report(record)
@@ -152,13 +165,18 @@ class Runner:
         done = counts["refined"] + counts["copied"] + counts["failed"]
         self.on_event(Progress("refine", None, done, images + others, values))
 
-    def fail(self, relative: str, error: str, item: Decoded | None = None) -> Record:
-        """Record a failure now (the main thread's decode failures and refiner errors)."""
-        record = self._failure(relative, error, item)
-        self.manifest.append(record)
-        return record
+    def fail(self, item: Decoded, error: str, variant: int | None | str = "all") -> None:
+        """Record and count a failure of each output of `item` (or of its `variant` output) now:
+        the main thread's decode failures and refiner errors."""
+        wanted = [v for v, _ in item.outputs if variant == "all" or v == variant]
+        records = [self._failure(item.relative, error, item, v) for v in wanted]
+        self.manifest.append_many(records)
+        for record in records:
+            self.finish(record)
 
-    def _failure(self, relative: str, error: str, item: Decoded | None = None) -> Record:
+    def _failure(
+        self, relative: str, error: str, item: Decoded | None = None, variant: int | None = None
+    ) -> Record:
         return Record(
             input=relative,
             output=None,
@@ -168,6 +186,7 @@ class Runner:
             input_mtime_ns=item.input_mtime_ns if item else None,
             error=error,
             time=now(),
+            variant=variant,
         )
 
     def note(self, item: Decoded) -> None:
@@ -186,26 +205,32 @@ class Runner:
     # -- workers: one task per chunk of files, so that thread hand-offs are per chunk --
 
     def copy_files(self, relatives: list[str]) -> list[Record]:
-        records: list[Record | None] = [None] * len(relatives)
+        """Copy each file to each of its outputs (a sidecar: one per variant)."""
+        records: list[Record] = []
         jobs, stats = [], []  # files that exist: copied together, with one sync
-        for position, relative in enumerate(relatives):
+        for relative in relatives:
             source = self.plan.root / relative
             try:
-                stats.append((position, relative, source.stat()))
+                stat = source.stat()
             except OSError as exc:
-                records[position] = self._failure(relative, short_error(exc, source))
+                error = short_error(exc, source)
+                records += [
+                    self._failure(relative, error, None, v) for v, _ in self.outputs(relative)
+                ]
                 continue
-            jobs.append((source, self.plan.output / relative))
-        self.manifest.intend([relative for _, relative, _ in stats])
-        for (position, relative, stat), (source, _), written in zip(
+            for variant, out in self.outputs(relative):
+                stats.append((relative, stat, variant, out))
+                jobs.append((source, self.plan.output / out))
+        self.manifest.intend([out for *_, out in stats])
+        for (relative, stat, variant, out), (source, _), written in zip(
             stats, jobs, atomic_copy_many(jobs), strict=True
         ):
             if isinstance(written, OSError):
-                records[position] = self._failure(relative, short_error(written, source))
+                records.append(self._failure(relative, short_error(written, source), None, variant))
             else:
-                records[position] = self._record(
-                    relative, "copied", written, written.sha256, stat.st_size, stat.st_mtime_ns
-                )
+                size, mtime = stat.st_size, stat.st_mtime_ns
+                record = self._record(relative, "copied", written, written.sha256, size, mtime)
+                records.append(replace(record, output=out, variant=variant))
         return self._append(records)
 
     def decode_files(self, relatives: list[str]) -> list[Decoded]:
@@ -213,7 +238,7 @@ class Runner:
 
     def decode(self, relative: str) -> Decoded:
         path = self.plan.root / relative
-        item = Decoded(relative)
+        item = Decoded(relative, outputs=self.outputs(relative))
         try:
             # One read per file: the bytes that are hashed are the bytes that are decoded.
             data, stat = read_file(path)
@@ -226,24 +251,30 @@ class Runner:
             item.pixels = item.model_in = None
         return item
 
-    def write_batch(self, items: list[Decoded], refined: np.ndarray) -> list[Record]:
-        """Encode a chunk, write its files with one sync for all (`atomic_write_many`), then
-        append their manifest lines."""
+    def write_batch(
+        self, items: list[Decoded], refined: np.ndarray, variant: int | None = None
+    ) -> list[Record]:
+        """Encode a chunk's `variant` outputs, write them with one sync for all
+        (`atomic_write_many`), then append their manifest lines."""
         records: list[Record | None] = [None] * len(items)
-        encoded = []  # (position, item, target, bytes)
+        encoded = []  # (position, item, name, target, bytes)
         for position, (item, out) in enumerate(zip(items, refined, strict=True)):
-            target = self.plan.output / item.relative
+            name = dict(item.outputs)[variant]
+            target = self.plan.output / name
             try:
-                encoded.append((position, item, target, self._encode(item, out, target)))
+                encoded.append((position, item, name, target, self._encode(item, out, target)))
             except (RefinekitError, OSError, ValueError) as exc:
-                records[position] = self._failure(item.relative, short_error(exc, target), item)
-        self.manifest.intend([item.relative for _, item, _, _ in encoded])
-        results = atomic_write_many([(target, data) for _, _, target, data in encoded])
-        for (position, item, target, _), written in zip(encoded, results, strict=True):
+                error = short_error(exc, target)
+                records[position] = self._failure(item.relative, error, item, variant)
+        self.manifest.intend([name for _, _, name, _, _ in encoded])
+        results = atomic_write_many([(target, data) for *_, target, data in encoded])
+        for (position, item, name, target, _), written in zip(encoded, results, strict=True):
             if isinstance(written, OSError):
-                records[position] = self._failure(item.relative, short_error(written, target), item)
+                error = short_error(written, target)
+                records[position] = self._failure(item.relative, error, item, variant)
             else:
-                records[position] = self._record(
+                seed = self.seed if self.salted else None
+                record = self._record(
                     item.relative,
                     "refined",
                     written,
@@ -252,9 +283,10 @@ class Runner:
                     item.input_mtime_ns,
                     self.model,
                 )
+                records[position] = replace(record, output=name, variant=variant, seed=seed)
         return self._append(records)
 
-    def _append(self, records: list[Record | None]) -> list[Record]:
+    def _append(self, records: Sequence[Record | None]) -> list[Record]:
         done = [record for record in records if record is not None]  # every slot is filled
         self.manifest.append_many(done)  # after the files are in place, never before
         return done
@@ -303,37 +335,52 @@ class Runner:
         self.device.flush()
 
     def _start(self, items: list[Decoded]) -> OnDevice | None:
+        """Start one device call per variant any of `items` still needs, each with its salt."""
         batch = np.stack([item.model_in for item in items if item.model_in is not None])
+        wanted = sorted({v for item in items for v, _ in item.outputs}, key=lambda v: v or 0)
+        started: list[tuple[int | None, Callable[[], np.ndarray]]] = []
         try:
-            dispatch = getattr(self.refiner, "dispatch", None)
-            if dispatch is None:
-                result = self.refiner(batch)
-                wait = lambda: result  # noqa: E731
-            else:
-                wait = dispatch(batch)
+            for variant in wanted:
+                options = {"salt": salt(self.seed, variant)} if self.salted else {}
+                dispatch = getattr(self.refiner, "dispatch", None)
+                if dispatch is None:
+                    started.append((variant, _ready(self.refiner(batch, **options))))
+                else:
+                    started.append((variant, dispatch(batch, **options)))
         except Exception as exc:  # noqa: BLE001 - e.g. a shape the refiner refuses
             self._refiner_failed(items, batch.shape, exc)
             return None
         for item in items:
             item.model_in = None  # free the float copy; the writer needs the original only
-        return items, batch.shape, wait
+        return items, batch.shape, started
 
     def _hand_to_writers(self, in_flight: OnDevice) -> None:
-        items, shape, wait = in_flight
-        try:
-            refined = np.asarray(wait())
-            if refined.shape != shape:
-                raise OutputError(
-                    f"the refiner returned shape {refined.shape} for a batch of shape {shape}"
-                )
-        except Exception as exc:  # noqa: BLE001 - e.g. out of memory for one large shape
-            self._refiner_failed(items, shape, exc)
-            return
-        for start in range(0, len(items), self.chunk):  # every writer gets a share of the batch
-            end = start + self.chunk
-            self.window.submit(self.write_batch, items[start:end], refined[start:end])
+        items, shape, started = in_flight
+        for variant, wait in started:
+            try:
+                refined = np.asarray(wait())
+                if refined.shape != shape:
+                    raise OutputError(
+                        f"the refiner returned shape {refined.shape} for a batch of shape {shape}"
+                    )
+            except Exception as exc:  # noqa: BLE001 - e.g. out of memory for one large shape
+                self._refiner_failed(items, shape, exc, variant)
+                continue
+            # The items that still need this variant (a resumed run may have some already).
+            rows = [i for i, item in enumerate(items) if variant in dict(item.outputs)]
+            for start in range(0, len(rows), self.chunk):  # every writer gets a share
+                part = rows[start : start + self.chunk]
+                chosen = [items[i] for i in part]
+                self.window.submit(self.write_batch, chosen, refined[part], variant)
 
-    def _refiner_failed(self, items: list[Decoded], shape: tuple[int, ...], exc: Exception) -> None:
+    def _refiner_failed(
+        self, items: list[Decoded], shape: tuple, exc: Exception, variant: int | None | str = "all"
+    ) -> None:
         error = f"refiner failed on {shape[1]}x{shape[2]} images: {type(exc).__name__}: {exc}"
         for item in items:
-            self.finish(self.fail(item.relative, error, item))
+            self.fail(item, error, variant)
+
+
+def _ready(result: np.ndarray) -> Callable[[], np.ndarray]:
+    """A finished result as a call that waits for it (a refiner without `dispatch`)."""
+    return lambda: result
