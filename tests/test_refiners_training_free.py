@@ -249,3 +249,23 @@ def test_gap_report_reads_a_training_free_run(tmp_path):
     )
     refined = json.loads(report.read_text())["sets"]["refined"]
     assert refined["source"] == "run" and refined["model"]["step"] == 0
+
+
+def test_bench_refuses_a_training_step_of_a_training_free_kind_and_times_its_refine(capsys):
+    from refinekit.bench import bench_config, train_step_flops
+    from refinekit.cli import main
+
+    size = ["--size", "8", "8", "--batch-size", "4", "--preset", "tiny", "--repeats", "1"]
+    assert main(["bench", "--mode", "train", "--refiner", "fda", *size]) == 2
+    assert "a training-free kind has no training step" in capsys.readouterr().err
+    assert main(["bench", "--mode", "refine", "--refiner", "colour", *size, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["refiner"] == "colour" and result["gflop_per_step"] == 0.0
+    # A kind's own settings apply, as in train; a camera model's step counts no refiner FLOPs.
+    camera = bench_config("acquisition", preset="tiny", size=(8, 8), channels=1)
+    assert (
+        camera.lambda_reg == 0.0
+        and camera.lr_refiner == REFINER_DEFAULTS["acquisition"]["lr_refiner"]
+    )
+    resnet = bench_config("resnet", preset="tiny", size=(8, 8), channels=1)
+    assert 0 < train_step_flops(camera, 1, (8, 8)) < train_step_flops(resnet, 1, (8, 8))

@@ -2,7 +2,10 @@
 
 Throughput follows a PyTorch reference bench (torch_simgan.py, docs/performance.md) so the two can be compared back to back:
 synthetic images pushed through the refiner per second = (Kg + Kd) x batch / step time.
-FLOPs are counted analytically per convolution (models.refiner_flops / disc_flops).
+FLOPs are counted analytically per convolution (models.refiner_flops / disc_flops); a refiner
+kind without the ResNet (the camera model) counts as 0, so its GFLOP are the discriminator's.
+The training step is the one `config.refiner` trains with (`--refiner`, its kind's defaults from
+presets.REFINER_DEFAULTS); a training-free kind has none and is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +21,23 @@ from .config import TrainConfig
 from .errors import UsageError
 from .nn.models import disc_flops, refiner_flops
 
+# Refiner kinds whose refiner has the ResNet (its convolutions are what bench counts and breaks
+# down); the others are pixel-wise or camera models with no convolution layers.
+WITH_RESNET = ("resnet", "acquisition+resnet")
+
+
+def refiner_conv_flops(config: TrainConfig, channels: int, size: tuple[int, int]) -> float:
+    """models.refiner_flops for a kind with the ResNet, else 0 (no convolution layers)."""
+    return refiner_flops(config, channels, size) if config.refiner in WITH_RESNET else 0.0
+
+
+def bench_config(refiner: str = "resnet", **settings: Any) -> TrainConfig:
+    """A TrainConfig of `settings` for refiner kind `refiner`, with the settings its kind
+    changes (presets.REFINER_DEFAULTS) where `settings` does not give them, as train does."""
+    from .presets import REFINER_DEFAULTS
+
+    return TrainConfig(**{**REFINER_DEFAULTS[refiner], **settings, "refiner": refiner})
+
 
 def train_step_flops(config: TrainConfig, channels: int, size: tuple[int, int]) -> float:
     """FLOPs of one adversarial step (convolutions only).
@@ -27,7 +47,7 @@ def train_step_flops(config: TrainConfig, channels: int, size: tuple[int, int]) 
     Discriminator update, per image: R forward on one synthetic image, then D forward and full
     backward (3x) on one real and one refined image = R + 6D.
     """
-    r = refiner_flops(config, channels, size)
+    r = refiner_conv_flops(config, channels, size)
     d = disc_flops(config, channels, size)
     b = config.batch_size
     return config.kg * b * (3 * r + 2 * d) + config.kd * b * (r + 6 * d)
@@ -52,6 +72,7 @@ class BenchResult:
     precision: str
     spread_ms: tuple[float, float]  # min and max over repeats
     micro_batch: int = 0  # images per micro-batch of forward-only refiner passes (0: whole batches)
+    refiner: str = "resnet"  # the refiner kind (--refiner)
     winograd: bool = False  # refine: Winograd route on (winograd.py decides per convolution); GFLOP counted as direct
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,12 +99,21 @@ def _check_repeats(repeats: int) -> None:
 
 
 def bench_train(config: TrainConfig, repeats: int = 10, warmup: int = 2) -> BenchResult:
-    """Time `repeats` calls of the real jitted adversarial step (each `steps_per_call` steps)."""
+    """Time `repeats` calls of the real jitted adversarial step (each `steps_per_call` steps)
+    of the refiner kind `config.refiner`."""
     _check_repeats(repeats)
+    from .refiners import TRAINING_FREE
+
+    if config.refiner in TRAINING_FREE:
+        raise UsageError(
+            f"--refiner {config.refiner}: a training-free kind has no training step (its "
+            "parameters are computed from the real images); --mode refine times it"
+        )
     import jax
 
     from .nn import microbatch
-    from .training.steps import DeviceData, StepFunctions, make_mesh
+    from .training.state import DeviceData, make_mesh
+    from .training.steps import StepFunctions
 
     size, channels = _image_shape(config)
     fns = StepFunctions(config, (*size, channels), make_mesh())
@@ -127,6 +157,7 @@ def bench_train(config: TrainConfig, repeats: int = 10, warmup: int = 2) -> Benc
         precision=config.precision,
         spread_ms=(min(times) * 1e3, max(times) * 1e3),
         micro_batch=microbatch.effective(fns.forward_micro_batch, config.batch_size),
+        refiner=config.refiner,
     )
 
 
@@ -170,7 +201,7 @@ def bench_refine(
         model(images)
         times.append(time.perf_counter() - start)
     per_call = statistics.median(times)
-    flops = refiner_flops(config, channels, size) * batch
+    flops = refiner_conv_flops(config, channels, size) * batch
     return BenchResult(
         mode="refine",
         backend=jax.default_backend(),
@@ -190,6 +221,7 @@ def bench_refine(
         spread_ms=(min(times) * 1e3, max(times) * 1e3),
         micro_batch=microbatch.effective(model.micro_batch_for(*size), model.batch_size),
         winograd=model.winograd,
+        refiner=config.refiner,
     )
 
 
@@ -229,6 +261,11 @@ def bench_breakdown(config: TrainConfig, repeats: int = 5) -> list[OpTiming]:
     Kg*b + 2*Kd*b (but not the first layer), weight gradients 2*Kd*b.
     """
     _check_repeats(repeats)
+    if config.refiner not in WITH_RESNET:
+        raise UsageError(
+            f"--refiner {config.refiner}: breakdown times the ResNet's convolutions, and this "
+            f"kind has none (kinds with them: {', '.join(WITH_RESNET)})"
+        )
     import jax
     import jax.numpy as jnp
 

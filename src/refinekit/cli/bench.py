@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from .common import log, stdout_write
+from .train_options import RefinerKind
 
 
 class Preset(StrEnum):
@@ -40,6 +41,15 @@ def bench(
             "gradients, with its share of the step).",
         ),
     ] = Mode.both,
+    refiner: Annotated[
+        RefinerKind,
+        typer.Option(
+            "--refiner",
+            metavar="NAME",
+            help="Refiner kind, as train's --refiner, with its kind's settings; a "
+            "training-free kind has no training step (refine mode only).",
+        ),
+    ] = RefinerKind("resnet"),
     preset: Annotated[
         Preset,
         typer.Option("--preset", help="Network shapes, as train's --preset."),
@@ -91,12 +101,12 @@ def bench(
     ] = False,
 ) -> None:
     """Benchmark training and refinement on the current JAX backend (images/s, GFLOP/s, compile time)."""
-    from ..bench import bench_breakdown, bench_refine, bench_train
-    from ..config import TrainConfig
+    from ..bench import bench_breakdown, bench_config, bench_refine, bench_train
     from ..runtime import setup, user_environment
 
     setup(kind="refine" if mode == Mode.refine else "train")
-    config = TrainConfig(
+    config = bench_config(
+        refiner.value,
         preset=preset.value,
         size=size,
         channels=channels,
@@ -143,6 +153,8 @@ def bench(
             "bench",
             "--mode",
             "refine",
+            "--refiner",
+            refiner.value,
             "--preset",
             preset.value,
             "--size",
@@ -169,7 +181,7 @@ def _show(r, as_json: bool) -> None:
         stdout_write(json.dumps(r.to_dict()) + "\n")
     else:
         log(
-            f"{r.mode:6s} {r.preset} {r.size[0]}x{r.size[1]}x{r.channels} batch {r.batch} on {r.devices} {r.backend} "
+            f"{r.mode:6s} {r.refiner} {r.preset} {r.size[0]}x{r.size[1]}x{r.channels} batch {r.batch} on {r.devices} {r.backend} "
             f"device(s), {r.precision}, forward micro-batch {r.micro_batch or 'off'}{', Winograd 3x3' if r.winograd else ''}: {r.images_per_second:.1f} images/s, {r.ms_per_step:.1f} ms/step "
             f"(min {r.spread_ms[0]:.1f}, max {r.spread_ms[1]:.1f}), {r.gflop_per_step:.1f} GFLOP/step counted -> "
             f"{r.gflops_per_second:.0f} GFLOP/s, compile {r.compile_seconds:.1f} s"
