@@ -163,7 +163,7 @@ def _refiner_params_from_run(run: Path, step: int) -> tuple[TrainConfig, Any]:
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes
     )
     # The moving average of the weights (training/ema.py) is what samples and scores used.
-    _, params = checkpoint.restore_field(run, step, ("ema", "refiner"), target)
+    params = checkpoint.restore_field(run, step, ("ema", "refiner"), target)
     return config, params
 
 

@@ -344,54 +344,34 @@ def restore(run: Path, step: int, target: Any) -> Any:
     return _restore_state(run, step, lambda _: ocp.args.StandardRestore(abstract))
 
 
-def restore_field(run: Path, step: int, names: Sequence[str], target: Any) -> tuple[str, Any]:
-    """Restore one top-level field of the state saved at `step`: the first of `names` that the
-    checkpoint holds, into the structure, shapes and shardings of `target` (that field alone,
-    as arrays or `jax.ShapeDtypeStruct`s).
-
-    Only that field's arrays are read (orbax's partial restore), so a caller that needs the
-    refiner's weights builds neither the discriminator, nor the optimiser states, nor the
-    replay buffer. The checksums prove the other fields intact; a checkpoint saved without
-    them is read whole (into plain arrays, then dropped), since reading is then the only check
-    and a damaged one is refused whichever field the damage is in. Returns the field's name
-    and its value. Raises CheckpointError as `restore` does.
-    """
+def restore_field(run: Path, step: int, names: Sequence[str], target: Any) -> Any:
+    """Restore one top-level field of the state saved at `step` (the first of `names` it holds)
+    into the structure, shapes and shardings of `target`, and nothing else: a refiner builds no
+    discriminator, optimiser state or buffer. With checksums (checked first) only that field is
+    read (orbax's partial restore); without, the whole state is, reading being the only check."""
     import jax
 
     ocp = _ocp()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     sharding = jax.tree.leaves(abstract)[0].sharding
-    found: list[str] = []
+    chosen: list[str] = []
 
     def args(folder: Path):
         saved = ocp.StandardCheckpointHandler().metadata(folder / "state").tree
-        name = next((n for n in names if saved.get(n)), None)  # a None field has no arrays
-        if name is None:
+        chosen.extend(n for n in names if saved.get(n))  # a None field has no arrays
+        if not chosen:
             raise KeyError(f"its state holds none of {', '.join(names)}")
-        found.append(name)
-        item = {name: abstract}
-        if not (folder / DIGEST_NAME).is_file():
-            item = {
-                key: abstract
-                if key == name
-                else jax.tree.map(
-                    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), value
-                )
-                for key, value in saved.items()
-            }
-        return ocp.args.PyTreeRestore(
-            item=item,
-            restore_args=ocp.checkpoint_utils.construct_restore_args(item),
-            partial_restore=True,
-        )
+        every = not (folder / DIGEST_NAME).is_file()
+        like = lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding)  # noqa: E731
+        item = {k: jax.tree.map(like, v) for k, v in saved.items() if every} | {chosen[0]: abstract}
+        restore_args = ocp.checkpoint_utils.construct_restore_args(item)
+        return ocp.args.PyTreeRestore(item, restore_args, partial_restore=True)
 
-    restored = _restore_state(run, step, args)
-    return found[0], restored[found[0]]
+    return _restore_state(run, step, args)[chosen[0]]
 
 
 def _restore_state(run: Path, step: int, args: Callable[[Path], Any]) -> Any:
-    """Checkpoint `step`'s state, restored with the orbax arguments `args(folder)` gives, after
-    its checksums are checked; every failure is one CheckpointError naming the earlier ones."""
+    """Checkpoint `step`'s state, restored with orbax's `args(folder)`; one CheckpointError."""
     verify(run, step)
     folder = checkpoint_dir(run) / str(step)
     manager = open_manager(run, read_only=True)
