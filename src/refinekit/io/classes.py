@@ -1,4 +1,4 @@
-"""Class labels from folder layout: the one rule that training, refine and gap-report share.
+"""Class labels from folder layout: the one rule that training and gap-report share.
 
 A set is labelled when every image lies in a top-level subfolder of its root and there are at
 least two such subfolders; the subfolder is the image's class. One subfolder is no classes (a
