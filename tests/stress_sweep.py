@@ -22,7 +22,8 @@ import numpy as np
 
 from refinekit.config import TrainConfig
 from refinekit.training.data import load_training_data
-from refinekit.training.steps import DeviceData, StepFunctions, make_mesh
+from refinekit.training.state import DeviceData, make_mesh
+from refinekit.training.steps import StepFunctions
 
 VARIANTS: dict[str, dict] = {
     "base": {},

@@ -13,7 +13,8 @@ from refinekit import TrainConfig
 from refinekit.cli import main
 from refinekit.training import checkpoint
 from refinekit.training.loop import train
-from refinekit.training.steps import StepFunctions, make_mesh
+from refinekit.training.state import make_mesh
+from refinekit.training.steps import StepFunctions
 
 pytestmark = pytest.mark.slow  # end-to-end training runs
 

@@ -22,9 +22,6 @@ NAME = re.compile(r"[a-z_][a-z0-9_]*(?:\.py|/)")
 JAX_FREE = ("io", "refine", "cli")
 MAX_LINES = 400
 # Over MAX_LINES while they are split into smaller modules; every other module is held to it.
-BEING_SPLIT = frozenset({"training/steps.py"})
-
-
 def _resolve(path: str) -> Path:
     return ROOT / path if path.startswith(REPOSITORY_FOLDERS) else PACKAGE / path
 
@@ -114,11 +111,6 @@ def test_module_imports_no_jax(module):
     assert result.stdout.strip() == "[]", f"importing {module} imports {result.stdout.strip()}"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="refinekit/__init__.py imports training/loop.py (and so JAX) to export `train`, so "
-    "`import refinekit.io` and `refinekit --help` load JAX although their own modules do not",
-)
 def test_importing_the_package_loads_no_jax():
     probe = "import sys, refinekit.cli; print('jax' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
@@ -134,16 +126,8 @@ def _line_counts() -> dict[str, int]:
 
 
 def test_no_module_is_over_400_lines():
-    over = {p: n for p, n in _line_counts().items() if n > MAX_LINES and p not in BEING_SPLIT}
+    over = {p: n for p, n in _line_counts().items() if n > MAX_LINES}
     assert over == {}, f"modules over {MAX_LINES} lines (split them by job): {over}"
-
-
-@pytest.mark.xfail(
-    strict=False, reason=f"over {MAX_LINES} lines while being split: {sorted(BEING_SPLIT)}"
-)
-def test_the_modules_being_split_are_at_most_400_lines():
-    counts = _line_counts()
-    assert {p: counts[p] for p in BEING_SPLIT if counts.get(p, 0) > MAX_LINES} == {}
 
 
 def test_a_run_restores_its_refiner_alone(trained, tmp_path, monkeypatch):

@@ -36,7 +36,8 @@ from refinekit.io.sets import load_set
 from refinekit.refine.manifest import MANIFEST_NAME, read_records
 from refinekit.training import checkpoint
 from refinekit.training.data import load_training_data
-from refinekit.training.steps import StepFunctions, make_mesh
+from refinekit.training.state import make_mesh
+from refinekit.training.steps import StepFunctions
 
 RNG = np.random.default_rng(7)
 

@@ -34,7 +34,8 @@ from refinekit.io.files import is_image_path
 from refinekit.refine.manifest import MANIFEST_NAME
 from refinekit.runtime import user_environment
 from refinekit.training import checkpoint
-from refinekit.training.steps import StepFunctions, make_mesh
+from refinekit.training.state import make_mesh
+from refinekit.training.steps import StepFunctions
 
 pytestmark = pytest.mark.slow  # kill-and-resume in subprocesses
 

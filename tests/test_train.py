@@ -17,7 +17,8 @@ from conftest import TINY, write_images
 from refinekit import TrainConfig, train
 from refinekit.cli import main
 from refinekit.training import checkpoint
-from refinekit.training.steps import StepFunctions, make_mesh
+from refinekit.training.state import make_mesh
+from refinekit.training.steps import StepFunctions
 
 pytestmark = pytest.mark.slow  # end-to-end training runs
 
@@ -369,7 +370,7 @@ def test_augment_auto_is_ada_below_100_real_images_and_none_from_100(tmp_path, c
 
 
 def test_training_sets_are_padded_to_shared_lengths_and_batches_skip_the_padding():
-    from refinekit.training.steps import DeviceData, bucket_length, pad_to_bucket
+    from refinekit.training.state import DeviceData, bucket_length, pad_to_bucket
 
     assert [bucket_length(n) for n in (1, 24, 64, 65, 1000, 1024, 1025, 3000)] == [
         64, 64, 64, 128, 1024, 1024, 2048, 3072,
@@ -394,7 +395,7 @@ def test_runs_that_pretrain_for_different_lengths_share_one_adversarial_program(
     """The adversarial phase's start reaches the step as a value (DeviceData), not a constant:
     changing the pretraining lengths changes no compiled program, so the persistent compile
     cache serves such runs. The learning rates, by contrast, do change it."""
-    from refinekit.training.steps import DeviceData, pad_to_bucket
+    from refinekit.training.state import DeviceData, pad_to_bucket
 
     images = np.zeros((24, 16, 16, 1), np.uint8)
 

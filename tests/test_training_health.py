@@ -12,7 +12,8 @@ from refinekit import TrainConfig
 from refinekit.cli import main
 from refinekit.training import checkpoint, health, selection, validation
 from refinekit.training.samples import sample_indices
-from refinekit.training.steps import StepFunctions, make_mesh
+from refinekit.training.state import make_mesh
+from refinekit.training.steps import StepFunctions
 from stress_case import write_case
 
 FAST = ["--pretrain-refiner-steps", "10", "--pretrain-disc-steps", "10"]

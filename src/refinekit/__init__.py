@@ -17,16 +17,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Imported now: `train` is the one entry point every user calls.
 from . import events
 from .config import TrainConfig
-from .training.loop import TrainResult, train
 
 __version__ = "0.1.0"
 
 # The rest is imported on first use (JAX and Flax load only when needed):
 # public name -> the module that defines it.
 _LAZY = {
+    "train": "refinekit.training.loop",
+    "TrainResult": "refinekit.training.loop",
     "Refiner": "refinekit.inference",
     "load_refiner": "refinekit.inference",
     "export_refiner": "refinekit.inference",
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from .gap.run import GapReport, gap_report
     from .inference.refiner import Refiner, export_refiner, load_refiner
     from .refine import RefineSummary, refine_folder
+    from .training.loop import TrainResult, train
 
 
 def __getattr__(name: str) -> Any:

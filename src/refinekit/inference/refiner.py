@@ -45,7 +45,7 @@ class Refiner:
         from ..nn import microbatch
         from ..nn.models import build_models
         from ..refiners import draws_per_image, set_salt
-        from ..training.steps import make_mesh
+        from ..training.state import make_mesh
 
         self.config = config
         # Both are set in a trained run's config (train.load_training_data); read_export
@@ -145,7 +145,7 @@ def _refiner_params_from_run(run: Path, step: int) -> tuple[TrainConfig, Any]:
     from jax.sharding import NamedSharding, PartitionSpec
 
     from ..nn.models import build_models
-    from ..training.steps import make_mesh
+    from ..training.state import make_mesh
 
     try:
         config = TrainConfig.from_dict(

@@ -179,7 +179,8 @@ def _train(
     from . import health, watch
     from .labels import terms as label_terms
     from .samples import sample_grid, sample_indices
-    from .steps import DeviceData, StepFunctions, make_mesh, pad_to_bucket
+    from .state import DeviceData, make_mesh, pad_to_bucket
+    from .steps import StepFunctions
 
     config, resume_step, data, held, primary = _open_run(config, emit, resources)
     run = Path(config.out)
