@@ -1,0 +1,71 @@
+"""The downstream score: a small CNN trained on a candidate's images, tested on labelled real
+images, and the paired comparison that says whether a candidate beats another beyond noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refinekit.downstream import better_than, score_training_set
+from refinekit.downstream.score import subset
+
+
+def _bars(n: int, seed: int, size: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Class 0: a vertical bar, class 1: a horizontal bar, at random positions, with noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 0.2, (n, size, size, 1)).astype(np.float32)
+    y = np.arange(n) % 2
+    for i in range(n):
+        k = rng.integers(2, size - 2)
+        if y[i] == 0:
+            x[i, :, k - 1 : k + 1, 0] += 0.7
+        else:
+            x[i, k - 1 : k + 1, :, 0] += 0.7
+    return np.clip(x, 0, 1), y
+
+
+@pytest.fixture(scope="module")
+def scored():
+    train_x, train_y = _bars(128, 0)
+    test_x, test_y = _bars(40, 1)
+    good = score_training_set(train_x, train_y, test_x, test_y, seeds=(0, 1), epochs=8)
+    swapped = score_training_set(train_x, 1 - train_y, test_x, test_y, seeds=(0, 1), epochs=8)
+    return good, swapped
+
+
+def test_a_training_set_that_teaches_the_task_scores_high_and_one_with_wrong_labels_low(scored):
+    good, swapped = scored
+    assert good.accuracy >= 0.9
+    assert swapped.accuracy <= 0.1
+    assert good.low <= good.accuracy <= good.high
+    assert len(good.per_seed) == 2 and good.test_images == 40
+    assert np.isclose(np.mean(good.per_seed), good.accuracy)
+
+
+def test_the_paired_comparison_sees_a_real_difference_and_none_between_equals(scored):
+    good, swapped = scored
+    diff, low, high = better_than(good, swapped)
+    assert np.isclose(diff, good.accuracy - swapped.accuracy)
+    assert low > 0.5 and low <= diff <= high
+    diff, low, high = better_than(good, good)
+    assert diff == 0.0 and low == 0.0 and high == 0.0
+
+
+def test_the_interval_is_a_bootstrap_over_test_images():
+    from refinekit.downstream.score import _interval
+
+    assert _interval(np.ones((1, 30)), seed=0) == (1.0, 1.0)
+    values = np.r_[np.ones(15), np.zeros(15)]
+    low, high = _interval(values[None, :], seed=0)
+    se = np.sqrt(0.25 / 30)  # binomial standard error at p = 0.5
+    assert low < 0.5 < high
+    assert abs((high - low) - 2 * 1.645 * se) < 0.06
+
+
+def test_the_scored_subset_is_class_balanced_and_seeded():
+    labels = np.r_[np.zeros(90, int), np.ones(10, int)]
+    picked = subset(labels, 20, seed=3)
+    assert len(picked) == 20 and len(set(picked)) == 20
+    assert np.bincount(labels[picked]).tolist() == [10, 10]
+    assert np.array_equal(picked, subset(labels, 20, seed=3))
+    assert np.array_equal(subset(labels, 500, seed=3), np.arange(100))
