@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .limits import check_limits, parse_layers
+from .limits import check_frozen_layers, check_limits, parse_layers
 from .presets import PRESETS, REFINERS
 
 # Discriminator layer specs: ("conv", kernel, stride, features) or ("pool", kernel, stride).
@@ -104,6 +104,9 @@ RUN_DEFINING = (
     "ema_decay",
     "grad_clip",
     "val_fraction",
+    "init_from",
+    "freeze_refiner_steps",
+    "freeze_disc_layers",
 )
 
 
@@ -143,6 +146,10 @@ class TrainConfig:
     # refiner pretraining only (None: --lr-refiner); fast so pretraining ends near the identity
     lr_pretrain_refiner: float | None = None
     seed: int = 0
+    # start from another run's best checkpoint or an export (training/transfer.py); "": fresh
+    init_from: str = ""
+    freeze_refiner_steps: int = 0  # the refiner is not updated in the first N adversarial steps
+    freeze_disc_layers: int = 0  # the discriminator's first K convolutions are never updated
     # stability (docs/training.md)
     gan_loss: str = "bce"
     r1_gamma: float = 0.0  # R1 penalty weight on real images (0: off; 10 stalled D)
@@ -250,6 +257,7 @@ class TrainConfig:
             )
         if self.disc_layers is not None:
             object.__setattr__(self, "disc_layers", parse_layers(self.disc_layers))
+        check_frozen_layers(self)
 
     # Resolved model shape (preset values unless overridden).
     @property

@@ -33,6 +33,8 @@ _COUNTS = (
     "sample_every",
     "log_every",
     "ada_interval",
+    "freeze_refiner_steps",
+    "freeze_disc_layers",
 )
 _FLOATS = ("lambda_reg", "lr_refiner", "lr_disc", "ada_target", "ada_speed")
 # Settings that may be None (follow another setting); when given: finite, and in range.
@@ -166,6 +168,13 @@ def check_limits(config: Any) -> None:
 
     if isinstance(config.preset, str) and config.preset in PRESETS:  # else refused by name later
         check_parameters(config)
+
+
+def check_frozen_layers(config: Any) -> None:
+    """--freeze-disc-layers leaves at least the discriminator's last convolution to learn."""
+    convs = sum(layer[0] == "conv" for layer in config.discriminator_layers)
+    expected = f"fewer than the discriminator's {convs} convolutions (the last one must learn)"
+    check("freeze_disc_layers", config.freeze_disc_layers < convs, expected)
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:

@@ -100,4 +100,33 @@ REFINER_DEFAULTS: dict[str, dict[str, Any]] = {
     "colour": {**_TRAINING_FREE},
 }
 
-__all__ = ["GAZE_REFINER", "PRESETS", "REFINERS", "REFINER_DEFAULTS"]
+# What --init-from changes from the defaults when they are not given (training/transfer.py):
+# the refiner starts trained, so pretraining it on self-regularisation alone would pull it back
+# towards the identity; the discriminator starts trained too but on the source's real images,
+# so it gets a short phase of its own on this run's before the refiner moves; and a quarter of
+# the adversarial steps. A kind's own schedule gives way to this; a training-free kind still
+# runs no step.
+FINE_TUNE_DEFAULTS: dict[str, Any] = {
+    "steps": 500,
+    "pretrain_refiner_steps": 0,
+    "pretrain_disc_steps": 100,
+}
+
+
+def kind_defaults(refiner: str, fine_tune: bool = False) -> dict[str, Any]:
+    """The settings `refiner` changes from the defaults; with `fine_tune` (--init-from), the
+    shorter schedule above, except for a training-free kind."""
+    own = REFINER_DEFAULTS.get(refiner, {})
+    if not fine_tune or refiner not in REFINER_DEFAULTS or own.get("steps") == 0:
+        return own
+    return {**own, **FINE_TUNE_DEFAULTS}
+
+
+__all__ = [
+    "FINE_TUNE_DEFAULTS",
+    "GAZE_REFINER",
+    "PRESETS",
+    "REFINERS",
+    "REFINER_DEFAULTS",
+    "kind_defaults",
+]

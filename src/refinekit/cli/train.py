@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ..config import AUTO_ADA_BELOW
+from ..presets import FINE_TUNE_DEFAULTS
 from .common import log
 from .train_options import (
     AUGMENTATION,
@@ -34,6 +35,11 @@ from .train_options import (
     option,
 )
 from .train_progress import ProgressView, report_best
+
+# The schedule --init-from brings where it is not given, in the flag's help.
+_FINE_TUNE = "--steps {steps}, pretraining {pretrain_refiner_steps} + {pretrain_disc_steps}".format(
+    **FINE_TUNE_DEFAULTS
+)
 
 
 def train(
@@ -104,6 +110,34 @@ def train(
             "--refiner-output",
             NETWORKS,
             "direct: the paper's tanh(f(x)); residual: tanh(atanh(x) + f(x)).",
+        ),
+    ] = None,
+    init_from: Annotated[
+        Path | None,
+        option(
+            "--init-from",
+            NETWORKS,
+            "Start from another run's best checkpoint, or an export: the parts that fit are "
+            f"kept, the others reset; a shorter schedule unless given ({_FINE_TUNE}).",
+            metavar="RUN|FILE",
+        ),
+    ] = None,
+    freeze_refiner_steps: Annotated[
+        int | None,
+        option(
+            "--freeze-refiner-steps",
+            NETWORKS,
+            "Hold the refiner fixed in the first N adversarial steps (the discriminator adapts).",
+            metavar="N",
+        ),
+    ] = None,
+    freeze_disc_layers: Annotated[
+        int | None,
+        option(
+            "--freeze-disc-layers",
+            NETWORKS,
+            "Never update the discriminator's first K convolutions (FreezeD).",
+            metavar="K",
         ),
     ] = None,
     lambda_reg: Annotated[
@@ -318,6 +352,9 @@ def train(
         values, source=str(config_file) if config_file else "flags", from_file=from_file
     )
 
+    from ..training.transfer import check_before_start
+
+    check_before_start(config)  # a bad --init-from stops before the run folder is made
     from ..runtime import setup
     from ..stop import Interrupted, StopOnSignals
     from ..training.loop import train as run_training

@@ -192,6 +192,9 @@ def _train(
     runtime.connect_processes(mesh)  # several hosts: connect before any process runs ahead
     fns = StepFunctions(config, (h, w, c), mesh)
     state = fns.init_state()
+    from .transfer import start_from  # --init-from: another run's weights, where they fit
+
+    state, classifier_given = start_from(config, fns, state, emit, resume_step, primary)
     if resume_step is None:  # a training-free kind's parameters come from the data
         state = refiners.fit_to_data(config, state, data.real)
     else:
@@ -251,7 +254,7 @@ def _train(
         state,
         device_data.synthetic[: len(data.synthetic)],  # C's own phase samples every image
         syn_ids,
-        resume_step is not None,
+        resume_step is not None or classifier_given,
         emit,
     )
 

@@ -54,6 +54,30 @@ def make_optimizer(
     return opt
 
 
+def disc_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """The discriminator's optimizer. With --freeze-disc-layers K the first K convolutions get
+    zero updates (optax.set_to_zero, no moments kept for them), inside the one compiled step;
+    the gradient clip then measures the trained parameters only. Without, the optimizer and
+    its state are as before the setting existed, so older checkpoints load."""
+    opt = make_optimizer(config, config.lr_disc)
+    frozen = config.freeze_disc_layers
+    if frozen == 0:
+        return opt
+
+    def group(path, _) -> str:  # PatchDiscriminator's parameters: convs/<i>/..., embed
+        return "frozen" if _top_key(path) == "convs" and _index(path) < frozen else "trained"
+
+    return optax.multi_transform(
+        {"frozen": optax.set_to_zero(), "trained": opt},
+        lambda params: jax.tree_util.tree_map_with_path(group, params),
+    )
+
+
+def _index(path) -> int:
+    second = path[1] if len(path) > 1 else None
+    return int(getattr(second, "key", getattr(second, "idx", -1)))
+
+
 def _top_key(path) -> str:
     first = path[0] if path else None
     return str(getattr(first, "key", getattr(first, "name", "")))

@@ -17,7 +17,7 @@ from ..io import guard
 from ..io.atomic import atomic_write, temp_target
 from ..io.regular import check_own, read_own_json, read_own_text
 from ..limits import check_resources
-from ..presets import REFINER_DEFAULTS
+from ..presets import kind_defaults as defaults_of
 from . import checkpoint
 
 METRICS_BYTES_CAP = 1 << 30  # metrics.jsonl: about 2 million log lines
@@ -97,8 +97,10 @@ def settings_for_run(
             raise UsageError(f"--{required}: required (a folder path)")
     settings = resume_defaults(values)
     kind = settings.get("refiner", TrainConfig.refiner)
-    # The refiner kind's own defaults (presets.REFINER_DEFAULTS) sit under what was given.
-    kind_defaults = REFINER_DEFAULTS.get(kind, {}) if isinstance(kind, str) else {}
+    # The refiner kind's own defaults (presets.REFINER_DEFAULTS) sit under what was given, and
+    # with --init-from the shorter schedule (presets.FINE_TUNE_DEFAULTS).
+    fine_tune = bool(settings.get("init_from"))
+    kind_defaults = defaults_of(kind, fine_tune) if isinstance(kind, str) else {}
     try:
         return TrainConfig.from_dict({**kind_defaults, **settings}, source=source)
     except ConfigError as exc:

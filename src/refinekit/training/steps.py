@@ -29,7 +29,7 @@ from . import ema, health, losses, replay
 from .ada import ada_adjust, ada_init, ada_observe
 from .augment import augment, parse_policy
 from .labels.terms import LabelTerms
-from .optim import camera_learning_rate, make_optimizer, refiner_learning_rate
+from .optim import camera_learning_rate, disc_optimizer, make_optimizer, refiner_learning_rate
 from .state import DeviceData, TrainState
 
 
@@ -54,7 +54,7 @@ class StepFunctions:
         self.opt_refiner = make_optimizer(
             config, refiner_learning_rate(config), camera_learning_rate(config)
         )
-        self.opt_disc = make_optimizer(config, config.lr_disc)
+        self.opt_disc = disc_optimizer(config)  # --freeze-disc-layers: optim.py
         self.half = config.batch_size // 2
         # Forward-only refiner passes (the discriminator's fake batch, sample grids) run a few
         # images at a time on CPU: 1.3-1.5x faster there (microbatch.py); gradients do not.
@@ -194,6 +194,7 @@ class StepFunctions:
         key: jax.Array,
         adversarial: bool,
         labels: jax.Array | None = None,
+        frozen: jax.Array | None = None,
     ):
         lam = self.config.lambda_reg
 
@@ -215,6 +216,9 @@ class StepFunctions:
         grads, (reg, adv, refined, extra_metrics) = jax.grad(loss_fn, has_aux=True)(state.refiner)
         updates, opt_state = self.opt_refiner.update(grads, state.opt_refiner, state.refiner)
         params = optax.apply_updates(state.refiner, updates)
+        if frozen is not None:  # --freeze-refiner-steps: a traced flag, one program every step
+            old, new = (state.refiner, state.opt_refiner), (params, opt_state)
+            params, opt_state = jax.tree.map(lambda a, b: jnp.where(frozen, a, b), old, new)
         metrics = {
             "refiner_adversarial": adv,
             "self_regularisation": reg,
@@ -344,16 +348,19 @@ class StepFunctions:
     def _adversarial_step(self, state: TrainState, data: DeviceData):
         c = self.config
         keys = self._keys(state, c.kg + c.kd * 5)
-        for i in range(c.kg):
-            synthetic, idx = self._sample_indexed(data.synthetic, keys[i], data.synthetic_count)
-            labels = None if data.synthetic_labels is None else data.synthetic_labels[idx]
-            state, r_metrics = self._refiner_update(
-                state, synthetic, jax.random.fold_in(keys[i], 7), True, labels
-            )
         start: Any = data.adversarial_start
         if start is None:
             start = c.pretrain_refiner_steps + c.pretrain_disc_steps
         adversarial_steps = state.step - start
+        # The refiner's updates are dropped (parameters and optimizer state kept) in the first
+        # --freeze-refiner-steps adversarial steps; without it the program is as before.
+        frozen = adversarial_steps < c.freeze_refiner_steps if c.freeze_refiner_steps else None
+        for i in range(c.kg):
+            synthetic, idx = self._sample_indexed(data.synthetic, keys[i], data.synthetic_count)
+            labels = None if data.synthetic_labels is None else data.synthetic_labels[idx]
+            state, r_metrics = self._refiner_update(
+                state, synthetic, jax.random.fold_in(keys[i], 7), True, labels, frozen
+            )
         decay = ema.effective_decay(c.ema_decay, adversarial_steps)
         state = state.replace(ema=ema.update(state.ema, state.refiner, decay))
         for j in range(c.kd):
