@@ -32,6 +32,9 @@ LABEL_TARGETS = ("class", "prediction")
 CLASS_CONDITIONAL = ("auto", "on", "off")
 GAN_LOSSES = ("bce", "lsgan", "hinge")
 ON_COLLAPSE = ("warn", "stop")
+# Checkpoints scored by a small CNN trained on refined images and tested on held-out labelled
+# real images: "auto" when the real set has the synthetic class folders (docs/training.md).
+DOWNSTREAM = ("auto", "off")
 REFINER_OUTPUTS = ("residual", "direct")
 CHOICES = {
     "refiner": REFINERS,
@@ -44,6 +47,7 @@ CHOICES = {
     "precision": PRECISIONS,
     "augment": AUGMENTS,
     "gan_loss": GAN_LOSSES,
+    "downstream": DOWNSTREAM,
 }
 # What a setting was before it existed: a saved run or export without the key was trained so.
 LEGACY: dict[str, Any] = {
@@ -53,6 +57,7 @@ LEGACY: dict[str, Any] = {
     "lambda_label_pretrain": None,
     "label_target": "class",
     "label_warmup": 0,
+    "downstream": "off",
 }
 
 # Fields that define what a checkpoint holds or how its numbers evolve; changing one of
@@ -159,6 +164,7 @@ class TrainConfig:
     # health and validation (docs/training.md)
     on_collapse: str = "warn"
     val_fraction: float = 0.1  # of the real set held out for scoring checkpoints (0: none)
+    downstream: str = "auto"  # DOWNSTREAM
     # discriminator augmentation (few real images)
     augment: str = "auto"  # ada with fewer than AUTO_ADA_BELOW real images, else none
     augment_policy: str = "color,translation,cutout"

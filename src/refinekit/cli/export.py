@@ -50,3 +50,5 @@ def export(
     size = written.stat().st_size
     which = f"step {choice.step} ({choice.reason})"
     log(f"exported {which} of {escape(str(run))} to {escape(str(written))} ({size / 1024:.1f} KiB)")
+    if choice.warning:
+        log(f"[yellow]warning:[/] {escape(choice.warning)}")

@@ -23,6 +23,7 @@ from .train_options import (
     Augment,
     ClassConditional,
     Content,
+    DownstreamChoice,
     GanLoss,
     LabelTarget,
     OnCollapse,
@@ -79,6 +80,15 @@ def train(
             "--val-fraction",
             DATA,
             "Share of real images held out to score checkpoints (0: none).",
+        ),
+    ] = None,
+    downstream: Annotated[
+        DownstreamChoice | None,
+        option(
+            "--downstream",
+            DATA,
+            "Score checkpoints by a small CNN trained on refined images, tested on held-out "
+            "real ones (auto: when the real set has the synthetic class folders).",
         ),
     ] = None,
     refiner: Annotated[

@@ -13,6 +13,7 @@ from ..config import (
     AUGMENTS,
     CLASS_CONDITIONAL,
     CONTENTS,
+    DOWNSTREAM,
     GAN_LOSSES,
     LABEL_TARGETS,
     ON_COLLAPSE,
@@ -35,6 +36,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[StrEnum]:
 
 if TYPE_CHECKING:  # to a type checker each is a StrEnum; Typer reads the generated members
     RefinerKind: TypeAlias = StrEnum
+    DownstreamChoice: TypeAlias = StrEnum
     Preset: TypeAlias = StrEnum
     Psi: TypeAlias = StrEnum
     Content: TypeAlias = StrEnum
@@ -59,6 +61,7 @@ else:
     Optimizer = _choices("Optimizer", OPTIMIZERS)
     Precision = _choices("Precision", PRECISIONS)
     Augment = _choices("Augment", AUGMENTS)
+    DownstreamChoice = _choices("DownstreamChoice", DOWNSTREAM)
 
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 

@@ -26,6 +26,7 @@ def report_best(run: Path) -> None:
     choice = selection.choose_best(records)
     if choice.step is not None:
         log(f"best checkpoint: step {choice.step}, {choice.reason}; refine --run uses it")
+        log(downstream_line([r for r in records if r["step"] == choice.step][-1]))
         if choice.warning:
             log(f"[yellow]warning:[/] {choice.warning}")
     elif any(r.get("phase") == "adversarial" for r in records):
@@ -33,6 +34,23 @@ def report_best(run: Path) -> None:
             f"{run}: no healthy checkpoint ({choice.reason}); see the warnings above and "
             f"{run / 'index.html'}"
         )
+
+
+def downstream_line(record: dict) -> str:
+    """What the chosen checkpoint does for a classifier trained on its images, in one line."""
+    ds = record.get("downstream")
+    if not ds:
+        return (
+            "downstream benefit not measured: put some real images in the synthetic set's "
+            "class folders (2 or more per class) to score checkpoints by a classifier"
+        )
+    low, high = ds["vs_raw"]["interval"]
+    return (
+        f"downstream: a small CNN trained on these refined images scores {ds['accuracy']:.3f} "
+        f"on {ds['test_images']} held-out real images, on raw synthetic "
+        f"{ds['raw_synthetic']['accuracy']:.3f} (difference {ds['vs_raw']['difference']:+.3f}, "
+        f"90% interval {low:+.3f} to {high:+.3f})"
+    )
 
 
 # The fields of a training log line, in order: (metrics.jsonl key, name on the line, digits).

@@ -224,7 +224,9 @@ def _train(
     )
     # The training sets' own shift (health.mean_shift) sets the drift sign's floor.
     shift = health.mean_shift(data.synthetic, data.real)
-    watcher = watch.RunWatcher(run, config, fns, held, emit, primary, data_shift=shift)
+    watcher = watch.RunWatcher(
+        run, config, fns, held, emit, primary, data_shift=shift, synthetic=(data.synthetic, syn_ids)
+    )
     if resume_step is not None:
         watcher.resume(start)
 

@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..io.atomic import atomic_write
 
 MIN_IMAGES = 16
+MIN_PER_CLASS = 2  # labelled real images held out per class for the downstream score
 MAX_SYNTHETIC = 512  # scoring cost grows with it; enough for a stable distance and retention
 FILE = "validation.json"
 
@@ -44,26 +45,62 @@ def held_out_count(total: int, fraction: float) -> int:
     return min(max(round(fraction * total), MIN_IMAGES), total // 2)
 
 
+def labelled_count(total: int, classes: int, fraction: float) -> int:
+    """Held-out images of a real set in class folders: as held_out_count, but a small set
+    still gives up MIN_PER_CLASS per class (at most a third of it) to test a classifier on."""
+    if fraction <= 0:
+        return 0
+    return max(held_out_count(total, fraction), min(MIN_PER_CLASS * classes, total // 3))
+
+
 def draw_split(
-    n_real: int, n_synthetic: int, synthetic_labels: np.ndarray | None, fraction: float, seed: int
+    n_real: int,
+    n_synthetic: int,
+    synthetic_labels: np.ndarray | None,
+    fraction: float,
+    seed: int,
+    real_labels: np.ndarray | None = None,
 ) -> Split:
-    """A seeded split; synthetic indices round-robin over classes (labels -1: no classes)."""
+    """A seeded split; synthetic indices round-robin over classes (labels -1: no classes), and
+    real ones too when `real_labels` gives every real image a class."""
     rng = np.random.default_rng([seed, 13])
-    n_val = held_out_count(n_real, fraction)
+    labelled = (
+        real_labels is not None and (real_labels >= 0).all() and len(np.unique(real_labels)) >= 2
+    )
+    if labelled:
+        assert real_labels is not None
+        n_val = labelled_count(n_real, len(np.unique(real_labels)), fraction)
+    else:
+        n_val = held_out_count(n_real, fraction)
     if n_val == 0:
         return Split(np.zeros(0, np.int64), np.zeros(0, np.int64))
-    real = np.sort(rng.permutation(n_real)[:n_val])
+    order = rng.permutation(n_real)
+    if labelled:
+        assert real_labels is not None
+        real = np.sort(
+            _round_robin(
+                [[int(i) for i in order if real_labels[i] == c] for c in np.unique(real_labels)],
+                n_val,
+            )
+        )
+    else:
+        real = np.sort(order[:n_val])
     n_syn = min(max(n_val, round(fraction * n_synthetic)), MAX_SYNTHETIC, n_synthetic // 2)
     if n_syn < 4:  # too few synthetic images to spare: no validation
         return Split(np.zeros(0, np.int64), np.zeros(0, np.int64))
     labels = synthetic_labels if synthetic_labels is not None else np.full(n_synthetic, -1)
     pools = [rng.permutation(np.flatnonzero(labels == c)).tolist() for c in np.unique(labels)]
+    return Split(real, np.sort(_round_robin(pools, n_syn)))
+
+
+def _round_robin(pools: list[list[int]], count: int) -> np.ndarray:
+    """`count` indices taken from the pools in turn, each pool from its end."""
     picked: list[int] = []
-    while len(picked) < n_syn:
+    while len(picked) < count and any(pools):
         for pool in pools:
-            if pool and len(picked) < n_syn:
+            if pool and len(picked) < count:
                 picked.append(pool.pop())
-    return Split(real, np.sort(np.array(picked, np.int64)))
+    return np.array(picked, np.int64)
 
 
 def load_or_draw(
@@ -74,6 +111,7 @@ def load_or_draw(
     fraction: float,
     seed: int,
     write: bool = True,
+    real_labels: np.ndarray | None = None,
 ) -> Split:
     """The split recorded in RUN/validation.json, or a new one (written there when `write`:
     of several processes only the first writes; the others draw the same split)."""
@@ -92,7 +130,7 @@ def load_or_draw(
                 "use a new --out"
             )
         return split
-    split = draw_split(n_real, n_synthetic, labels, fraction, seed)
+    split = draw_split(n_real, n_synthetic, labels, fraction, seed, real_labels)
     record = {
         "real_images": n_real,
         "synthetic_images": n_synthetic,
@@ -126,7 +164,10 @@ def score(
     synthetic images (gap.scores.label_retention), for refiners that change the look only."""
     from ..gap.scores import headline_distance, label_retention
 
-    out = {"distance": headline_distance(real, refined, seed=seed), "retention": None}
+    # gap.scores compares two halves of at least 8 real images; a smaller labelled split is
+    # there for the downstream score alone.
+    distance = headline_distance(real, refined, seed=seed) if len(real) >= MIN_IMAGES else None
+    out = {"distance": distance, "retention": None}
     if labels is not None and (labels >= 0).all() and len(np.unique(labels)) >= 2:
         if photometric:
             out["retention"] = label_retention(

@@ -20,6 +20,8 @@ from ..io.atomic import atomic_write
 from . import selection, validation, watch_page
 from .health import HealthMonitor
 
+DOWNSTREAM_CHUNK = 256  # images refined per call for the downstream score
+
 
 class CollapseStopped(RefinekitError):
     """--on-collapse stop: the health monitor flagged a collapse sign."""
@@ -33,6 +35,7 @@ class HeldOut:
     real: np.ndarray
     synthetic: np.ndarray
     labels: np.ndarray | None  # int (n,) classes of the held-out synthetic images
+    real_labels: np.ndarray | None = None  # int (m,) classes of the held-out real images
 
 
 def split_off(data, config, run: Path, primary: bool = True):
@@ -44,6 +47,11 @@ def split_off(data, config, run: Path, primary: bool = True):
     syn_labels = None
     if found is not None and (found.synthetic >= 0).any():
         syn_labels = found.synthetic
+    # Real images in the synthetic class folders: the split is stratified and keeps their
+    # classes, so checkpoints can be scored by a classifier tested on them (downstream).
+    real_labels = None
+    if found is not None and found.real_matches and config.downstream != "off":
+        real_labels = found.real
     split = validation.load_or_draw(
         run,
         len(data.real),
@@ -52,10 +60,12 @@ def split_off(data, config, run: Path, primary: bool = True):
         config.val_fraction,
         config.seed,
         write=primary,
+        real_labels=real_labels,
     )
     real_val = pixels.to_unit_float(data.real[split.real])
     syn_val = pixels.to_unit_float(data.synthetic[split.synthetic])
     val_labels = None if syn_labels is None else syn_labels[split.synthetic]
+    val_real_labels = None if real_labels is None else real_labels[split.real]
     if split.empty:
         return data, HeldOut(split, real_val, syn_val, None)
     keep_real = validation.remaining(len(data.real), split.real)
@@ -67,7 +77,7 @@ def split_off(data, config, run: Path, primary: bool = True):
     trimmed = dataclasses.replace(
         data, synthetic=data.synthetic[keep_syn], real=data.real[keep_real], labels=found
     )
-    return trimmed, HeldOut(split, real_val, syn_val, val_labels)
+    return trimmed, HeldOut(split, real_val, syn_val, val_labels, val_real_labels)
 
 
 class RunWatcher:
@@ -82,7 +92,10 @@ class RunWatcher:
         emit: OnEvent,
         primary: bool,
         data_shift: float = 0.0,
+        synthetic: tuple[np.ndarray, np.ndarray] | None = None,
     ):
+        """synthetic: the training synthetic images (stored dtype) and their class ids, for the
+        downstream score when the held-out real images have classes."""
         self.run, self.config, self.fns, self.held = Path(run), config, fns, held
         self.emit, self.primary = emit, primary
         self.monitor = HealthMonitor(data_shift=data_shift)
@@ -93,6 +106,24 @@ class RunWatcher:
             import jax
 
             self.validate = jax.jit(fns._counted("validate", fns._refine))
+        self.judge: Any = None
+        self.judged_raw: np.ndarray | None = None
+        self.refine_chunk: Any = None
+        if held.real_labels is not None and synthetic is not None and (synthetic[1] >= 0).all():
+            import jax
+
+            from ..downstream.judge import CandidateJudge
+
+            images, ids = synthetic
+            self.judge = CandidateJudge(
+                ids,
+                held.real,
+                held.real_labels,
+                int(max(ids.max(), held.real_labels.max())) + 1,
+                config.seed,
+            )
+            self.judged_raw = pixels.to_unit_float(images[self.judge.train_index])
+            self.refine_chunk = jax.jit(fns._counted("downstream", fns._refine))
 
     def resume(self, start: int) -> None:
         """Replay metrics.jsonl into the monitor; drop score lines after the resumed step."""
@@ -156,6 +187,9 @@ class RunWatcher:
                     photometric=self.config.refiner != "resnet",
                 )
             )
+        if self.judge is not None and self.judged_raw is not None:
+            refined_train = self._refine_in_chunks(state.ema, self.judged_raw)
+            record["downstream"] = self.judge.record(refined_train, self.judged_raw)
         camera = fitted_camera(state.ema)
         if camera is not None:
             from ..refiners.acquisition import summary_line
@@ -184,6 +218,20 @@ class RunWatcher:
         if self.primary:
             html = watch_page.render(self.run, self.records, self.latest_sample)
             atomic_write(self.run / "index.html", html.encode())
+
+    def _refine_in_chunks(self, params, images: np.ndarray) -> np.ndarray:
+        """Refine float [0, 1] images in fixed-size chunks (one compiled shape)."""
+        import jax.numpy as jnp
+
+        assert self.refine_chunk is not None
+        out = []
+        for start in range(0, len(images), DOWNSTREAM_CHUNK):
+            part = images[start : start + DOWNSTREAM_CHUNK]
+            padded = np.zeros((DOWNSTREAM_CHUNK, *images.shape[1:]), np.float32)
+            padded[: len(part)] = part
+            refined = np.asarray(self.refine_chunk(params, jnp.asarray(padded * 2.0 - 1.0)))
+            out.append(np.clip((refined[: len(part)] + 1.0) / 2.0, 0.0, 1.0))
+        return np.concatenate(out).astype(np.float32)
 
     def _codes_at(self, step: int) -> list[str]:
         last = [codes for s, codes in self.monitor.history if s <= step]
