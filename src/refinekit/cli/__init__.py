@@ -44,13 +44,14 @@ def _root(
 
 
 def _register() -> None:
-    from . import bench, export, gap, refine, train
+    from . import bench, export, gap, refine, resample, train
 
     app.command("train", cls=HelpCommand)(train.train)
     app.command("refine", cls=HelpCommand)(refine.refine)
     app.command("export", cls=HelpCommand)(export.export)
     app.command("gap-report", cls=HelpCommand)(gap.gap_report)
     app.command("bench", cls=HelpCommand)(bench.bench)
+    app.command("resample", cls=HelpCommand)(resample.resample)
 
 
 _register()
