@@ -15,8 +15,8 @@ import numpy as np
 from . import classifier
 
 SEEDS = (0, 1, 2)
-EPOCHS = 15
-MAX_TRAIN = 2048  # synthetic images a candidate is scored with (a seeded, class-balanced subset)
+EPOCHS = 12
+MAX_TRAIN = 512  # synthetic images a candidate is scored with (a seeded, class-balanced subset)
 BOOTSTRAP = 2000
 LEVEL = 0.90  # two-sided interval; "beyond noise" means the paired interval's low end is above 0
 
