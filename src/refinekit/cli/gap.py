@@ -42,6 +42,16 @@ def gap_report(
             rich_help_panel=SETS,
         ),
     ] = None,
+    real_labelled: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Labelled real images (class folders named like the synthetic ones) for the "
+            "gap split, when --real has no class folders.",
+            show_default="--real, when it has class folders",
+            rich_help_panel=SETS,
+        ),
+    ] = None,
     run: Annotated[
         Path | None,
         typer.Option(
@@ -153,14 +163,21 @@ def gap_report(
 
     Synthetic (and refined) images are compared with one half of the real set; the other half
     gives the real-vs-real floor. Each metric gets a bootstrap 95% interval and "gap closed",
-    and the report a verdict. The metrics: docs/gap-report.md.
+    and the report a verdict. With labelled real images, the gap split: what a classifier
+    loses on real images, split into content mix, refinement and the rest.
     """
     from ..errors import UsageError
     from ..gap.run import gap_report as run_gap_report
     from ..runtime import setup
 
     # The cheap checks, before JAX starts and any image is read.
-    for flag, path in (("--real", real), ("--synthetic", synthetic), ("--refined", refined)):
+    given = (
+        ("--real", real),
+        ("--synthetic", synthetic),
+        ("--refined", refined),
+        ("--real-labelled", real_labelled),
+    )
+    for flag, path in given:
         if path is not None and not path.exists():
             raise UsageError(f"{flag} {path}: no such file or folder")
     if run is not None and model is None and refined is None:
@@ -196,13 +213,19 @@ def gap_report(
             strict=strict,
             save_refined=save_refined,
             on_event=stages,
+            real_labelled=real_labelled,
         )
     finally:
         stages.close()
     if interactive():
+        from rich.text import Text
+
+        from ..gap.split_advice import lines as split_lines
         from ..gap.table import report_table
 
         console.print(report_table(report.document))
+        for line in split_lines(report.document.get("gap_split")):
+            console.print(Text(line))
     else:
         stdout_write(_plain_table(report.document))
     skipped = [
@@ -226,6 +249,7 @@ def gap_report(
 def _plain_table(document: dict) -> str:
     """The table as tab-separated text, for logs and pipes."""
     from ..gap import formatting
+    from ..gap.split_advice import lines as split_lines
 
     has_refined = document["sets"]["refined"] is not None
     head = [
@@ -246,6 +270,7 @@ def _plain_table(document: dict) -> str:
             cells.append(formatting.gap_closed_cell(m))
         lines.append("\t".join(cells))
     lines.extend(document["verdict"]["lines"])
+    lines.extend(split_lines(document.get("gap_split")))
     return "\n".join(lines) + "\n"
 
 

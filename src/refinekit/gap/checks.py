@@ -22,6 +22,7 @@ def check_arguments(
     batch_size,
     max_images,
     save_refined,
+    real_labelled=None,
 ) -> None:
     if refined is not None and (run is not None or model is not None):
         raise UsageError(
@@ -44,10 +45,18 @@ def check_arguments(
         raise UsageError(f"--batch-size {batch_size}: must be at least 1")
     if max_images is not None and max_images < 2 * inputs.MIN_IMAGES:
         raise UsageError(f"--max-images {max_images}: must be at least {2 * inputs.MIN_IMAGES}")
-    check_outputs(real, synthetic, refined, run, model, json_path, html_path, save_refined)
+    check_outputs(
+        real, synthetic, refined, run, model, json_path, html_path, save_refined, real_labelled
+    )
+    if real_labelled is not None:
+        from .split import check_layout
+
+        check_layout(real_labelled, synthetic)
 
 
-def check_outputs(real, synthetic, refined, run, model, json_path, html_path, save_refined):
+def check_outputs(
+    real, synthetic, refined, run, model, json_path, html_path, save_refined, real_labelled=None
+):
     """Before any work: every output is writable and none lands on an input (guard.py)."""
     from ..io import guard
 
@@ -57,6 +66,7 @@ def check_outputs(real, synthetic, refined, run, model, json_path, html_path, sa
         ("--refined", refined),
         ("--run", run),
         ("--model", model),
+        ("--real-labelled", real_labelled),
     ]
     for flag, path in (("--json", json_path), ("--html", html_path)):
         if path is not None:

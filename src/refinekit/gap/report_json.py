@@ -52,6 +52,15 @@ inputs and seed give a byte-identical file):
                   images}
     charts        {spectrum: {frequency [fraction of Nyquist], log10_power: {set: [...]}},
                    histogram: {bins, edges [...], channels: [{set: [density...]}]}}
+    gap_split     what a classifier trained on each set scores on held-out labelled real
+                  images (split.py): {measured, reason (when not measured), labelled_real:
+                  {source, path, classes, train, test, split}, training_images,
+                  left_out_as_test_duplicates, classifier: {seeds, epochs, level}, accuracy:
+                  {synthetic, reweighted, reweighted_refined?, real: {accuracy, interval,
+                  per_seed, test_images}}, weights: {method, ...} (reweight.py), parts:
+                  [{key: total | distribution | refinement | remaining, name, measured,
+                  value, low, high, significant, from, to, advice} or {key, name, measured:
+                  false, reason, advice}], adds_up (text), not_measured: [{part, reason}]}
 """
 
 from __future__ import annotations
@@ -154,6 +163,7 @@ def build_document(
     classes: list[str],
     rows: list[Row],
     charts: dict,
+    gap_split: dict | None = None,
 ) -> dict:
     """The whole JSON report, in the schema above."""
     return {
@@ -186,6 +196,7 @@ def build_document(
         "classes": classes,
         "metrics": [metric_entry(row) for row in rows],
         "charts": charts,
+        "gap_split": gap_split,
     }
 
 

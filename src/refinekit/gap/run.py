@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import RefinekitError, UsageError
 from ..events import Finished, OnEvent, Started, stages
 from ..io.pixels import unit_to_uint8
-from . import bootstrap, compute, features, frechet, inputs, summary, swd
+from . import bootstrap, compute, features, frechet, inputs, split, summary, swd
 from .checks import check_arguments
 from .parts import charts as _charts
 from .parts import describe_sets as _describe_sets
@@ -24,7 +24,8 @@ from .parts import label_retention as _label_retention
 from .parts import reading as _reading
 from .parts import samples as _samples
 from .report_json import build_document, write_json
-from .verdict import decide
+from .split_advice import verdict_line
+from .verdict import decide, with_line
 
 REFINE_CHUNK = 256
 
@@ -57,6 +58,7 @@ def gap_report(
     strict: bool = False,
     save_refined: Path | None = None,
     on_event: OnEvent | None = None,
+    real_labelled: Path | None = None,
 ) -> GapReport:
     """Measure the synthetic-to-real gap, and how much of it refinement closed.
 
@@ -68,6 +70,8 @@ def gap_report(
     numbers. max_images: larger sets are subsampled (seeded) to this many.
     on_event: receives refinekit.events (docs/api.md): Started, then per stage a Stage and
     Progress events whose `done` reaches the stage's `total`, then Finished.
+    real_labelled: labelled real images (class folders named like the synthetic ones) for the
+    gap split (split.py), when --real has none.
     Raises UsageError/DataError for bad arguments or inputs, RefinekitError for a failure
     (e.g. a non-finite metric).
     """
@@ -85,6 +89,7 @@ def gap_report(
         batch_size,
         max_images,
         save_refined,
+        real_labelled,
     )
     if on_event is not None:
         given = {
@@ -106,6 +111,11 @@ def gap_report(
         stage,
     )
     sets.subsample(max_images, seed)
+    labelled = sets.real
+    if real_labelled is not None:  # read before any metric, so a bad folder fails fast
+        labelled = split.read_labelled(
+            Path(real_labelled), sets.synthetic, sets.channels, sets.size, strict, max_images, seed
+        )
     if run is not None or model is not None:
         sets.refined, sets.refined_info = _refine_on_the_fly(
             sets.synthetic, run, step, model, batch_size, sets.channels, stage
@@ -137,7 +147,11 @@ def gap_report(
     for row in rows:
         if row.spec.key == "frechet" and small:
             row.flags.append(small)
-    verdict = decide(rows)
+    source = "--real-labelled" if real_labelled is not None else "--real"
+    split_section = split.gap_split(
+        syn, labelled, ref_set, sets.paired, seed, source=source, stage=stage
+    )
+    verdict = with_line(decide(rows), verdict_line(split_section))
 
     all_sets = {"real": real_set, "synthetic": syn, "refined": ref_set}
     document = build_document(
@@ -150,6 +164,7 @@ def gap_report(
         classes=classes,
         rows=rows,
         charts=_charts(reference, prepared),
+        gap_split=split_section,
     )
     samples = _samples(real_a, syn, ref_set)
     if changed is not None and len(changed):

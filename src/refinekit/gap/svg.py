@@ -272,3 +272,92 @@ def set_series(x: Sequence[float], values: dict[str, Sequence[float]]) -> list[S
         colour = COLOURS.get(name, PALETTE[i % len(PALETTE)])
         out.append(Series(LABELS.get(name, name), list(zip(x, ys, strict=True)), colour))
     return out
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One row of a bar chart: a bar from start to end; optional whisker (low, high) and text
+    at the right."""
+
+    label: str
+    start: float | None  # None: an empty row (its text says why)
+    end: float | None
+    colour: str
+    low: float | None = None
+    high: float | None = None
+    text: str = ""
+
+
+def bar_rows(
+    bars: Sequence[Bar],
+    *,
+    title: str,
+    x_label: str,
+    x_range: tuple[float, float],
+    width: int = 720,
+    percent: bool = False,
+) -> str:
+    """An inline SVG of horizontal bars, one per row, on one x axis: floating bars make a
+    waterfall (each step starting where the previous ended). Labels at the left, text at the
+    right; x ticks as percentages with percent=True."""
+    label_w = max(60.0, CHAR_W * max((len(b.label) for b in bars), default=0) + 12)
+    text_w = max(60.0, CHAR_W * max((len(b.text) for b in bars), default=0) + 12)
+    row_h, top, bottom = 24, 30, 40
+    left, right = label_w, width - text_w
+    height = top + row_h * len(bars) + bottom
+    x_low, x_high = x_range
+
+    def px(v: float) -> float:
+        v = min(max(v, x_low), x_high)
+        return left + (v - x_low) / (x_high - x_low) * (right - left)
+
+    parts = [
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{attr(title)}" font-family="sans-serif" font-size="11" fill="#222">',
+        f'<text x="4" y="18" font-size="13" font-weight="bold">{attr(title)}</text>',
+    ]
+    x_ticks, x_step = ticks(x_low, x_high)
+    plot_bottom = top + row_h * len(bars)
+    for t in x_ticks:
+        x = px(t)
+        label = f"{t * 100:.0f}%" if percent else tick_text(t, x_step)
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{plot_bottom}" stroke="#e4e4e4"/>'
+        )
+        parts.append(
+            f'<text x="{x:.1f}" y="{plot_bottom + 14}" text-anchor="middle">{attr(label)}</text>'
+        )
+    for i, bar in enumerate(bars):
+        y = top + i * row_h
+        mid = y + row_h / 2
+        parts.append(
+            f'<text x="{left - 6:.1f}" y="{mid + 4:.1f}" text-anchor="end">{attr(bar.label)}</text>'
+        )
+        if _finite(bar.start) and _finite(bar.end):
+            assert bar.start is not None and bar.end is not None
+            x0, x1 = sorted((px(bar.start), px(bar.end)))
+            parts.append(
+                f'<rect x="{x0:.1f}" y="{y + 5}" width="{max(x1 - x0, 1.0):.1f}" '
+                f'height="{row_h - 10}" fill="{attr(bar.colour)}"/>'
+            )
+        if _finite(bar.low) and _finite(bar.high):
+            assert bar.low is not None and bar.high is not None
+            a, b = px(bar.low), px(bar.high)
+            for x1, x2, y1, y2 in (
+                (a, b, mid, mid),
+                (a, a, mid - 5, mid + 5),
+                (b, b, mid - 5, mid + 5),
+            ):
+                parts.append(
+                    f'<line x1="{x1:.1f}" x2="{x2:.1f}" y1="{y1:.1f}" y2="{y2:.1f}" stroke="#222"/>'
+                )
+        parts.append(f'<text x="{right + 8:.1f}" y="{mid + 4:.1f}">{attr(bar.text)}</text>')
+    parts.append(
+        f'<line x1="{left}" x2="{right}" y1="{plot_bottom}" y2="{plot_bottom}" stroke="#999"/>'
+    )
+    parts.append(
+        f'<text x="{(left + right) / 2:.1f}" y="{height - 6}" text-anchor="middle">'
+        f"{attr(x_label)}</text>"
+    )
+    parts.append("</svg>")
+    return "".join(parts)

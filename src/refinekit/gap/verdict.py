@@ -52,6 +52,13 @@ class Verdict:
         }
 
 
+def with_line(verdict: Verdict, line: str | None) -> Verdict:
+    """The verdict with one more line at the end (the gap split's), or as it is for None."""
+    if line is None:
+        return verdict
+    return Verdict(verdict.outcome, [*verdict.lines, line], list(verdict.caveats))
+
+
 def _pct(v: float) -> str:
     return pct(v)
 
