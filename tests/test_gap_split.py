@@ -202,7 +202,7 @@ def test_one_line_of_advice_per_part():
 
 
 def test_the_html_section_draws_the_waterfall_and_escapes_names():
-    from refinekit.gap.report_html import _split
+    from refinekit.gap.report_split import split_section
 
     accuracy = {
         name: {"accuracy": a, "interval": [a - 0.05, a + 0.05], "per_seed": [a], "test_images": 40}
@@ -224,7 +224,7 @@ def test_the_html_section_draws_the_waterfall_and_escapes_names():
         "adds_up": "they add up",
         "caution": None,
     }
-    html = _split({"gap_split": section})
+    html = split_section({"gap_split": section})
     assert_inert(html, ("<c>", "+ content mix", "trained on real"))
     assert "<svg" in html and "+30.0% [+20.0%, +40.0%]" in html and "&lt;c&gt;" in html
     assert "not measured" in html and "<c>" not in html
@@ -233,7 +233,7 @@ def test_the_html_section_draws_the_waterfall_and_escapes_names():
         "reason": "no <labels>",
         "not_measured": [{"part": "total", "reason": "x"}],
     }
-    assert "no &lt;labels&gt;" in _split({"gap_split": missing})
+    assert "no &lt;labels&gt;" in split_section({"gap_split": missing})
 
 
 def write(folder: Path, x: np.ndarray, y: np.ndarray | None) -> Path:
