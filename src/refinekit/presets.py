@@ -68,7 +68,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # (pixels never move, so labels stay valid by construction), the camera model followed by the
 # ResNet for what a camera cannot explain, or a training-free baseline: histogram matching,
 # Fourier domain adaptation or colour statistics transfer.
-REFINERS = ("resnet", "acquisition", "acquisition+resnet", "histogram", "fda", "colour")
+REFINERS = ("resnet", "acquisition", "acquisition+resnet", "histogram", "fda", "colour", "auto")
 # A training-free kind's parameters are computed from the real images (refiners.fit_to_data):
 # no step of any phase is run and no loss is weighted.
 _TRAINING_FREE: dict[str, Any] = {
@@ -98,6 +98,8 @@ REFINER_DEFAULTS: dict[str, dict[str, Any]] = {
     "fda": {**_TRAINING_FREE},
     # training-free: the real images' pooled mean and std per channel, no step is run
     "colour": {**_TRAINING_FREE},
+    # fits candidate kinds in RUN/candidates/ with their own defaults (training/auto.py)
+    "auto": {},
 }
 
 # What --init-from changes from the defaults when they are not given (training/transfer.py):

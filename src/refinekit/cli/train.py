@@ -96,8 +96,8 @@ def train(
         option(
             "--refiner",
             NETWORKS,
-            "What is fitted: the SimGAN ResNet, a camera model (pixels never move), the "
-            "ResNet after it, or a training-free baseline (docs/refiners.md).",
+            "The SimGAN ResNet, a camera model (pixels never move), both, a training-free "
+            "baseline, or auto: camera, then ResNet if better (docs/refiners.md).",
         ),
     ] = None,
     preset: Annotated[

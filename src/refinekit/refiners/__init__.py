@@ -55,6 +55,10 @@ def build_refiner(
     conv_fn: Any = jax.lax.conv_general_dilated,
 ) -> nnx.Module:
     """The refiner `config.refiner` names, for `channels`-channel images."""
+    if config.refiner == "auto":
+        from ..errors import ConfigError
+
+        raise ConfigError("--refiner auto: a choice between kinds, not a network; name a kind")
     if config.refiner == "acquisition":
         return Acquisition(channels)
     if config.refiner == "histogram":

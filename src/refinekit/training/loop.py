@@ -76,6 +76,10 @@ def train(
         from .runfolder import settings_for_run
 
         config = settings_for_run(config, source="train()")
+    if config.refiner == "auto":  # candidates in RUN/candidates/, the winner copied into RUN
+        from .auto import train_auto
+
+        return train_auto(config, on_event or ignore, should_stop or _never, train)
     try:
         with contextlib.ExitStack() as resources:  # the run folder's lock, while training
             return _train(config, on_event or ignore, should_stop or _never, resources)

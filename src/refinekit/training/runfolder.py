@@ -95,7 +95,12 @@ def settings_for_run(
     for required in ("synthetic", "real", "out"):
         if not values.get(required):
             raise UsageError(f"--{required}: required (a folder path)")
-    settings = resume_defaults(values)
+    # --refiner auto: each candidate resumes from its own folder (training/auto.py); RUN's own
+    # config.json is the winner's copy, not the settings auto was given.
+    auto = str(values.get("refiner")) == "auto"
+    settings = (
+        {k.replace("-", "_"): v for k, v in values.items()} if auto else resume_defaults(values)
+    )
     kind = settings.get("refiner", TrainConfig.refiner)
     # The refiner kind's own defaults (presets.REFINER_DEFAULTS) sit under what was given, and
     # with --init-from the shorter schedule (presets.FINE_TUNE_DEFAULTS).
