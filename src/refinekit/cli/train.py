@@ -362,14 +362,14 @@ def train(
         values, source=str(config_file) if config_file else "flags", from_file=from_file
     )
 
-    from ..training.transfer import check_before_start
-
-    check_before_start(config)  # a bad --init-from stops before the run folder is made
     from ..runtime import setup
     from ..stop import Interrupted, StopOnSignals
     from ..training.loop import train as run_training
+    from ..training.transfer import check_before_start
 
     setup(distributed=True, kind="train")
+    # After setup (reading a run's checkpoints starts JAX), before the run folder is made.
+    check_before_start(config)
     view = ProgressView()
     try:
         # The CLI owns the signals: the first SIGINT/SIGTERM stops after the current call with
