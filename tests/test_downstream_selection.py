@@ -113,3 +113,10 @@ def test_train_with_labelled_real_images_scores_the_checkpoint_and_raw_synthetic
     assert main([*args, "--out", str(off), "--refiner", "histogram", "--downstream", "off"]) == 0
     assert "downstream benefit not measured" in capsys.readouterr().err
     assert json.loads((off / selection.BEST_FILE).read_text())["downstream"] is None
+
+
+def test_a_raw_synthetic_set_already_at_the_ceiling_is_said_so():
+    record = _record(100, 1.0, low=0.0)
+    record["downstream"]["raw_synthetic"]["accuracy"] = 1.0
+    warning = selection.choose_best([record]).warning
+    assert warning and "already scores 1.000" in warning and "nothing" in warning

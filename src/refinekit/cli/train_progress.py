@@ -129,12 +129,20 @@ class ProgressView:
                 log(event.text)
 
     def _scores(self, scores: Mapping[str, Any]) -> None:
-        if scores.get("distance") is None:
+        parts = []
+        if scores.get("distance") is not None:
+            parts.append(f"distance {scores['distance']:.4g}")
+        if scores.get("retention") is not None:
+            parts.append(f"retention {scores['retention']:.3f}")
+        if scores.get("downstream"):
+            ds = scores["downstream"]
+            parts.append(
+                f"downstream {ds['accuracy']:.3f} (raw synthetic {ds['raw_synthetic']['accuracy']:.3f})"
+            )
+        if not parts:
             return
-        retention = scores.get("retention")
-        kept = f", retention {retention:.3f}" if retention is not None else ""
         log(
-            f"step {scores['step']} scores: distance {scores['distance']:.4g}{kept}"
+            f"step {scores['step']} scores: {', '.join(parts)}"
             f"{'' if scores.get('healthy') else ' (unhealthy)'}; best so far: "
             f"{scores['best'] if scores['best'] is not None else 'none'}"
         )

@@ -36,6 +36,7 @@ SCORES_FILE = "scores.jsonl"
 BEST_FILE = "best.json"
 RETENTION_TOLERANCE = 0.02
 LABELS_AT_RISK = 0.15
+CEILING = 0.99  # downstream accuracy with nothing left to gain
 
 
 class NoHealthyCheckpoint(RefinekitError):
@@ -134,6 +135,15 @@ def _no_help_warning(best: dict) -> str | None:
         return None
     ds = best["downstream"]
     low, high = ds["vs_raw"]["interval"]
+    raw = ds["raw_synthetic"]["accuracy"]
+    if raw >= CEILING and ds["accuracy"] >= CEILING:
+        return (
+            f"refinement did not help a classifier on your held-out real images: a small CNN "
+            f"trained on the raw synthetic images already scores {raw:.3f} on them (refined: "
+            f"{ds['accuracy']:.3f}, {ds['test_images']} real test images), so there is nothing "
+            "left for refinement to add for such a model; train on the raw synthetic set, or "
+            "hold out more, harder real images to see a difference"
+        )
     return (
         f"refinement did not help a classifier on your held-out real images: a small CNN "
         f"trained on refined images scored {ds['accuracy']:.3f}, on the raw synthetic images "
