@@ -277,6 +277,7 @@ def test_gap_report_with_real_labelled_images_through_the_cli(tmp_path, capsys):
     assert document["verdict"]["lines"][-1].startswith("Gap for a classifier on real images")
     html = (out / "gap.html").read_text()
     assert "Where the gap is, for a classifier" in html and "+ content mix" in html
+    assert_inert(html, ("trained on synthetic", "trained on real"))
     assert "Gap split (accuracy on held-out real images" in capsys.readouterr().out
 
 

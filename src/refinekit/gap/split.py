@@ -55,7 +55,7 @@ SEEDS = downstream_score.SEEDS
 EPOCHS = downstream_score.EPOCHS
 TRAINING = downstream_score.MAX_TRAIN
 # Training steps at least: downstream's at its full training set. An epoch of a small set is
-# one batch, and 15 of them leave the CNN answering the most common class.
+# one batch, and EPOCHS such steps leave the CNN answering the most common class.
 STEPS = EPOCHS * (TRAINING // downstream_classifier.BATCH)
 TEST_FRACTION = 0.5  # of each labelled real class, held out as the test set
 MIN_PER_CLASS = 4  # labelled real images per class: some to train on, some to test on
@@ -70,11 +70,13 @@ ADDS_UP = (
 
 @dataclass
 class Labelled:
-    """A set's images and class ids over the shared classes."""
+    """Images and their class ids over the shared classes."""
 
     images: np.ndarray
     labels: np.ndarray
-    names: list[str]
+
+    def take(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.images[index], self.labels[index]
 
 
 def gap_split(
@@ -94,43 +96,25 @@ def gap_split(
         return not_measured(why, refined is not None)
     assert labelled_real is not None
     classes = inputs.shared_classes(labelled_real.class_names(), [syn.class_names()])
-    real = _labelled(labelled_real, classes)
+    real = _labelled(labelled_real, labelled_real.names, classes)
     train_idx, test_idx = _split(real.labels, seed)
-    test = Labelled(real.images[test_idx], real.labels[test_idx], [])
+    test, real_train = Labelled(*real.take(test_idx)), Labelled(*real.take(train_idx))
     keep = _not_in(syn.images, test.images)
-    synthetic = _labelled(syn, classes, keep)
-    real_train = Labelled(real.images[train_idx], real.labels[train_idx], [])
+    synthetic = _labelled(syn, syn.names, classes, keep)
     ref = None
     if refined is not None:
         ref_keep = keep if paired else _not_in(refined.images, test.images)
-        names = syn.names if paired else refined.names
-        ref = _labelled_like(refined, names, classes, ref_keep)
+        ref = _labelled(refined, syn.names if paired else refined.names, classes, ref_keep)
     count = int(min(len(real_train.labels), len(synthetic.labels), TRAINING))
     if ref is not None and not paired:
         count = min(count, len(ref.labels))
-    rng = np.random.default_rng([seed, 47])
-    real_pick = np.sort(rng.permutation(len(real_train.labels))[:count])
-    syn_pick = np.sort(rng.permutation(len(synthetic.labels))[:count])
-    names = [classes[c] for c in synthetic.labels]
-    real_names = [classes[c] for c in real_train.labels]
-    weights = reweight.fit_weights(
-        synthetic.images, real_train.images, names, real_names, seed=seed
-    )
-    rw_pick = reweight.resample(weights.weights, count, seed)
-    sets = {
-        "synthetic": (synthetic.images[syn_pick], synthetic.labels[syn_pick]),
-        "reweighted": (synthetic.images[rw_pick], synthetic.labels[rw_pick]),
-    }
-    if ref is not None:
-        plain, pick = syn_pick, rw_pick
-        if not paired:
-            ref_names = [classes[c] for c in ref.labels]
-            ref_w = reweight.fit_weights(ref.images, real_train.images, ref_names, real_names)
-            plain = np.sort(rng.permutation(len(ref.labels))[:count])
-            pick = reweight.resample(ref_w.weights, count, seed)
-        sets["refined"] = (ref.images[plain], ref.labels[plain])
-        sets["reweighted_refined"] = (ref.images[pick], ref.labels[pick])
-    sets["real"] = (real_train.images[real_pick], real_train.labels[real_pick])
+    if count < 2 * len(classes):
+        return not_measured(
+            f"{count} images to train each classifier on (after leaving out synthetic copies "
+            "of held-out real images); the split needs at least two per class",
+            refined is not None,
+        )
+    sets, weights = _training_sets(synthetic, real_train, ref, paired, classes, count, seed)
     advance = stage("gap split: classifiers on real", len(sets)) if stage else None
     epochs = epochs_for(count)
     scores: dict[str, Downstream] = {}
@@ -165,6 +149,33 @@ def gap_split(
             {"part": p["key"], "reason": p["reason"]} for p in parts if not p["measured"]
         ],
     }
+
+
+def _training_sets(synthetic, real_train, ref, paired, classes, count, seed):
+    """{set name: (images, labels)}, `count` images each, and the synthetic set's weights."""
+    rng = np.random.default_rng([seed, 47])
+    real_pick = np.sort(rng.permutation(len(real_train.labels))[:count])
+    syn_pick = np.sort(rng.permutation(len(synthetic.labels))[:count])
+    real_names = [classes[c] for c in real_train.labels]
+    names = [classes[c] for c in synthetic.labels]
+    weights = reweight.fit_weights(
+        synthetic.images, real_train.images, names, real_names, seed=seed
+    )
+    rw_pick = reweight.resample(weights.weights, count, seed)
+    sets = {"synthetic": synthetic.take(syn_pick), "reweighted": synthetic.take(rw_pick)}
+    if ref is not None:
+        plain, pick = syn_pick, rw_pick
+        if not paired:  # no partners: the refined set's own subset and weights
+            ref_names = [classes[c] for c in ref.labels]
+            ref_w = reweight.fit_weights(
+                ref.images, real_train.images, ref_names, real_names, seed=seed
+            )
+            plain = np.sort(rng.permutation(len(ref.labels))[:count])
+            pick = reweight.resample(ref_w.weights, count, seed)
+        sets["refined"] = ref.take(plain)
+        sets["reweighted_refined"] = ref.take(pick)
+    sets["real"] = real_train.take(real_pick)
+    return sets, weights
 
 
 def caution(real: Downstream, majority: float) -> str | None:
@@ -252,17 +263,13 @@ def _unmeasurable(syn, labelled_real, source) -> str | None:
     return None
 
 
-def _labelled(image_set, classes, keep=None) -> Labelled:
-    return _labelled_like(image_set, image_set.names, classes, keep)
-
-
-def _labelled_like(image_set, names, classes, keep) -> Labelled:
-    """The images in `classes` (by the class folders of `names`), and where `keep` is true."""
+def _labelled(image_set, names, classes, keep=None) -> Labelled:
+    """The images in `classes` (by the class folders of `names`) where `keep` is true."""
     ids = inputs.label_ids(folder_classes(names), classes)
     assert ids is not None  # every caller checked the class folders
     mask = ids >= 0 if keep is None else (ids >= 0) & keep
     index = np.flatnonzero(mask)
-    return Labelled(image_set.images[index], ids[index], [names[i] for i in index])
+    return Labelled(image_set.images[index], ids[index])
 
 
 def _split(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
