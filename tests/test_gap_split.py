@@ -231,9 +231,13 @@ def test_the_html_section_draws_the_waterfall_and_escapes_names():
     missing = {
         "measured": False,
         "reason": "no <labels>",
-        "not_measured": [{"part": "total", "reason": "x"}],
+        "not_measured": [
+            {"part": "total", "reason": "no <labels>"},
+            {"part": "remaining", "reason": "no <labels>"},
+        ],
     }
-    assert "no &lt;labels&gt;" in split_section({"gap_split": missing})
+    shown = split_section({"gap_split": missing})
+    assert "<li>total gap, remaining (labels and the rest): no &lt;labels&gt;</li>" in shown
 
 
 def write(folder: Path, x: np.ndarray, y: np.ndarray | None) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import formatting
-from .split_advice import interval, signed
+from .split_advice import NAMES, interval, signed
 from .svg import COLOURS, PALETTE, Bar, attr, bar_rows
 
 SPLIT_COLOURS = {
@@ -40,10 +40,14 @@ def split_section(document: dict) -> str:
         return ""
     head = "<h2>Where the gap is, for a classifier</h2>"
     if not section["measured"]:
+        by_reason: dict[str, list[str]] = {}  # parts that share a reason are listed together
+        for m in section["not_measured"]:
+            by_reason.setdefault(m["reason"], []).append(NAMES.get(m["part"], m["part"]))
         missing = "".join(
-            f"<li>{attr(m['part'])}: {attr(m['reason'])}</li>" for m in section["not_measured"]
+            f"<li>{attr(', '.join(names))}: {attr(reason)}</li>"
+            for reason, names in by_reason.items()
         )
-        return head + f"<p>Not measured: {attr(section['reason'])}.</p><ul>{missing}</ul>"
+        return head + f"<p>Not measured:</p><ul>{missing}</ul>"
     accuracy, parts = section["accuracy"], {p["key"]: p for p in section["parts"]}
 
     def level(name: str, label: str, colour: str) -> Bar:
