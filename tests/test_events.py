@@ -212,6 +212,7 @@ def test_gap_report_stages_reach_their_totals(tmp_path):
         "domain classifier",
         "train on X, test on real",
         "label retention",
+        "gap split: classifiers on real",
     ]
     for stage in stages:
         counts = [e for e in seen if isinstance(e, Progress) and e.stage == stage.name]
