@@ -40,9 +40,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import DISTURBANCES, scenes
 from refinekit.gap import bootstrap, compute, features
 from refinekit.gap.metrics import SPECS
-from test_gap_images import DISTURBANCES, scenes
 
 pytestmark = pytest.mark.slow  # the disturbance ladder
 

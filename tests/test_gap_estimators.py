@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from helpers import FEATURE_SHA256
 from refinekit.gap import (
     bootstrap,
     density,
@@ -19,10 +20,6 @@ from refinekit.gap import (
     kid,
     spectrum,
 )
-
-# SHA-256 of the frozen feature networks' float32 weights. If this changes, reports made
-# before and after the change are not comparable: bump the JSON schema version too.
-FEATURE_SHA256 = "8a94c571205d6fb196a46d750ea358a2c57f8c965633a8da69259e9f6b0b5a66"
 
 
 def naive_kid(x, y, ids_x=None, ids_y=None):

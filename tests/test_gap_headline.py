@@ -1,4 +1,4 @@
-"""The headline distance on natural photos (scikit-image's bundled photos, test_gap_photos):
+"""The headline distance on natural photos (scikit-image's bundled photos, helpers.photo_patches):
 the FID paper's disturbances (Heusel et al. 2017) at levels 0..3 applied to one set of photo
 patches, compared with a pixel-disjoint reference set of patches of the same photos.
 
@@ -8,7 +8,7 @@ interval excludes 0); the domain classifier reaches 0.85 held-out accuracy again
 and black rectangles with 400 patches per set; the combination arithmetic; the scoring API.
 
 The swirl is scikit-image's (radius half the patch side, strengths 1, 2, 4): the swirl in
-test_gap_images, whose radius reaches past the patch, is mostly interpolation blur at low
+helpers.py, whose radius reaches past the patch, is mostly interpolation blur at low
 strength, and at strength 4 its stretched regions add back the high frequencies the
 compressed ones lose, so no statistic here rises monotonically with it (a known limit).
 """
@@ -18,10 +18,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import black_rectangles, gaussian_blur, gaussian_noise, photo_patches, salt_and_pepper
 from refinekit.gap import bootstrap, classifier, compute, domain, features, headline, swd
 from refinekit.gap.scores import headline_distance
-from test_gap_images import black_rectangles, gaussian_blur, gaussian_noise, salt_and_pepper
-from test_gap_photos import photo_patches
 
 N = 250
 SIZE = 24

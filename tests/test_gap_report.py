@@ -17,30 +17,18 @@ import re
 import shutil
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from helpers import FEATURE_SHA256, scenes, write_pngs
 from refinekit.cli import main
 from refinekit.errors import DataError, RefinekitError, UsageError
 from refinekit.gap import gap_report
 from refinekit.gap.features import FEATURE_DIM
-from test_gap_estimators import FEATURE_SHA256
-from test_gap_images import scenes
 
 N = 100  # synthetic, refined and each real half
 SIZE = 32
 REPLICATES = 100
-
-
-def write_pngs(folder: Path, images: np.ndarray, names: list[str] | None = None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, image in enumerate(images):
-        name = names[i] if names else f"img_{i:04d}.png"
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        pixels = np.round(image * 255).astype(np.uint8)
-        iio.imwrite(folder / name, pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-    return folder
 
 
 def renders(count: int, seed: int, **kwargs) -> np.ndarray:

@@ -12,10 +12,9 @@ import json
 import numpy as np
 import pytest
 
+from helpers import scenes, write_pngs
 from refinekit.cli import main
 from refinekit.gap.scores import label_retention
-from test_gap_images import scenes
-from test_gap_report import write_pngs
 
 SIZE = 16
 PER_CLASS = 100

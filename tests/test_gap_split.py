@@ -16,10 +16,10 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from helpers import assert_inert
 from refinekit.cli import main
 from refinekit.downstream import better_than, score_training_set
 from refinekit.gap import inputs, photometric, reweight, split, split_advice
-from test_html_pages import assert_inert
 
 NAMES = ("horizontal", "vertical")
 

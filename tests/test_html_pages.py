@@ -8,57 +8,15 @@ no element or attribute made from the hostile names, which must appear as plain 
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
-
 import pytest
 
 from conftest import TINY, write_images
+from helpers import assert_inert
 from refinekit.cli import main
 
 RUN_NAME = "run<svg onload=alert(1)>"
 CLASSES = ("<svg onload=alert(3)>", 'b" onmouseover="alert(4)')
 HOSTILE = (RUN_NAME, *CLASSES)
-
-
-class Page(HTMLParser):
-    """Every start tag with its attributes, and the text between tags."""
-
-    def __init__(self, html: str):
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
-        self.text: list[str] = []
-        self.feed(html)
-        self.close()
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, attrs))
-
-    def handle_startendtag(self, tag, attrs):
-        self.tags.append((tag, attrs))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def assert_inert(html: str, shown: tuple[str, ...]) -> None:
-    page = Page(html)
-    names = [tag for tag, _ in page.tags]
-    assert "script" not in names and "iframe" not in names and "object" not in names
-    for tag, attrs in page.tags:
-        for name, value in attrs:
-            assert not name.startswith("on"), (tag, name, value)
-            assert name in {
-                "lang", "charset", "class", "title", "width", "height", "viewbox", "role",
-                "aria-label", "font-family", "font-size", "font-weight", "fill", "x", "y",
-                "x1", "x2", "y1", "y2", "cx", "cy", "r", "stroke", "stroke-width",
-                "stroke-opacity", "stroke-dasharray", "stroke-linejoin", "points",
-                "text-anchor", "transform", "src", "alt", "colspan",
-            }, (tag, name, value)  # fmt: skip
-            if name == "src":
-                assert (value or "").startswith("data:image/png;base64,")
-    text = "".join(page.text)
-    for name in shown:
-        assert name in text, name  # shown to the reader as text, not parsed as markup
 
 
 @pytest.fixture(scope="module")

@@ -76,10 +76,9 @@ def test_training_with_micro_batched_forward_passes_matches_whole_batches(tmp_pa
     """The discriminator's refined batch comes from micro-batches of 2 here; the model trained
     is the same as with whole batches (16x16 images are below the default's cut-off)."""
     from conftest import write_images
+    from helpers import ARGS, _final_state
     from refinekit.cli import main
     from refinekit.training.steps import StepFunctions
-    from test_sharding import ARGS
-    from test_train import _final_state
 
     syn = write_images(tmp_path / "syn", 16, (16, 16), 0, smooth=True)
     real = write_images(tmp_path / "real", 16, (16, 16), 1, smooth=False)

@@ -23,31 +23,10 @@ from PIL import Image
 
 import refinekit.cli.refine as cli_refine
 import refinekit.refine.runner as runner_module
+from helpers import MODEL_ID, FakeRefiner
 from refinekit.cli import main
 from refinekit.io.decode import read_image
 from refinekit.refine.manifest import MANIFEST_NAME
-
-MODEL_ID = {"run": "/runs/fake", "step": 1}
-
-
-class FakeRefiner:
-    """Checks what refine sends it (float32 NxHxWxC in [0, 1], one shape, N <= batch size)."""
-
-    def __init__(self, fn=None, channels=3, batch_size=4, model_id=None, delay=0.0):
-        self.fn = fn or (lambda x: 1.0 - x)  # invert: exact in 8 and 16 bits, easy to check
-        self.channels, self.batch_size, self.delay = channels, batch_size, delay
-        self.model_id = dict(model_id or MODEL_ID)
-        self.train_size = (16, 16)
-        self.calls: list[tuple[int, ...]] = []
-
-    def __call__(self, images):
-        assert images.dtype == np.float32 and images.ndim == 4
-        assert images.shape[-1] == self.channels and 1 <= len(images) <= self.batch_size
-        assert images.min() >= 0.0 and images.max() <= 1.0
-        self.calls.append(images.shape)
-        if self.delay:
-            time.sleep(self.delay)
-        return np.asarray(self.fn(images), np.float32)
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
+from helpers import _copy_run
 from refinekit.training import checkpoint
-from test_reliability_inputs import _copy_run
 
 # Several attempts in one process: the tracebacks came from threads and garbage collection,
 # so each attempt had a chance to print them (before the fix, 1 in 3 runs did).

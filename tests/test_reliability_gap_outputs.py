@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import write_images
+from helpers import _one_line_error, launch
 from refinekit.cli import main
-from test_reliability_inputs import _one_line_error, launch
 
 
 def _digests(folder: Path) -> dict[str, str]:

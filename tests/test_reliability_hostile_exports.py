@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import _one_line_error, launch
 from refinekit.cli import main
-from test_reliability_inputs import _one_line_error, launch
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,6 @@ import re
 import shutil
 import stat
 import struct
-import subprocess
-import sys
-import textwrap
 import zlib
 from pathlib import Path
 
@@ -28,6 +25,7 @@ import pytest
 from PIL import Image
 
 from conftest import TINY, write_images
+from helpers import _FAKE_CLI, _LOAD_SCRIPT, _copy_run, _one_line_error, launch
 from refinekit import TrainConfig
 from refinekit.cli import main
 from refinekit.io.decode import read_image
@@ -150,14 +148,6 @@ def make_hostile(root: Path) -> Path:
     (root / "class_a" / "a1.json").write_text('{"gaze": [0.1, 0.2]}')
     (root / "notes.txt").write_bytes(b"\x00\xffbinary notes")
     return root
-
-
-def _one_line_error(err: str, *needles: str) -> None:
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle in err, (needle, err)
 
 
 def _manifest(out: Path) -> list[dict]:
@@ -359,11 +349,6 @@ def test_bad_config_files_are_one_line_errors(gray16, tmp_path, capsys, name, te
 # Checkpoints: from another configuration, damaged
 
 
-def _copy_run(run: Path, to: Path) -> Path:
-    shutil.copytree(run, to, symlinks=True)
-    return to
-
-
 def _train_args_for(run: Path, *extra: str, out: Path | None = None) -> list[str]:
     config = json.loads((run / "config.json").read_text())
     return [
@@ -479,75 +464,6 @@ def test_output_below_a_regular_file_is_a_usage_error(trained, gray16, tmp_path,
     )
     _one_line_error(capsys.readouterr().err, "--out", "is a file, not a folder")
     assert code == 2
-
-
-_FAKE_CLI = textwrap.dedent(
-    """
-    import sys
-    import refinekit.cli.refine as cli_refine
-    from refinekit.cli import main
-
-    class Invert:
-        channels, batch_size, train_size = 3, 4, (16, 16)
-        model_id = {"run": "/runs/fake", "step": 1}
-
-        def __call__(self, images):
-            return 1.0 - images
-
-    cli_refine._load_refiner = lambda *args: Invert()
-    sys.exit(main(sys.argv[1:]))
-    """
-)
-
-_LOAD_SCRIPT = textwrap.dedent(
-    """
-    import sys
-    from refinekit import TrainConfig
-    from refinekit.errors import RefinekitError
-    from refinekit.training.data import load_training_data
-
-    config = TrainConfig(synthetic=sys.argv[1], real=sys.argv[2], out="unused", preset="tiny", batch_size=4)
-    try:
-        _, data = load_training_data(config)
-    except RefinekitError as exc:
-        print("error:", exc)
-        sys.exit(2)
-    print("\\n".join(["images %d" % len(data.synthetic), *data.skipped]))
-    """
-)
-
-
-# Restrictions are applied by a launcher that then execs the command (a preexec_fn would fork
-# this multithreaded JAX process, which JAX warns about).
-_LAUNCHER = textwrap.dedent(
-    """
-    import ctypes, os, resource, signal, sys
-
-    what, argument, command = sys.argv[1], sys.argv[2], sys.argv[3:]
-    if what == "no-permission-override" and os.geteuid() == 0:
-        # Drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding set: the exec'd
-        # process stays root (it can still run the interpreter under /root) but obeys
-        # permission bits.
-        libc = ctypes.CDLL(None, use_errno=True)
-        for capability in (1, 2):
-            if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
-                sys.exit(97)
-    elif what == "file-size-limit":
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (int(argument), int(argument)))
-    os.execv(sys.executable, [sys.executable, *command])
-    """
-)
-
-
-def launch(what: str, argument: str, args: list[str]) -> subprocess.CompletedProcess:
-    """`python args...` under a restriction: "no-permission-override" or "file-size-limit"."""
-    return subprocess.run(
-        [sys.executable, "-c", _LAUNCHER, what, argument, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")

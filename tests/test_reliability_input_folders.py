@@ -19,10 +19,9 @@ import pytest
 from PIL import Image
 
 from conftest import TINY, write_images
+from helpers import _FAKE_CLI, _LOAD_SCRIPT, FakeRefiner, _one_line_error
 from refinekit.cli import main
 from refinekit.refine.manifest import MANIFEST_NAME
-from test_refine import FakeRefiner
-from test_reliability_inputs import _FAKE_CLI, _LOAD_SCRIPT, _one_line_error
 
 HANG = 120  # seconds: far more than any of these takes, far less than forever
 

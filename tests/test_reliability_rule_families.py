@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, write_images
+from helpers import _one_line_error
 from refinekit.cli import main
 from refinekit.refine.manifest import MANIFEST_NAME
-from test_reliability_inputs import _one_line_error
 
 HANG = 120  # seconds: far more than any of these takes, far less than forever
 SHORT = ["--steps", "2", "--pretrain-refiner-steps", "2", "--pretrain-disc-steps", "1"]

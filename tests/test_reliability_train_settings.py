@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from conftest import TINY, write_images
+from helpers import _one_line_error
 from refinekit import TrainConfig
 from refinekit.cli import main
 from refinekit.errors import ConfigError
-from test_reliability_inputs import _one_line_error
 
 SHORT = ["--steps", "2", "--pretrain-refiner-steps", "2", "--pretrain-disc-steps", "1"]
 

@@ -11,29 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import write_images
+from helpers import ARGS, _final_state
 from refinekit.cli import main
-from test_train import _final_state
 
 pytestmark = pytest.mark.slow  # multi-device and multi-process training runs
-
-ARGS = [
-    "--preset",
-    "tiny",
-    "--batch-size",
-    "8",
-    "--steps",
-    "6",
-    "--pretrain-refiner-steps",
-    "3",
-    "--pretrain-disc-steps",
-    "3",
-    "--log-every",
-    "3",
-    "--checkpoint-every",
-    "100",
-    "--sample-every",
-    "100",
-]
 
 
 def _flags_with(*extra: str) -> str:

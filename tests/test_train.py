@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY, write_images
+from helpers import _final_state
 from refinekit import TrainConfig, train
 from refinekit.cli import main
 from refinekit.training import checkpoint
@@ -40,13 +41,6 @@ def _args(syn, real, out, steps, *extra):
         *SHORT,
         *extra,
     ]
-
-
-def _final_state(run):
-    config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-    fns = StepFunctions(config, (*config.size, config.channels), make_mesh())
-    step = checkpoint.steps(run)[-1]
-    return step, jax.device_get(checkpoint.restore(run, step, fns.init_state()))
 
 
 def test_gray_16x16_run_writes_the_whole_run_folder(gray16, tmp_path, capsys):
