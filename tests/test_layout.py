@@ -21,7 +21,8 @@ PATH = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*(?:\.py|/)")
 NAME = re.compile(r"[a-z_][a-z0-9_]*(?:\.py|/)")
 JAX_FREE = ("io", "refine", "cli")
 MAX_LINES = 400
-# Over MAX_LINES while they are split into smaller modules; every other module is held to it.
+
+
 def _resolve(path: str) -> Path:
     return ROOT / path if path.startswith(REPOSITORY_FOLDERS) else PACKAGE / path
 
