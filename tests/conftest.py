@@ -98,3 +98,22 @@ def trained(tmp_path_factory):
     ]
     assert main(args) == 0
     return run
+
+
+@pytest.fixture(autouse=True)
+def small_classifiers(request, monkeypatch):
+    """The downstream CNN and gap-report's gap split at a few steps, one seed, so a test that
+    merely passes through them stays fast; tests of what they measure are marked
+    `full_classifiers` and keep the real settings."""
+    if request.node.get_closest_marker("full_classifiers"):
+        return
+    from refinekit.downstream import score
+    from refinekit.gap import split
+
+    monkeypatch.setattr(score, "SEEDS", (0,))
+    monkeypatch.setattr(score, "EPOCHS", 3)
+    monkeypatch.setattr(score, "MAX_TRAIN", 128)
+    monkeypatch.setattr(split, "SEEDS", (0,))
+    monkeypatch.setattr(split, "EPOCHS", 3)
+    monkeypatch.setattr(split, "TRAINING", 128)
+    monkeypatch.setattr(split, "STEPS", 12)

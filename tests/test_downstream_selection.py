@@ -91,6 +91,7 @@ def _bars(folder, cls, count, seed, noise):
 
 
 @pytest.mark.slow
+@pytest.mark.full_classifiers
 def test_train_with_labelled_real_images_scores_the_checkpoint_and_raw_synthetic(tmp_path, capsys):
     for cls in ("v", "h"):
         _bars(tmp_path / "syn", cls, 40, 0 if cls == "v" else 1, 0.1)

@@ -21,6 +21,8 @@ from refinekit.cli import main
 from refinekit.downstream import better_than, score_training_set
 from refinekit.gap import inputs, photometric, reweight, split, split_advice
 
+pytestmark = pytest.mark.full_classifiers  # what the gap split measures, at its real settings
+
 NAMES = ("horizontal", "vertical")
 
 

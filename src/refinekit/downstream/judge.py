@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .score import EPOCHS, MAX_TRAIN, SEEDS, Downstream, better_than, score_training_set, subset
+from .score import Downstream, better_than, score_training_set, subset
 
 
 class CandidateJudge:
@@ -18,12 +18,18 @@ class CandidateJudge:
         classes: int,
         seed: int,
         *,
-        seeds: tuple[int, ...] = SEEDS,
-        epochs: int = EPOCHS,
-        max_train: int = MAX_TRAIN,
+        seeds: tuple[int, ...] | None = None,
+        epochs: int | None = None,
+        max_train: int | None = None,
     ):
         """train_labels: int (N,) of the whole synthetic training set; `train_index` picks the
         images every candidate is scored with. Test images float NHWC in [0, 1]."""
+        from . import score
+
+        # the module's values at call time (tests shrink them)
+        seeds = score.SEEDS if seeds is None else seeds
+        epochs = score.EPOCHS if epochs is None else epochs
+        max_train = score.MAX_TRAIN if max_train is None else max_train
         self.train_index = subset(np.asarray(train_labels), max_train, seed)
         self.train_labels = np.asarray(train_labels)[self.train_index]
         self.test_images, self.test_labels = test_images, np.asarray(test_labels)

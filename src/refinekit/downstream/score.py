@@ -63,11 +63,13 @@ def score_training_set(
     test_y: np.ndarray,
     *,
     classes: int | None = None,
-    seeds: tuple[int, ...] = SEEDS,
-    epochs: int = EPOCHS,
+    seeds: tuple[int, ...] | None = None,
+    epochs: int | None = None,
 ) -> Downstream:
     """Train a CNN per seed on (train_x, train_y), float NHWC in [0, 1] and int labels; test on
-    (test_x, test_y)."""
+    (test_x, test_y). Seeds and epochs default to SEEDS and EPOCHS as they are at call time."""
+    seeds = SEEDS if seeds is None else seeds
+    epochs = EPOCHS if epochs is None else epochs
     train_y = np.asarray(train_y, np.int64)
     test_y = np.asarray(test_y, np.int64)
     n_classes = classes or int(max(train_y.max(), test_y.max())) + 1
