@@ -121,3 +121,15 @@ def test_a_raw_synthetic_set_already_at_the_ceiling_is_said_so():
     record["downstream"]["raw_synthetic"]["accuracy"] = 1.0
     warning = selection.choose_best([record]).warning
     assert warning and "already scores 1.000" in warning and "nothing" in warning
+
+
+def test_a_tiny_labelled_split_scores_no_retention_instead_of_hanging():
+    from refinekit.gap.classifier import _index_stream
+    from refinekit.training.validation import score
+
+    rng = np.random.default_rng(0)
+    images = rng.random((6, 16, 16, 1)).astype(np.float32)
+    out = score(images, images, images, np.array([0, 1] * 3), seed=0)
+    assert out == {"distance": None, "retention": None}
+    with pytest.raises(ValueError, match="at least one training image"):
+        next(_index_stream(0, rng))

@@ -240,6 +240,8 @@ def train(
 
 def _index_stream(n: int, rng: np.random.Generator):
     """Endless fixed-size batches of indices, walking through a fresh permutation per epoch."""
+    if n <= 0:
+        raise ValueError("a classifier needs at least one training image")
     buffer = np.empty(0, np.int64)
     while True:
         while len(buffer) < BATCH:

@@ -85,7 +85,11 @@ def draw_split(
         )
     else:
         real = np.sort(order[:n_val])
-    n_syn = min(max(n_val, round(fraction * n_synthetic)), MAX_SYNTHETIC, n_synthetic // 2)
+    n_syn = min(
+        max(n_val, MIN_IMAGES if labelled else 0, round(fraction * n_synthetic)),
+        MAX_SYNTHETIC,
+        n_synthetic // 2,
+    )
     if n_syn < 4:  # too few synthetic images to spare: no validation
         return Split(np.zeros(0, np.int64), np.zeros(0, np.int64))
     labels = synthetic_labels if synthetic_labels is not None else np.full(n_synthetic, -1)
@@ -168,7 +172,10 @@ def score(
     # there for the downstream score alone.
     distance = headline_distance(real, refined, seed=seed) if len(real) >= MIN_IMAGES else None
     out = {"distance": distance, "retention": None}
-    if labels is not None and (labels >= 0).all() and len(np.unique(labels)) >= 2:
+    # Cross-fitted retention classifiers need a few images per fold (a tiny labelled split
+    # held out for the downstream score alone has too few).
+    enough = len(synthetic) >= MIN_IMAGES
+    if enough and labels is not None and (labels >= 0).all() and len(np.unique(labels)) >= 2:
         if photometric:
             out["retention"] = label_retention(
                 synthetic, labels, refined, seed=seed, photometric=True
