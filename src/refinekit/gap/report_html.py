@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.pixels import unit_to_uint8
+from ..io.tiles import tile
 from . import formatting
 from .report_split import split_section
 from .svg import BAD, CAUTION, GOOD, attr, line_chart, set_series
@@ -36,18 +37,10 @@ def png_data_uri(image: np.ndarray) -> str:
 
 def sample_grid(images: np.ndarray, columns: int = GRID_COLUMNS) -> np.ndarray:
     """Tile up to rows x columns images with a 1-pixel white gap, enlarged to MIN_TILE."""
-    n, h, w, c = images.shape
+    _, h, w, _ = images.shape
     scale = max(1, -(-MIN_TILE // max(h, w)))
-    big = images.repeat(scale, axis=1).repeat(scale, axis=2)
-    h, w = h * scale, w * scale
-    rows = -(-n // columns)
-    grid = np.ones((rows * (h + 1) + 1, columns * (w + 1) + 1, c), np.float32)
-    for i, image in enumerate(big):
-        r, col = divmod(i, columns)
-        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + col * (w + 1) : 1 + col * (w + 1) + w] = (
-            image
-        )
-    return grid
+    rows = [list(images[i : i + columns]) for i in range(0, len(images), columns)]
+    return tile(rows, gap=1, fill=1.0, zoom=scale, columns=columns).astype(np.float32)
 
 
 def _table(document: dict) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..io.pixels import model_to_uint8
+from ..io.tiles import tile
 
 MAX_DIFF_GAIN = 8.0  # small changes are amplified up to this factor so they stay visible
 
@@ -23,21 +24,12 @@ def sample_grid(
     gain = min(MAX_DIFF_GAIN, 1.0 / max(float(np.abs(change).max()), 1e-6))
     diff = np.clip(change * gain, -1, 1)
     rows = [synthetic, refined, diff, real[: len(synthetic)]]
-    n, h, w, c = synthetic.shape
-    zoom = max(1, -(-min_cell // h))
-    gap = 2
-    height = len(rows) * (h * zoom + gap) + gap
-    width = n * (w * zoom + gap) + gap
-    grid = np.full((height, width, 3), 40, np.uint8)
-    for r, row in enumerate(rows):
-        cells = model_to_uint8(row)
-        if c == 1:
-            cells = np.repeat(cells, 3, axis=-1)
-        for i, cell in enumerate(cells):
-            big = cell.repeat(zoom, 0).repeat(zoom, 1)
-            top, left = gap + r * (h * zoom + gap), gap + i * (w * zoom + gap)
-            grid[top : top + h * zoom, left : left + w * zoom] = big
-    return grid
+    cells = []
+    for row in rows:
+        pixels = model_to_uint8(row)
+        cells.append(list(np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels))
+    zoom = max(1, -(-min_cell // synthetic.shape[1]))
+    return tile(cells, gap=2, fill=40, zoom=zoom)
 
 
 def sample_indices(
