@@ -48,6 +48,7 @@ def test_auto_fits_the_camera_publishes_it_and_refine_uses_it(gray16, tmp_path, 
     run = tmp_path / "run"
     args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run)]
     short = ["--steps", "6", "--checkpoint-every", "6", "--log-every", "3", *TINY]
+    short += ["--pretrain-disc-steps", "4", "--val-fraction", "0"]
     assert main([*args, "--refiner", "auto", *short]) == 0
     err = capsys.readouterr().err
     assert "--refiner auto chose acquisition" in err
