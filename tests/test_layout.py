@@ -100,6 +100,7 @@ print(sorted(n for n in ("jax", "flax", "optax", "orbax.checkpoint") if n in sys
 """
 
 
+@pytest.mark.slow  # one interpreter per module: the fast tier keeps the package-level check
 @pytest.mark.parametrize("module", [m for folder in JAX_FREE for m in _modules(folder)])
 def test_module_imports_no_jax(module):
     result = subprocess.run(
