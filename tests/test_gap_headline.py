@@ -5,7 +5,8 @@ patches, compared with a pixel-disjoint reference set of patches of the same pho
 Checked: the headline rises with the level of every kind, and level 0 -> 1 is a significant
 rise for Gaussian noise, blur, black rectangles and salt-and-pepper (the paired change's 95%
 interval excludes 0); the domain classifier reaches 0.85 held-out accuracy against heavy blur
-and black rectangles with 400 patches per set; the combination arithmetic; the scoring API.
+and black rectangles, 0.75 against a strong swirl and strong contrast loss, with 400 patches
+per set; the combination arithmetic; the scoring API.
 
 The swirl is scikit-image's (radius half the patch side, strengths 1, 2, 4): the swirl in
 helpers.py, whose radius reaches past the patch, is mostly interpolation blur at low
@@ -27,14 +28,20 @@ SIZE = 24
 REPLICATES = 100
 
 
-def skimage_swirl(images: np.ndarray, strength: float) -> np.ndarray:
+def skimage_swirl(images: np.ndarray, strength: float, radius: float | None = None) -> np.ndarray:
     from skimage.transform import swirl
 
     if strength == 0:
         return images.copy()
     return np.stack(
         [
-            swirl(im, strength=strength, radius=im.shape[0] / 2, order=1, mode="reflect")
+            swirl(
+                im,
+                strength=strength,
+                radius=im.shape[0] / 2 if radius is None else radius,
+                order=1,
+                mode="reflect",
+            )
             for im in images
         ]
     ).astype(np.float32)
@@ -86,21 +93,25 @@ def test_level_one_is_a_significant_rise(ladder, kind):
 
 
 @pytest.mark.parametrize(
-    "kind, disturb",
+    "kind, disturb, least",
     [
-        ("blur 2.5", lambda x: gaussian_blur(x, 2.5)),
-        ("rectangles", lambda x: black_rectangles(x, 0.5, 6)),
+        ("blur 2.5", lambda x: gaussian_blur(x, 2.5), 0.85),
+        ("rectangles", lambda x: black_rectangles(x, 0.5, 6), 0.85),
+        # a warp about the centre: edges bend one way on one side and the other way on the
+        # other, which a spatial mean alone cancels (0.58 with it; the cell means see it)
+        ("swirl 4", lambda x: skimage_swirl(x, 4.0, radius=x.shape[1]), 0.75),
+        ("contrast 0.4", lambda x: (x - x.mean(axis=(1, 2, 3), keepdims=True)) * 0.4 + 0.5, 0.75),
     ],
 )
 @pytest.mark.slow
-def test_domain_classifier_sees_heavy_disturbances_with_400_images_per_set(kind, disturb):
+def test_domain_classifier_sees_heavy_disturbances_with_400_images_per_set(kind, disturb, least):
     reference, held = photo_patches(400, 32, 0, 1), photo_patches(400, 32, 1, 1)
     scores = classifier.domain_scores(
         classifier.classifier_inputs(disturb(held)), classifier.classifier_inputs(reference), 0
     )
     ones = np.ones((1, len(scores.scores_x)))
     accuracy = domain.balanced_accuracy(scores.scores_x, scores.scores_ref, ones, ones)[0]
-    assert accuracy >= 0.85, (kind, accuracy)
+    assert accuracy >= least, (kind, accuracy)
 
 
 def test_combination_is_the_mean_signed_log_z_against_the_floor():
