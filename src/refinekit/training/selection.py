@@ -149,8 +149,7 @@ def _no_help_warning(best: dict) -> str | None:
         f"trained on refined images scored {ds['accuracy']:.3f}, on the raw synthetic images "
         f"{ds['raw_synthetic']['accuracy']:.3f} (difference {ds['vs_raw']['difference']:+.3f}, "
         f"90% interval {low:+.3f} to {high:+.3f}, {ds['test_images']} real test images); train "
-        "on the raw synthetic set, or try another --refiner (acquisition, histogram) and "
-        "compare with gap-report"
+        "on the raw synthetic set, or compare other --refiner kinds with gap-report"
     )
 
 
