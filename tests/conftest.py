@@ -46,6 +46,9 @@ def gray16(tmp_path):
 
 
 TINY = [
+    # the ResNet's training (the default, auto, fits candidates: test_auto_refiner)
+    "--refiner",
+    "resnet",
     "--preset",
     "tiny",
     "--batch-size",

@@ -310,6 +310,9 @@ class FakeRefiner:
 # Training runs (test_train, test_sharding, test_microbatch)
 
 ARGS = [
+    # the ResNet's training (the default, auto, fits candidates: test_auto_refiner)
+    "--refiner",
+    "resnet",
     "--preset",
     "tiny",
     "--batch-size",
@@ -386,7 +389,7 @@ _LOAD_SCRIPT = textwrap.dedent(
     from refinekit.errors import RefinekitError
     from refinekit.training.data import load_training_data
 
-    config = TrainConfig(synthetic=sys.argv[1], real=sys.argv[2], out="unused", preset="tiny", batch_size=4)
+    config = TrainConfig(refiner="resnet", synthetic=sys.argv[1], real=sys.argv[2], out="unused", preset="tiny", batch_size=4)
     try:
         _, data = load_training_data(config)
     except RefinekitError as exc:

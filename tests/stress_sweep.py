@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--cache", default="", help="pickle of the pretrained state (reused)")
     args = parser.parse_args()
     base = TrainConfig(
+        refiner="resnet",
         synthetic=args.synthetic,
         real=args.real,
         preset=args.preset,

@@ -11,35 +11,48 @@ from refinekit.cli import main
 from refinekit.training import auto
 
 
-def _summary(retention=None, downstream=None, step=100):
-    return {"step": step, "retention": retention, "downstream": downstream, "distance": 1.0}
+def _summary(retention=None, downstream=None, step=100, distance=1.0, noise=0.03):
+    return {
+        "step": step,
+        "retention": retention,
+        "downstream": downstream,
+        "downstream_noise": None if downstream is None else noise,
+        "distance": distance,
+    }
 
 
-def test_the_camera_model_is_kept_when_it_keeps_labels_or_labels_cannot_be_checked():
-    assert auto.choose({"acquisition": _summary(0.95)})[0] == "acquisition"
-    kind, reason = auto.choose({"acquisition": _summary(None)})
+def test_without_a_classifier_the_candidate_closer_to_the_real_images_wins():
+    kind, reason = auto.choose(
+        {"acquisition": _summary(0.96, distance=2.0), "resnet": _summary(0.91, distance=0.9)}
+    )
+    assert kind == "resnet" and "closest to the held-out real images" in reason
+    assert "acquisition 2.000, resnet 0.900" in reason
+    both = {"acquisition": _summary(0.82, distance=0.12), "resnet": _summary(0.9, distance=2.1)}
+    assert auto.choose(both)[0] == "acquisition"  # a low camera retention is not a label change
+    both["resnet"]["distance"] = 0.12
+    assert auto.choose(both)[0] == "acquisition"  # a tie keeps the camera
+
+
+def test_a_classifier_decides_only_beyond_its_noise():
+    both = {"acquisition": _summary(0.9, 0.70, distance=0.1), "resnet": _summary(0.99, 0.78)}
+    kind, reason = auto.choose(both)
+    assert kind == "resnet" and "apart by more than their noise" in reason
+    both["resnet"]["downstream"] = 0.72  # 0.02 apart, noise 0.03: the distance decides
+    kind, reason = auto.choose(both)
+    assert kind == "acquisition" and "could not tell them apart" in reason
+
+
+def test_without_distances_the_camera_is_kept():
+    kind, reason = auto.choose(
+        {"acquisition": _summary(distance=None), "resnet": _summary(distance=None)}
+    )
     assert kind == "acquisition" and "moves no pixel" in reason
-    assert not auto._needs_resnet(_summary(0.95))
-
-
-def test_a_camera_that_loses_labels_hands_over_to_the_resnet():
-    camera = _summary(0.40)
-    assert auto._needs_resnet(camera)
-    kind, reason = auto.choose({"acquisition": camera, "resnet": _summary(0.97)})
-    assert kind == "resnet" and "lost labels" in reason
-
-
-def test_with_a_downstream_score_the_better_classifier_wins_and_a_tie_keeps_the_camera():
-    both = {"acquisition": _summary(0.9, 0.70), "resnet": _summary(0.99, 0.74)}
-    assert auto.choose(both)[0] == "resnet"
-    both["acquisition"]["downstream"] = 0.74
-    assert auto.choose(both)[0] == "acquisition"
-    assert auto._needs_resnet(_summary(0.99, 0.8))  # a classifier can compare: fit both
 
 
 def test_unhealthy_candidates_are_not_chosen():
-    summaries = {"acquisition": _summary(0.99, step=None), "resnet": _summary(0.9)}
-    assert auto.choose(summaries)[0] == "resnet"
+    summaries = {"acquisition": _summary(0.99, step=None, distance=0.1), "resnet": _summary(0.9)}
+    kind, reason = auto.choose(summaries)
+    assert kind == "resnet" and "only candidate" in reason
 
 
 @pytest.mark.slow
@@ -48,13 +61,14 @@ def test_auto_fits_the_camera_publishes_it_and_refine_uses_it(gray16, tmp_path, 
     run = tmp_path / "run"
     args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run)]
     short = ["--steps", "6", "--checkpoint-every", "6", "--log-every", "3", *TINY]
-    short += ["--pretrain-disc-steps", "4", "--val-fraction", "0"]
-    assert main([*args, "--refiner", "auto", *short]) == 0
+    short += ["--pretrain-disc-steps", "4", "--pretrain-refiner-steps", "4", "--val-fraction", "0"]
+    assert main([*args, *short, "--refiner", "auto"]) == 0
     err = capsys.readouterr().err
     assert "--refiner auto chose acquisition" in err
     record = json.loads((run / auto.AUTO_FILE).read_text())
-    assert record["chosen"] == "acquisition" and list(record["candidates"]) == ["acquisition"]
-    assert not (run / "candidates" / "resnet").exists()  # unlabelled: the camera is kept
+    assert record["chosen"] == "acquisition"
+    assert list(record["candidates"]) == ["acquisition", "resnet"]  # both fitted
+    assert "moves no pixel" in record["reason"]  # no validation split: nothing to compare
     config = json.loads((run / "config.json").read_text())
     assert config["refiner"] == "acquisition" and config["steps"] == 6
     best = json.loads((run / "best.json").read_text())["step"]
@@ -63,5 +77,5 @@ def test_auto_fits_the_camera_publishes_it_and_refine_uses_it(gray16, tmp_path, 
     assert main(["refine", str(syn), str(out), "--run", str(run)]) == 0
     assert len(list(out.glob("*.png"))) == len(list(syn.glob("*.png")))
     # The same command again resumes the finished candidate and chooses the same
-    assert main([*args, "--refiner", "auto", *short]) == 0
+    assert main([*args, *short, "--refiner", "auto"]) == 0
     assert json.loads((run / auto.AUTO_FILE).read_text())["chosen"] == "acquisition"

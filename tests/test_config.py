@@ -11,6 +11,7 @@ from refinekit.errors import ConfigError
 
 def test_json_round_trip_keeps_every_field():
     config = TrainConfig(
+        refiner="resnet",
         synthetic="s",
         real="r",
         out="o",
@@ -52,7 +53,7 @@ def test_unknown_keys_and_wrong_types_in_files(tmp_path):
 
 
 def test_incompatible_fields_lists_run_defining_changes_only():
-    a = TrainConfig(steps=10)
+    a = TrainConfig(refiner="resnet", steps=10)
     assert incompatible_fields(a, a.replace(steps=20, log_every=7)) == []
     assert incompatible_fields(a, a.replace(lambda_reg=2.0)) == ["lambda_reg: 0.5 -> 2.0"]
 
@@ -62,17 +63,28 @@ def test_refiner_learning_rate_switches_after_pretraining_by_the_optimizer_count
 
     from refinekit.training.optim import make_optimizer, refiner_learning_rate
 
-    same = TrainConfig(lr_refiner=5e-5, pretrain_refiner_steps=3)
+    same = TrainConfig(refiner="resnet", lr_refiner=5e-5, pretrain_refiner_steps=3)
     assert refiner_learning_rate(same) == 5e-5  # a constant: older optimizer states load
-    assert refiner_learning_rate(TrainConfig(lr_pretrain_refiner=5e-5, lr_refiner=5e-5)) == 5e-5
+    assert (
+        refiner_learning_rate(
+            TrainConfig(refiner="resnet", lr_pretrain_refiner=5e-5, lr_refiner=5e-5)
+        )
+        == 5e-5
+    )
     schedule = refiner_learning_rate(
-        TrainConfig(lr_pretrain_refiner=1e-3, lr_refiner=5e-5, pretrain_refiner_steps=3)
+        TrainConfig(
+            refiner="resnet", lr_pretrain_refiner=1e-3, lr_refiner=5e-5, pretrain_refiner_steps=3
+        )
     )
     assert callable(schedule)
     assert [float(schedule(n)) for n in range(5)] == pytest.approx([1e-3] * 3 + [5e-5] * 2)
     # SGD makes the rate visible in the update itself: -lr x gradient, count by count.
     config = TrainConfig(
-        optimizer="sgd", lr_pretrain_refiner=1e-3, lr_refiner=5e-5, pretrain_refiner_steps=2
+        refiner="resnet",
+        optimizer="sgd",
+        lr_pretrain_refiner=1e-3,
+        lr_refiner=5e-5,
+        pretrain_refiner_steps=2,
     )
     opt = make_optimizer(config, refiner_learning_rate(config))
     params = {"w": jnp.ones(())}
@@ -89,6 +101,6 @@ def test_saved_runs_without_the_pretraining_settings_load_with_the_earlier_behav
     saved = TrainConfig.from_dict({"steps": 5}, saved=True)
     assert saved.lr_pretrain_refiner is None and saved.lambda_label_pretrain is None
     with pytest.raises(ConfigError, match="--lr-pretrain-refiner"):
-        TrainConfig(lr_pretrain_refiner=0.0)
+        TrainConfig(refiner="resnet", lr_pretrain_refiner=0.0)
     with pytest.raises(ConfigError, match="--lambda-label-pretrain"):
-        TrainConfig(lambda_label_pretrain=-1.0)
+        TrainConfig(refiner="resnet", lambda_label_pretrain=-1.0)

@@ -115,6 +115,7 @@ def test_class_conditional_on_needs_class_folders_in_real(classes16, tmp_path, c
 def test_label_and_nce_steps_compile_once(classes16, tmp_path):
     syn, real = classes16
     config = TrainConfig(
+        refiner="resnet",
         synthetic=str(syn),
         real=str(real),
         out=str(tmp_path / "lib"),
@@ -150,6 +151,7 @@ def test_structure_content_trains_from_the_cli_and_logs_its_loss(classes16, tmp_
 
 def test_refiner_extra_loss_is_lambda_times_the_classifier_cross_entropy():
     config = TrainConfig(
+        refiner="resnet",
         preset="tiny",
         lambda_label=2.5,
         label_target="class",

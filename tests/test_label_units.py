@@ -192,18 +192,22 @@ def test_folder_classes_need_every_image_in_one_of_two_or_more_subfolders(tmp_pa
 
 def test_plan_says_why_each_option_is_on_or_off():
     extra = {"classes": ["a", "b"], "real_classes": True}
-    on = labels.plan(TrainConfig(extra=extra))
+    on = labels.plan(TrainConfig(refiner="resnet", extra=extra))
     assert on.label_loss and on.conditional and on.n_classes == 2
     assert "label loss on" in on.reasons[0] and "--lambda-label 0" in on.reasons[0]
-    off = labels.plan(TrainConfig(extra=extra, lambda_label=0.0, class_conditional="off"))
+    off = labels.plan(
+        TrainConfig(refiner="resnet", extra=extra, lambda_label=0.0, class_conditional="off")
+    )
     assert not off.label_loss and not off.conditional
     assert "--lambda-label 0" in off.reasons[0]
     none = labels.plan(TrainConfig())
     assert not none.label_loss and "no class subfolders" in none.reasons[0]
     with pytest.raises(ConfigError, match="--class-conditional on"):
-        labels.check_conditional(TrainConfig(class_conditional="on", extra={"classes": ["a"]}))
+        labels.check_conditional(
+            TrainConfig(refiner="resnet", class_conditional="on", extra={"classes": ["a"]})
+        )
     with pytest.raises(ConfigError, match="--content"):
-        TrainConfig(content="sobel")
+        TrainConfig(refiner="resnet", content="sobel")
 
 
 def test_history_buffer_keeps_each_image_with_its_label():
@@ -258,7 +262,7 @@ def test_label_loss_equals_cross_entropy_of_the_frozen_classifier():
 
 def test_label_warmup_ramps_the_pretraining_weight_linearly():
     def extra_loss(step, adversarial=False, warmup=10):
-        config = TrainConfig(extra={"classes": ["a", "b"]}, label_warmup=warmup)
+        config = TrainConfig(refiner="resnet", extra={"classes": ["a", "b"]}, label_warmup=warmup)
         terms = label_terms.LabelTerms(config, (16, 16, 1))
         x = jnp.asarray(np.random.default_rng(4).uniform(-1, 1, (4, 16, 16, 1)), jnp.float32)
         total, metrics = terms.refiner_extra_loss(
@@ -276,10 +280,12 @@ def test_label_warmup_ramps_the_pretraining_weight_linearly():
 
 
 def test_label_warmup_default_ramps_on_rgb_only():
-    config = TrainConfig(extra={"classes": ["a", "b"]}, pretrain_refiner_steps=600)
+    config = TrainConfig(
+        refiner="resnet", extra={"classes": ["a", "b"]}, pretrain_refiner_steps=600
+    )
     assert label_terms.LabelTerms(config, (16, 16, 3)).warmup == 300
     assert label_terms.LabelTerms(config, (16, 16, 1)).warmup == 0
     chosen = config.replace(label_warmup=40)
     assert label_terms.LabelTerms(chosen, (16, 16, 1)).warmup == 40
     with pytest.raises(ConfigError, match="--label-warmup"):
-        TrainConfig(label_warmup=-1)
+        TrainConfig(refiner="resnet", label_warmup=-1)

@@ -45,7 +45,7 @@ def test_resolve_keeps_an_explicit_size_and_picks_auto_on_one_cpu_device():
 
 
 def test_refiner_with_micro_batches_matches_whole_batches():
-    config = TrainConfig(preset="tiny", size=(16, 16), channels=1)
+    config = TrainConfig(refiner="resnet", preset="tiny", size=(16, 16), channels=1)
     refiner, _ = build_models(config, 1, seed=0)
     _, params = nnx.split(refiner, nnx.Param)
     images = np.random.default_rng(1).uniform(size=(13, 16, 16, 1)).astype(np.float32)
@@ -57,7 +57,7 @@ def test_refiner_with_micro_batches_matches_whole_batches():
 
 def test_dispatch_then_wait_is_a_call():
     """refine starts batch k+1 before it waits for batch k: both waits give what calls give."""
-    config = TrainConfig(preset="tiny", size=(16, 16), channels=1)
+    config = TrainConfig(refiner="resnet", preset="tiny", size=(16, 16), channels=1)
     refiner, _ = build_models(config, 1, seed=0)
     _, params = nnx.split(refiner, nnx.Param)
     model = Refiner(config, params, {"test": 1}, batch_size=4)

@@ -10,7 +10,7 @@ from refinekit.nn.models import build_models, disc_flops, patch_geometry, refine
 
 @pytest.mark.parametrize("preset", ["local", "gaze", "hand", "tiny"])
 def test_refiner_keeps_shape_and_range_and_disc_gives_a_patch_grid(preset):
-    config = TrainConfig(preset=preset, blocks=1)
+    config = TrainConfig(refiner="resnet", preset=preset, blocks=1)
     refiner, disc = build_models(config, 3, seed=0)
     x = jnp.linspace(-1, 1, 2 * 35 * 55 * 3).reshape(2, 35, 55, 3)
     y = refiner(x)
@@ -21,7 +21,7 @@ def test_refiner_keeps_shape_and_range_and_disc_gives_a_patch_grid(preset):
 
 
 def test_gaze_geometry_and_flops_by_hand():
-    config = TrainConfig(preset="gaze")
+    config = TrainConfig(refiner="resnet", preset="gaze")
     g = patch_geometry(config.discriminator_layers, (35, 55))
     # strides 2, 2, 1 ...: 35x55 -> 18x28 -> 9x14; field 3 -> 7 -> 15 -> 23
     assert g == {"grid": (9, 14), "receptive_field": 23, "stride": 4}
@@ -78,11 +78,13 @@ def test_sample_grid_layout_and_signed_difference():
 def test_residual_refiner_starts_as_the_identity_and_direct_does_not():
     x = np.random.default_rng(0).uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32)
     x[0, 0, 0] = [-1.0, 1.0, 0.0]  # saturated pixels stay finite
-    residual, _ = build_models(TrainConfig(preset="tiny", refiner_output="residual"), 3, seed=0)
+    residual, _ = build_models(
+        TrainConfig(refiner="resnet", preset="tiny", refiner_output="residual"), 3, seed=0
+    )
     out = np.asarray(residual(jnp.asarray(x)))
     # tanh(atanh(0.999 x)) = 0.999 x: within 1e-3, an eighth of an 8-bit step
     np.testing.assert_allclose(out, 0.999 * x, atol=1e-5)
-    direct, _ = build_models(TrainConfig(preset="tiny"), 3, seed=0)
+    direct, _ = build_models(TrainConfig(refiner="resnet", preset="tiny"), 3, seed=0)
     assert np.abs(np.asarray(direct(jnp.asarray(x))) - x).mean() > 0.1
 
 
@@ -112,7 +114,7 @@ from flax import nnx
 from refinekit.config import TrainConfig
 from refinekit.nn.models import build_models
 x = np.random.default_rng(0).uniform(-0.9, 0.9, (32, 16, 16, 1)).astype(np.float32)
-refiner, _ = build_models(TrainConfig(refiner_output="residual"), 1, seed=0)
+refiner, _ = build_models(TrainConfig(refiner="resnet", refiner_output="residual"), 1, seed=0)
 graph, params = nnx.split(refiner, nnx.Param)
 out = jax.jit(lambda p, x: nnx.merge(graph, p)(x))(params, jnp.asarray(x))  # as training runs it
 print(float(np.abs(np.asarray(out) - 0.999 * x).max()))

@@ -209,6 +209,7 @@ def test_train_and_gap_reading_skip_each_bad_file_by_name(hostile, tmp_path):
     one_real = tmp_path / "real_one"
     write_images(one_real, 1, (16, 16, 3), 5, smooth=False)
     config = TrainConfig(
+        refiner="resnet",
         synthetic=str(hostile),
         real=str(one_real),
         out=str(tmp_path / "r"),

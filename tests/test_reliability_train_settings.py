@@ -74,7 +74,13 @@ def test_a_run_folder_without_checkpoints_takes_the_corrected_settings(gray16, t
     run = tmp_path / "run"
     run.mkdir()
     poisoned = TrainConfig(
-        synthetic=str(syn), real=str(real), out=str(run), preset="tiny", batch_size=4, seed=7
+        refiner="resnet",
+        synthetic=str(syn),
+        real=str(real),
+        out=str(run),
+        preset="tiny",
+        batch_size=4,
+        seed=7,
     )
     (run / "config.json").write_text(json.dumps(poisoned.to_dict()))
     code = main(_train(syn, real, run, *SHORT, "--seed", "3"))
@@ -88,12 +94,14 @@ def test_a_run_folder_without_checkpoints_takes_the_corrected_settings(gray16, t
 
 def test_config_limits_are_plain_config_errors():
     with pytest.raises(ConfigError, match="--seed"):
-        TrainConfig(seed=-1)
+        TrainConfig(refiner="resnet", seed=-1)
     with pytest.raises(ConfigError, match="--lambda-reg: expected a finite number"):
-        TrainConfig(lambda_reg=float("nan"))
+        TrainConfig(refiner="resnet", lambda_reg=float("nan"))
     with pytest.raises(ConfigError, match="add up to"):
-        TrainConfig(steps=2**31 - 1, pretrain_refiner_steps=1)
-    TrainConfig(seed=2**32 - 1, batch_size=1 << 16)  # the limits themselves are fine
+        TrainConfig(refiner="resnet", steps=2**31 - 1, pretrain_refiner_steps=1)
+    TrainConfig(
+        refiner="resnet", seed=2**32 - 1, batch_size=1 << 16
+    )  # the limits themselves are fine
 
 
 # ---------------------------------------------------------------------------------------------

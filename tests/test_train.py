@@ -116,6 +116,7 @@ def test_each_phase_compiles_once_over_a_whole_run(gray16, tmp_path):
     # 40 real images: enough for a validation split (at least 32), so "validate" runs too.
     real = write_images(tmp_path / "real40", 40, (16, 16), 1, smooth=False)
     config = TrainConfig(
+        refiner="resnet",
         synthetic=str(syn),
         real=str(real),
         out=str(tmp_path / "run"),
@@ -278,6 +279,7 @@ def test_library_train_stops_on_its_callback_and_installs_no_signal_handler(gray
         return next(calls) >= 3  # the fourth call stops
 
     config = TrainConfig(
+        refiner="resnet",
         synthetic=str(syn),
         real=str(real),
         out=str(tmp_path / "run"),
@@ -316,6 +318,7 @@ def test_the_step_loop_makes_no_host_transfer(gray16, tmp_path, monkeypatch):
     """
     syn, real = gray16
     config = TrainConfig(
+        refiner="resnet",
         synthetic=str(syn),
         real=str(real),
         out=str(tmp_path / "run"),
@@ -378,7 +381,9 @@ def test_training_sets_are_padded_to_shared_lengths_and_batches_skip_the_padding
     assert padded.real_labels is None
     assert (int(padded.synthetic_count), int(padded.real_count)) == (5, 70)
     # Every drawn batch comes from the 5 real images (zero padding would read as -1).
-    fns = StepFunctions(TrainConfig(preset="tiny", batch_size=64), (16, 16, 1), make_mesh())
+    fns = StepFunctions(
+        TrainConfig(refiner="resnet", preset="tiny", batch_size=64), (16, 16, 1), make_mesh()
+    )
     draw = jax.jit(fns._sample_indexed)
     for seed in range(4):
         batch, idx = draw(padded.synthetic, jax.random.key(seed), padded.synthetic_count)
@@ -394,7 +399,7 @@ def test_runs_that_pretrain_for_different_lengths_share_one_adversarial_program(
     images = np.zeros((24, 16, 16, 1), np.uint8)
 
     def programs(**settings) -> list[str]:
-        config = TrainConfig(preset="tiny", batch_size=4, **settings)
+        config = TrainConfig(refiner="resnet", preset="tiny", batch_size=4, **settings)
         fns = StepFunctions(config, (16, 16, 1), make_mesh())
         start = config.pretrain_refiner_steps + config.pretrain_disc_steps
         data = pad_to_bucket(

@@ -87,9 +87,9 @@ def test_the_fine_tune_schedule_sits_under_what_is_given(tmp_path):
 
 
 def test_freezing_every_discriminator_layer_is_refused():
-    TrainConfig(preset="tiny", freeze_disc_layers=4)  # tiny has 5 convolutions
+    TrainConfig(refiner="resnet", preset="tiny", freeze_disc_layers=4)  # tiny has 5 convolutions
     with pytest.raises(ConfigError, match="--freeze-disc-layers: expected fewer than .* 5"):
-        TrainConfig(preset="tiny", freeze_disc_layers=5)
+        TrainConfig(refiner="resnet", preset="tiny", freeze_disc_layers=5)
 
 
 @pytest.mark.parametrize(

@@ -104,7 +104,7 @@ def test_refiner_with_winograd_matches_direct_convolutions(monkeypatch):
     monkeypatch.setattr(
         winograd, "conv3x3", lambda *a, **k: traced.append(a[0].shape) or conv3x3(*a, **k)
     )
-    config = TrainConfig(preset="tiny", width=64, size=(16, 16), channels=1)
+    config = TrainConfig(refiner="resnet", preset="tiny", width=64, size=(16, 16), channels=1)
     refiner, _ = build_models(config, 1, seed=0)
     _, params = nnx.split(refiner, nnx.Param)
     images = np.random.default_rng(1).uniform(size=(9, 16, 16, 1)).astype(np.float32)

@@ -123,7 +123,7 @@ class TrainConfig:
     real: str = ""
     out: str = ""
     # model
-    refiner: str = "resnet"  # resnet, acquisition (a fitted camera model) or acquisition+resnet
+    refiner: str = "auto"  # a kind of presets.REFINERS; auto fits candidates, keeps the best
     preset: str = "local"
     width: int | None = None  # refiner feature maps (preset's if None)
     blocks: int | None = None  # refiner ResNet blocks

@@ -1,33 +1,38 @@
 """`--refiner auto`: fit candidate refiner kinds, keep the one that does most for a classifier.
 
 Each candidate is an ordinary run in RUN/candidates/KIND (its own settings, checkpoints, scores
-and resume). The camera model goes first: it fits in minutes and moves no pixel. Then:
-- with labelled real images (a downstream score on every checkpoint, downstream/), the ResNet
-  is fitted too and the candidate whose best checkpoint scores highest wins; raw synthetic
-  stays the do-no-harm reference in the winner's best.json;
-- without them, the camera model is kept unless its validation label retention falls below
-  CAMERA_RETENTION (a camera that blurs thin strokes away loses labels although no pixel moves),
-  and then the ResNet is fitted and kept.
-The winner's run folder is copied into RUN, so `refine --run RUN`, `export` and `gap-report`
-use it as any run; RUN/auto.json records every candidate's scores and why one won.
+and resume): the camera model first (minutes; no pixel moves), then the ResNet. The winner:
+- with labelled real images (a downstream score on every checkpoint, downstream/), the
+  candidate whose best checkpoint trains the better classifier on held-out real images, when
+  the two differ by more than the scores' noise (the larger half-width of their intervals
+  against raw synthetic);
+- otherwise (no labelled real images, or a difference within noise), the candidate closer to
+  the held-out real images by the validation distance: a camera that explains the gap leaves
+  little of it, one that cannot (thicker strokes, another texture) leaves more than the ResNet.
+Raw synthetic stays the do-no-harm reference in the winner's best.json. The winner's run folder
+is copied into RUN, so `refine --run RUN`, `export` and `gap-report` use it as any run;
+RUN/auto.json records every candidate's scores and why one won.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
+from ..errors import ConfigError
 from ..events import Note, OnEvent
 from ..io.atomic import atomic_copy, atomic_write
 from . import selection
+from .augment import parse_policy
+from .data import check_before_reading
 
 CANDIDATES = ("acquisition", "resnet")
-CAMERA_RETENTION = 0.90
 AUTO_FILE = "auto.json"
 CANDIDATES_FOLDER = "candidates"
 # What a candidate run folder holds that RUN gets (the rest, like its lock, stays).
@@ -61,20 +66,27 @@ def train_auto(
     """Fit the candidates in turn (each resumes like any run), choose, publish into RUN."""
     from .runfolder import settings_for_run
 
+    if not config.out:
+        raise ConfigError("--out: a run folder is required")
     run = Path(config.out)
     given = explicit_settings(config)
+    candidates = {
+        kind: settings_for_run(
+            {**given, "out": str(run / CANDIDATES_FOLDER / kind), "refiner": kind},
+            source="--refiner auto",
+        )
+        for kind in CANDIDATES
+    }
+    for candidate in candidates.values():  # a usage error: one line, before any work
+        parse_policy(candidate.augment_policy, candidate.channels or 3)
+        check_before_reading(candidate)
     summaries: dict[str, dict] = {}
     result = None
-    for kind in CANDIDATES:
-        folder = run / CANDIDATES_FOLDER / kind
+    for kind, candidate in candidates.items():
+        folder = Path(candidate.out)
         emit(Note("train", "info", f"--refiner auto: fitting the {kind} candidate in {folder}"))
-        candidate = settings_for_run(
-            {**given, "out": str(folder), "refiner": kind}, source="--refiner auto"
-        )
         result = train(candidate, emit, should_stop)
         summaries[kind] = _summary(folder)
-        if kind == "acquisition" and not _needs_resnet(summaries[kind]):
-            break
     chosen, reason = choose(summaries)
     _publish(run / CANDIDATES_FOLDER / chosen, run)
     record = {"chosen": chosen, "reason": reason, "candidates": summaries}
@@ -97,17 +109,16 @@ def _summary(folder: Path) -> dict:
         "retention": best.get("retention"),
         "distance": best.get("distance"),
         "downstream": None if downstream is None else downstream.get("accuracy"),
+        "downstream_noise": None if downstream is None else _noise(downstream),
         "helped": selection.helped(best) if best else None,
     }
 
 
-def _needs_resnet(camera: dict) -> bool:
-    if camera["step"] is None:
-        return True  # no healthy camera checkpoint
-    if camera["downstream"] is not None:
-        return True  # a classifier can tell: let it compare both
-    retention = camera["retention"]
-    return retention is not None and retention < CAMERA_RETENTION
+def _noise(downstream: dict) -> float | None:
+    """Half the width of the paired interval against raw synthetic: how far apart two
+    candidates' scores on these test images must be to tell them apart."""
+    interval = (downstream.get("vs_raw") or {}).get("interval")
+    return None if not interval else (interval[1] - interval[0]) / 2
 
 
 def choose(summaries: dict[str, dict]) -> tuple[str, str]:
@@ -115,28 +126,32 @@ def choose(summaries: dict[str, dict]) -> tuple[str, str]:
     healthy = {k: s for k, s in summaries.items() if s["step"] is not None}
     if not healthy:
         return next(iter(summaries)), "no candidate had a healthy checkpoint"
+    if len(healthy) == 1:
+        return next(iter(healthy)), "the only candidate with a healthy checkpoint"
+    told_apart = ""
     scored = {k: s for k, s in healthy.items() if s["downstream"] is not None}
-    if scored:
-        kind = max(scored, key=lambda k: (scored[k]["downstream"], k == "acquisition"))
+    if len(scored) == len(healthy):
+        ranked = sorted(scored, key=lambda k: scored[k]["downstream"], reverse=True)
+        gap = scored[ranked[0]]["downstream"] - scored[ranked[1]]["downstream"]
+        noise = max((s["downstream_noise"] or 0.0) for s in scored.values())
         listed = ", ".join(f"{k} {s['downstream']:.3f}" for k, s in scored.items())
-        return kind, f"highest downstream accuracy on held-out real images ({listed})"
-    camera = healthy.get("acquisition")
-    if camera is not None and not _needs_resnet(camera):
-        if camera["retention"] is None:
-            return "acquisition", "a camera model moves no pixel (no classes to check labels)"
-        return (
-            "acquisition",
-            f"the camera model kept labels (validation retention {camera['retention']:.3f} "
-            f">= {CAMERA_RETENTION})",
-        )
-    if "resnet" in healthy:
-        return "resnet", (
-            f"the camera model lost labels (validation retention {camera['retention']:.3f} < "
-            f"{CAMERA_RETENTION})"
-            if camera is not None and camera["retention"] is not None
-            else "the camera model had no healthy checkpoint"
-        )
-    return next(iter(healthy)), "the only candidate with a healthy checkpoint"
+        if gap > noise:
+            return ranked[0], (
+                f"a classifier trained on its output scores highest on held-out real images "
+                f"({listed}; apart by more than their noise, {noise:.3f})"
+            )
+        told_apart = f"; a classifier could not tell them apart ({listed}, noise {noise:.3f})"
+    distances = {k: s["distance"] for k, s in healthy.items() if _finite(s["distance"])}
+    if distances:
+        kind = min(distances, key=lambda k: (distances[k], k != "acquisition"))
+        listed = ", ".join(f"{k} {d:.3f}" for k, d in distances.items())
+        return kind, f"closest to the held-out real images (distance {listed}){told_apart}"
+    kind = "acquisition" if "acquisition" in healthy else next(iter(healthy))
+    return kind, f"no validation distance to compare: the camera model moves no pixel{told_apart}"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def _publish(source: Path, run: Path) -> None:

@@ -28,28 +28,7 @@ class TrainingData:
 
 def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
     """Decode both folders with one reading path; resolves `size` and `channels` in the config."""
-    syn_paths = files.list_images(Path(config.synthetic), "--synthetic")
-    files.list_images(Path(config.real), "--real")
-    size = config.size
-    if size is None:
-        sizes = set(sets.probe_sizes(syn_paths).values())
-        if len(sizes) > 1:
-            listed = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
-            raise DataError(
-                f"--synthetic {config.synthetic}: images have {len(sizes)} different sizes ({listed}); "
-                "pass --size H W to train at one size"
-            )
-        size = sizes.pop() if sizes else None  # none readable: load_set names the first bad file
-        if size is not None and min(size) < MIN_TRAIN_SIDE:
-            raise DataError(
-                f"--synthetic {config.synthetic}: the images are {size[0]}x{size[1]} pixels, "
-                f"smaller than the {MIN_TRAIN_SIDE}x{MIN_TRAIN_SIDE} minimum for training; pass "
-                f"--size H W (each >= {MIN_TRAIN_SIDE}) to resize them"
-            )
-    if size is not None:  # before a pixel is decoded (limits.py; --size was checked earlier)
-        from ..limits import check_resources
-
-        check_resources(config, size)
+    size = check_before_reading(config)
     channels = config.channels
     syn = sets.load_set(
         Path(config.synthetic),
@@ -102,3 +81,32 @@ def load_training_data(config: TrainConfig) -> tuple[TrainConfig, TrainingData]:
         found,
     )
     return config, data
+
+
+def check_before_reading(config: TrainConfig) -> tuple[int, int] | None:
+    """What can be refused before a pixel is decoded: both folders, one image size, and the
+    resource estimate of these settings at that size. Returns the size (None: no readable
+    image; decoding names the first bad file)."""
+    syn_paths = files.list_images(Path(config.synthetic), "--synthetic")
+    files.list_images(Path(config.real), "--real")
+    size = config.size
+    if size is None:
+        sizes = set(sets.probe_sizes(syn_paths).values())
+        if len(sizes) > 1:
+            listed = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
+            raise DataError(
+                f"--synthetic {config.synthetic}: images have {len(sizes)} different sizes ({listed}); "
+                "pass --size H W to train at one size"
+            )
+        size = sizes.pop() if sizes else None  # none readable: load_set names the first bad file
+        if size is not None and min(size) < MIN_TRAIN_SIDE:
+            raise DataError(
+                f"--synthetic {config.synthetic}: the images are {size[0]}x{size[1]} pixels, "
+                f"smaller than the {MIN_TRAIN_SIDE}x{MIN_TRAIN_SIDE} minimum for training; pass "
+                f"--size H W (each >= {MIN_TRAIN_SIDE}) to resize them"
+            )
+    if size is not None:  # before a pixel is decoded (limits.py; --size was checked earlier)
+        from ..limits import check_resources
+
+        check_resources(config, size)
+    return size
