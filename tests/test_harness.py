@@ -118,6 +118,12 @@ def test_harness_end_to_end(tmp_path):
     assert variant["train_seconds"] > 0 and variant["health"]["adversarial_logs"] >= 1
     assert len(list((tmp_path / "out/acquisition/default/refined").rglob("*.png"))) == 60
     assert "| refined `default`" in (tmp_path / "out/results.md").read_text()
+    # the default is auto: each candidate is refined and judged as a row of its own
+    assert set(variant["candidates"]) == {"acquisition", "resnet"}
+    assert sum(c["chosen"] for c in variant["candidates"].values()) == 1
+    for c in variant["candidates"].values():
+        assert 0.0 <= c["accuracy"]["svm"]["test"] <= 1.0
+    assert "candidate `resnet`" in (tmp_path / "out/results.md").read_text()
     # resumable: a second call skips every step; other flags into the same run are refused
     assert run.main(argv) == 0
     attempts = (tmp_path / "out/acquisition/default/train_attempts.jsonl").read_text()

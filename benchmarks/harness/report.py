@@ -58,6 +58,15 @@ def markdown(results: dict) -> str:
             lines.append(_row(label, v, base, judges, f"{v['train_seconds'] / 60:.1f}", notes))
             if v.get("with_augment"):
                 lines.append(_row(f"{label}, then `augment`", v["with_augment"], base, judges))
+            for kind, c in (v.get("candidates") or {}).items():
+                picked = "kept" if c["chosen"] else "not kept"
+                said = c["auto"]
+                notes = (
+                    f"downstream {said['downstream']}, distance {said['distance']:.3f}"
+                    if (said.get("distance") is not None and said.get("downstream") is not None)
+                    else ""
+                )
+                lines.append(_row(f"  candidate `{kind}` ({picked})", c, base, judges, notes=notes))
         for name in ("histogram", "fda", "camera_grid", "augment"):
             if name in base_sets:
                 lines.append(_row(f"training-free `{name}`", base_sets[name], base, judges))

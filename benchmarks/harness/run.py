@@ -302,6 +302,7 @@ def run_variant(out, args, case, case_data, classes, evals, spec) -> dict:
         scores["with_augment"] = score_set(augmented, ref.y, None, evals, args.judges, shape)
         scores["judges"] = args.judges
         write_json(rundir / "scores.json", scores)
+    candidates = candidate_scores(out, case, case_data, classes, evals, args.judges, rundir)
     if fresh:
         data.preview(case_data, {"synthetic": case_data / "synthetic",
                                  "refined": rundir / "refined",
@@ -318,7 +319,40 @@ def run_variant(out, args, case, case_data, classes, evals, spec) -> dict:
         "accuracy": scores["accuracy"],
         "with_augment": scores.get("with_augment"),
         "health": health(rundir / "run"),
+        "candidates": candidates,
     }
+
+
+def candidate_scores(out, case, case_data, classes, evals, names, rundir) -> dict:
+    """An `auto` run's candidates (RUN/candidates/KIND), each refined and judged like a row,
+    with what auto.json says about it: the judges see the candidate auto did not keep too."""
+    auto = read_json(rundir / "run" / "auto.json")
+    if auto is None:
+        return {}
+    meta = read_json(case_data / "meta.json")
+    shape = (meta["size"], meta["size"], meta["channels"])
+    result = {}
+    for kind in auto["candidates"]:
+        path = rundir / f"candidate-{kind}.json"
+        done = read_json(path)
+        if done is None or done.get("judges") != names:
+            refined = rundir / f"candidate-{kind}-refined"
+            if not (refined / "refine.done").exists():
+                command = ["refine", str(case_data / "synthetic"), str(refined), "--run",
+                           str(rundir / "run" / "candidates" / kind), "--no-copy-other"]  # fmt: skip
+                log(out, f"refine {case}/{rundir.name}: candidate {kind}")
+                rc, _ = cli(command, rundir / f"candidate-{kind}-refine.log")
+                if rc != 0:
+                    raise SystemExit(f"refine failed (exit {rc}); see {rundir}")
+                (refined / "refine.done").write_text("")
+            log(out, f"score {case}/{rundir.name}: candidate {kind}")
+            syn = data.load_labelled(case_data / "synthetic", classes)
+            ref = data.load_labelled(refined, classes, syn.names)
+            done = score_set(ref.x, ref.y, syn, evals, names, shape)
+            done["judges"] = names
+            write_json(path, done)
+        result[kind] = {**done, "auto": auto["candidates"][kind], "chosen": auto["chosen"] == kind}
+    return result
 
 
 def parse_args(argv):
