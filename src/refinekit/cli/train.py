@@ -96,8 +96,8 @@ def train(
         option(
             "--refiner",
             NETWORKS,
-            "The SimGAN ResNet, a camera model (pixels never move), both, a training-free "
-            "baseline, or auto: camera, then ResNet if better (docs/refiners.md).",
+            "auto: fit the camera model and the ResNet, keep the better; or one kind "
+            "(docs/refiners.md).",
         ),
     ] = None,
     preset: Annotated[
@@ -333,12 +333,12 @@ def train(
         option("--precision", EXECUTION, "Compute precision; parameters stay float32."),
     ] = None,
 ) -> None:
-    """Train a SimGAN refiner and patch discriminator (resumes an existing --out).
+    """Fit a refiner to the real images (resumes an existing --out).
 
     A new run needs --synthetic, --real and --out; a resumed run keeps its saved settings, and
-    flags change only what may change. Defaults shown are those of --refiner resnet; where
-    another kind has its own, it follows as "; KIND: VALUE". Details of every setting:
-    docs/training.md.
+    flags change only what may change. Defaults shown are those of --refiner resnet (auto fits
+    it and the camera model, each with its own); where another kind has its own, it follows as
+    "; KIND: VALUE". Details of every setting: docs/training.md.
     """
     # Every parameter but --config is the TrainConfig field of its name (checked by
     # tests/test_settings_source.py), so the flags are this call's arguments.
