@@ -302,7 +302,7 @@ def run_variant(out, args, case, case_data, classes, evals, spec) -> dict:
         scores["with_augment"] = score_set(augmented, ref.y, None, evals, args.judges, shape)
         scores["judges"] = args.judges
         write_json(rundir / "scores.json", scores)
-    candidates = candidate_scores(out, case, case_data, classes, evals, args.judges, rundir)
+    candidates = candidate_scores(out, case, case_data, classes, evals, args.judges, rundir, scores)
     if fresh:
         data.preview(case_data, {"synthetic": case_data / "synthetic",
                                  "refined": rundir / "refined",
@@ -323,9 +323,10 @@ def run_variant(out, args, case, case_data, classes, evals, spec) -> dict:
     }
 
 
-def candidate_scores(out, case, case_data, classes, evals, names, rundir) -> dict:
+def candidate_scores(out, case, case_data, classes, evals, names, rundir, kept) -> dict:
     """An `auto` run's candidates (RUN/candidates/KIND), each refined and judged like a row,
-    with what auto.json says about it: the judges see the candidate auto did not keep too."""
+    with what auto.json says about it: the judges see the candidate auto did not keep too.
+    The kept one is the row itself (`kept`: its scores)."""
     auto = read_json(rundir / "run" / "auto.json")
     if auto is None:
         return {}
@@ -335,6 +336,8 @@ def candidate_scores(out, case, case_data, classes, evals, names, rundir) -> dic
     for kind in auto["candidates"]:
         path = rundir / f"candidate-{kind}.json"
         done = read_json(path)
+        if auto["chosen"] == kind:
+            done = {"accuracy": kept["accuracy"], "retention": kept["retention"], "judges": names}
         if done is None or done.get("judges") != names:
             refined = rundir / f"candidate-{kind}-refined"
             if not (refined / "refine.done").exists():
