@@ -67,6 +67,7 @@ def _tiny(syn, real, run, steps) -> dict:
         "synthetic": str(syn),
         "real": str(real),
         "out": str(run),
+        "refiner": "resnet",
         "steps": steps,
         "preset": "tiny",
         "batch_size": 4,

@@ -103,7 +103,10 @@ def test_library_train_resumes_like_the_cli(gray16, tmp_path):
     result = refinekit.train({**folders, "steps": 4})
     assert result.step == 8  # 2 + 2 pretraining + 4 adversarial: resumed, not restarted
     with pytest.raises(ConfigError, match="lambda_reg"):
-        refinekit.train(refinekit.TrainConfig(**folders, steps=6))  # a full config: defaults
+        refinekit.train(refinekit.TrainConfig(**folders, refiner="resnet", steps=6))  # defaults
+    # the default kind, auto, would overwrite this run's files with its winner's: refused
+    with pytest.raises(ConfigError, match="not an auto run"):
+        refinekit.train(refinekit.TrainConfig(**folders, steps=6))
 
 
 def test_quantise_inverts_to_unit_float_at_both_depths():

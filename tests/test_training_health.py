@@ -362,7 +362,8 @@ def test_defaults_stay_bounded_when_the_discriminator_wins_pretraining(tmp_path)
     syn, real = write_case(tmp_path / "case", 120, 100, seed=0)
     run = tmp_path / "run"
     args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run),
-            "--width", "16", "--blocks", "2", "--steps", "200", "--pretrain-refiner-steps", "300",
+            "--refiner", "resnet", "--width", "16", "--blocks", "2", "--steps", "200",
+            "--pretrain-refiner-steps", "300",
             "--pretrain-disc-steps", "500", "--log-every", "25", "--checkpoint-every", "1000"]  # fmt: skip
     assert main(args) == 0
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -74,6 +74,7 @@ def source(tmp_path_factory):
 
 def test_the_fine_tune_schedule_sits_under_what_is_given(tmp_path):
     folders = {"synthetic": "s", "real": "r", "out": str(tmp_path / "run"), "init_from": "x"}
+    folders["refiner"] = "resnet"  # without it, the source's kind (read from the source)
     config = settings_for_run(folders)
     for name, value in FINE_TUNE_DEFAULTS.items():
         assert getattr(config, name) == value
@@ -220,7 +221,8 @@ def test_frozen_parts_do_not_change_and_nothing_recompiles(source, gray16, tmp_p
         "log_every": 2,
         "sample_every": 10,
     }
-    result = train(settings)
+    result = train(settings)  # no refiner given: the source's kind, resnet, not auto
+    assert json.loads((out / "config.json").read_text())["refiner"] == "resnet"
     assert result.step == 10
     assert result.trace_counts["adversarial"] == 1  # one program, frozen or not
     _, origin = _state(run, step)

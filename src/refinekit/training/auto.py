@@ -34,7 +34,7 @@ from .data import check_before_reading
 
 CANDIDATES = ("acquisition", "resnet")
 AUTO_FILE = "auto.json"
-CANDIDATES_FOLDER = "candidates"
+CANDIDATES_FOLDER = "candidates"  # runfolder.is_auto_run looks for it
 # What a candidate run folder holds that RUN gets (the rest, like its lock, stays).
 PUBLISHED = (
     "config.json",
@@ -64,11 +64,16 @@ def train_auto(
     config: TrainConfig, emit: OnEvent, should_stop: Callable[[], bool], train: Callable
 ) -> Any:
     """Fit the candidates in turn (each resumes like any run), choose, publish into RUN."""
-    from .runfolder import settings_for_run
+    from .runfolder import is_auto_run, settings_for_run
 
     if not config.out:
         raise ConfigError("--out: a run folder is required")
     run = Path(config.out)
+    if (run / "config.json").is_file() and not is_auto_run(run):
+        raise ConfigError(
+            f"--out {run}: holds a run of one refiner kind ({_kind_of(run)}), not an auto run; "
+            "pass its --refiner to resume it, or choose another --out"
+        )
     given = explicit_settings(config)
     candidates = {
         kind: settings_for_run(
@@ -94,6 +99,13 @@ def train_auto(
     emit(Note("train", "info", f"--refiner auto chose {chosen}: {reason}"))
     assert result is not None
     return dataclasses.replace(result, run=run)
+
+
+def _kind_of(run: Path) -> str:
+    try:
+        return str(json.loads((run / "config.json").read_text()).get("refiner", "resnet"))
+    except (OSError, ValueError, AttributeError):
+        return "unreadable config.json"
 
 
 def _summary(folder: Path) -> dict:

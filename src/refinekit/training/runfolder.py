@@ -97,10 +97,17 @@ def settings_for_run(
             raise UsageError(f"--{required}: required (a folder path)")
     # --refiner auto: each candidate resumes from its own folder (training/auto.py); RUN's own
     # config.json is the winner's copy, not the settings auto was given.
-    auto = str(values.get("refiner")) == "auto"
+    auto = str(values.get("refiner")) == "auto" or (
+        values.get("refiner") is None and is_auto_run(Path(str(values["out"])))
+    )
     settings = (
         {k.replace("-", "_"): v for k, v in values.items()} if auto else resume_defaults(values)
     )
+    if not auto and settings.get("init_from") and settings.get("refiner") is None:
+        # fine-tuning goes on with the source's kind unless another is asked for
+        from .transfer import open_source
+
+        settings["refiner"] = open_source(str(settings["init_from"])).config.refiner
     kind = settings.get("refiner", TrainConfig.refiner)
     # The refiner kind's own defaults (presets.REFINER_DEFAULTS) sit under what was given, and
     # with --init-from the shorter schedule (presets.FINE_TUNE_DEFAULTS).
@@ -114,6 +121,11 @@ def settings_for_run(
             raise
         rest = str(exc)[len(flag) :]  # ": expected ...", or " 'huge': expected ..."
         raise ConfigError(f"--config {source}: {exc.setting}{rest}", exc.setting) from None
+
+
+def is_auto_run(run: Path) -> bool:
+    """An `auto` run folder: its candidates' folder exists from its first step on."""
+    return (run / "candidates").is_dir()
 
 
 def resolve_run_config(config: TrainConfig) -> tuple[TrainConfig, int | None]:
