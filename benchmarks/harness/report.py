@@ -59,6 +59,9 @@ def markdown(results: dict) -> str:
             if v.get("with_augment"):
                 lines.append(_row(f"{label}, then `augment`", v["with_augment"], base, judges))
             for kind, c in (v.get("candidates") or {}).items():
+                if c.get("unhealthy"):
+                    lines.append(f"|   candidate `{kind}`: no healthy checkpoint |")
+                    continue
                 picked = "kept" if c["chosen"] else "not kept"
                 said = c["auto"]
                 notes = (

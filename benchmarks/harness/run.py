@@ -333,7 +333,10 @@ def candidate_scores(out, case, case_data, classes, evals, names, rundir, kept) 
     meta = read_json(case_data / "meta.json")
     shape = (meta["size"], meta["size"], meta["channels"])
     result = {}
-    for kind in auto["candidates"]:
+    for kind, said in auto["candidates"].items():
+        if said.get("step") is None:  # no healthy checkpoint: nothing to refine with
+            result[kind] = {"auto": said, "chosen": False, "unhealthy": True}
+            continue
         path = rundir / f"candidate-{kind}.json"
         done = read_json(path)
         if auto["chosen"] == kind:
