@@ -79,3 +79,9 @@ def test_auto_fits_the_camera_publishes_it_and_refine_uses_it(gray16, tmp_path, 
     # The same command again resumes the finished candidate and chooses the same
     assert main([*args, *short, "--refiner", "auto"]) == 0
     assert json.loads((run / auto.AUTO_FILE).read_text())["chosen"] == "acquisition"
+    # ... and without --refiner: RUN/config.json is the winner's copy, but RUN is an auto run
+    (run / auto.AUTO_FILE).unlink()
+    kind_at = short.index("--refiner")  # TINY's
+    assert main([*args, *short[:kind_at], *short[kind_at + 2 :]]) == 0
+    assert "--refiner auto chose acquisition" in capsys.readouterr().err
+    assert (run / auto.AUTO_FILE).is_file()
