@@ -41,8 +41,8 @@ def downstream_line(record: dict) -> str:
     ds = record.get("downstream")
     if not ds:
         return (
-            "downstream benefit not measured: put some real images in the synthetic set's "
-            "class folders (2 or more per class) to score checkpoints by a classifier"
+            "downstream benefit not measured: sort some real images into folders named like "
+            "the synthetic classes (2 or more per class) to score checkpoints by a classifier"
         )
     low, high = ds["vs_raw"]["interval"]
     return (

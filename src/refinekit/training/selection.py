@@ -184,8 +184,8 @@ def write_best(run: Path, records: list[dict]) -> Choice:
     else:
         record["downstream"] = None
         record["downstream_note"] = (
-            "downstream benefit not measured: it needs real images in the synthetic set's "
-            "class folders (at least 2 per class held out)"
+            "downstream benefit not measured: it needs real images in folders named like the "
+            "synthetic classes (at least 2 per class held out)"
         )
     atomic_write(Path(run) / BEST_FILE, (json.dumps(record) + "\n").encode())
     return choice
