@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import black_rectangles, gaussian_blur, gaussian_noise, photo_patches, salt_and_pepper
+from helpers import DISTURBANCES, black_rectangles, gaussian_blur, photo_patches
 from refinekit.gap import bootstrap, classifier, compute, domain, features, headline, swd
 from refinekit.gap.scores import headline_distance
 
@@ -47,13 +47,8 @@ def skimage_swirl(images: np.ndarray, strength: float, radius: float | None = No
     ).astype(np.float32)
 
 
-LADDER = {
-    "gaussian_noise": (lambda x, a: gaussian_noise(x, a, 5), (0.0, 0.25, 0.5, 0.75)),
-    "gaussian_blur": (gaussian_blur, (0.0, 1.0, 2.0, 4.0)),
-    "black_rectangles": (lambda x, a: black_rectangles(x, a, 6), (0.0, 0.25, 0.5, 0.75)),
-    "swirl": (skimage_swirl, (0.0, 1.0, 2.0, 4.0)),
-    "salt_and_pepper": (lambda x, p: salt_and_pepper(x, p, 7), (0.0, 0.1, 0.2, 0.3)),
-}
+# helpers' ladder with scikit-image's swirl (see the module docstring)
+LADDER = {**DISTURBANCES, "swirl": (skimage_swirl, DISTURBANCES["swirl"][1])}
 
 
 @pytest.fixture(scope="module")
