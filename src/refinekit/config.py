@@ -58,6 +58,7 @@ LEGACY: dict[str, Any] = {
     "label_target": "class",
     "label_warmup": 0,
     "downstream": "off",
+    "lambda_stats": 0.0,
 }
 
 # Fields that define what a checkpoint holds or how its numbers evolve; changing one of
@@ -76,6 +77,7 @@ RUN_DEFINING = (
     "buffer_size",
     "seed",
     "lambda_reg",
+    "lambda_stats",
     "psi",
     "kg",
     "kd",
@@ -141,6 +143,8 @@ class TrainConfig:
     kg: int = 2
     kd: int = 1
     lambda_reg: float = 0.5
+    # weight of matching per-image statistics to the real set's (training/statistics.py)
+    lambda_stats: float = 0.0
     psi: str = "identity"
     pretrain_refiner_steps: int = 1000
     pretrain_disc_steps: int = 200
@@ -225,6 +229,7 @@ class TrainConfig:
             _check(name, value is None or value >= 1, "an integer >= 1")
         _check("kernel", self.kernel is None or self.kernel % 2 == 1, "an odd kernel size")
         _check("lambda_reg", self.lambda_reg >= 0, "a number >= 0")
+        _check("lambda_stats", self.lambda_stats >= 0, "a number >= 0 (0 turns it off)")
         _check("lambda_label", self.lambda_label >= 0, "a number >= 0 (0 turns the label loss off)")
         _check("lambda_nce", self.lambda_nce >= 0, "a number >= 0")
         _check("lambda_structure", self.lambda_structure >= 0, "a number >= 0")

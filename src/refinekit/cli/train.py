@@ -158,6 +158,15 @@ def train(
             "Weight of self-regularisation |psi(R(x)) - psi(x)|: raise it if labels drift.",
         ),
     ] = None,
+    lambda_stats: Annotated[
+        float | None,
+        option(
+            "--lambda-stats",
+            LOSSES,
+            "Weight of matching how images vary (brightness, contrast, sharpness, noise, "
+            "saturation per image) to the real set (0: off).",
+        ),
+    ] = None,
     psi: Annotated[
         Psi | None, option("--psi", LOSSES, "Feature map psi of self-regularisation.")
     ] = None,

@@ -25,7 +25,7 @@ from ..io.pixels import to_model_range
 from ..nn import microbatch
 from ..nn.models import build_models
 from . import adversarial as gan
-from . import ema, health, losses, replay
+from . import ema, health, losses, replay, statistics
 from .ada import ada_adjust, ada_init, ada_observe
 from .augment import augment, parse_policy
 from .labels.terms import LabelTerms
@@ -195,8 +195,10 @@ class StepFunctions:
         adversarial: bool,
         labels: jax.Array | None = None,
         frozen: jax.Array | None = None,
+        real: jax.Array | None = None,
     ):
         lam = self.config.lambda_reg
+        lam_stats = self.config.lambda_stats
 
         def loss_fn(params):
             # anchor: what R(x) must stay close to (x, or the camera's output under
@@ -211,6 +213,10 @@ class StepFunctions:
                 return reg + extra, (reg, jnp.zeros(()), refined, extra_metrics)
             logits = self._apply_disc(state.disc, self._augment(refined, key, state.ada.p), labels)
             adv = gan.refiner_loss(logits, self.config.gan_loss)
+            if real is not None:  # --lambda-stats: how images vary (statistics.py)
+                stats = statistics.statistics_distance(refined, real)
+                extra_metrics = {**extra_metrics, "statistics_distance": stats}
+                extra = extra + lam_stats * stats
             return adv + lam * reg + extra, (reg, adv, refined, extra_metrics)
 
         grads, (reg, adv, refined, extra_metrics) = jax.grad(loss_fn, has_aux=True)(state.refiner)
@@ -358,8 +364,12 @@ class StepFunctions:
         for i in range(c.kg):
             synthetic, idx = self._sample_indexed(data.synthetic, keys[i], data.synthetic_count)
             labels = None if data.synthetic_labels is None else data.synthetic_labels[idx]
+            real = None
+            if c.lambda_stats > 0:
+                k_real = jax.random.fold_in(keys[i], 11)
+                real = self._sample_indexed(data.real, k_real, data.real_count)[0]
             state, r_metrics = self._refiner_update(
-                state, synthetic, jax.random.fold_in(keys[i], 7), True, labels, frozen
+                state, synthetic, jax.random.fold_in(keys[i], 7), True, labels, frozen, real
             )
         decay = ema.effective_decay(c.ema_decay, adversarial_steps)
         state = state.replace(ema=ema.update(state.ema, state.refiner, decay))
