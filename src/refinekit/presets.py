@@ -80,7 +80,8 @@ _TRAINING_FREE: dict[str, Any] = {
 }
 # Settings a refiner kind changes from the defaults when they are not given: a camera model has
 # a few dozen parameters, starts as the identity and cannot move pixels, so it needs no refiner
-# pretraining, no self-regularisation and no label loss, and learns at a higher rate.
+# pretraining, no self-regularisation and no label loss, and learns at a higher rate; its
+# per-image spreads need the statistics term (docs/refiners.md: 1 beat 0 and 3).
 REFINER_DEFAULTS: dict[str, dict[str, Any]] = {
     "resnet": {},
     "acquisition": {
@@ -90,6 +91,7 @@ REFINER_DEFAULTS: dict[str, dict[str, Any]] = {
         "lambda_label": 0.0,
         "lr_refiner": 1e-2,
         "ema_decay": 0.99,
+        "lambda_stats": 1.0,
     },
     "acquisition+resnet": {},
     # training-free: its quantile table is computed from the real images, no step is run
