@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import baselines, data, judges, run  # noqa: E402
+from benchmarks.harness import backbone, baselines, data, judges, run  # noqa: E402
 from benchmarks.harness.cases import CASES  # noqa: E402
 
 TINY_TRAIN = (
@@ -124,6 +124,18 @@ def test_harness_end_to_end(tmp_path):
     for c in variant["candidates"].values():
         assert 0.0 <= c["accuracy"]["svm"]["test"] <= 1.0
     assert "candidate `resnet`" in (tmp_path / "out/results.md").read_text()
+    # the discriminator-as-backbone experiment reads a trained run's discriminator
+    candidate = tmp_path / "out/acquisition/default/run/candidates/resnet"
+    argv_backbone = ["--case", "acquisition", "--run", str(candidate), "--data",
+                     str(tmp_path / "data"), "--draws", "1", "--per-class", "2",
+                     "--json", str(tmp_path / "backbone.json")]  # fmt: skip
+    assert backbone.main(argv_backbone) == 0
+    rows = json.loads((tmp_path / "backbone.json").read_text())["rows"]
+    assert len(rows) == 4 and all(0.0 <= v[0] <= 1.0 for v in rows.values())
+    trained, _ = backbone.load_trunk(candidate, 1, trained=True)
+    fresh, _ = backbone.load_trunk(candidate, 1, trained=False)
+    images = np.random.default_rng(0).uniform(0, 1, (2, 16, 16, 1)).astype(np.float32)
+    assert not np.allclose(np.asarray(trained(images)), np.asarray(fresh(images)))
     # resumable: a second call skips every step; other flags into the same run are refused
     assert run.main(argv) == 0
     attempts = (tmp_path / "out/acquisition/default/train_attempts.jsonl").read_text()
