@@ -11,13 +11,14 @@ from refinekit.cli import main
 from refinekit.training import auto
 
 
-def _summary(retention=None, downstream=None, step=100, distance=1.0, noise=0.03):
+def _summary(retention=None, downstream=None, step=100, distance=1.0, noise=0.03, helped=None):
     return {
         "step": step,
         "retention": retention,
         "downstream": downstream,
         "downstream_noise": None if downstream is None else noise,
         "distance": distance,
+        "helped": helped,
     }
 
 
@@ -40,6 +41,22 @@ def test_a_classifier_decides_only_beyond_its_noise():
     both["resnet"]["downstream"] = 0.72  # 0.02 apart, noise 0.03: the distance decides
     kind, reason = auto.choose(both)
     assert kind == "acquisition" and "could not tell them apart" in reason
+
+
+def test_the_one_candidate_that_beat_raw_synthetic_wins_over_one_that_did_not():
+    # within noise of each other, but only the camera beat raw synthetic beyond noise: the
+    # closer ResNet would be handed over with the do-no-harm warning
+    both = {
+        "acquisition": _summary(0.98, 0.738, distance=1.38, noise=0.05, helped=True),
+        "resnet": _summary(0.91, 0.700, distance=0.91, noise=0.05, helped=False),
+    }
+    kind, reason = auto.choose(both)
+    assert kind == "acquisition" and "above raw synthetic beyond noise" in reason
+    assert "acquisition 0.738, resnet 0.700" in reason
+    both["resnet"]["helped"] = True  # both helped: as before, the distance decides within noise
+    assert auto.choose(both)[0] == "resnet"
+    both["acquisition"]["helped"] = both["resnet"]["helped"] = False  # neither: the same
+    assert auto.choose(both)[0] == "resnet"
 
 
 def test_without_distances_the_camera_is_kept():

@@ -2,10 +2,11 @@
 
 Each candidate is an ordinary run in RUN/candidates/KIND (its own settings, checkpoints, scores
 and resume): the camera model first (minutes; no pixel moves), then the ResNet. The winner:
-- with labelled real images (a downstream score on every checkpoint, downstream/), the
-  candidate whose best checkpoint trains the better classifier on held-out real images, when
-  the two differ by more than the scores' noise (the larger half-width of their intervals
-  against raw synthetic);
+- with labelled real images (a downstream score on every checkpoint, downstream/), the one
+  candidate whose classifier beats raw synthetic beyond noise, when only one does (the other
+  would hand over a refiner with the do-no-harm warning); else the candidate whose best
+  checkpoint trains the better classifier on held-out real images, when the two differ by more
+  than the scores' noise (the larger half-width of their intervals against raw synthetic);
 - otherwise (no labelled real images, or a difference within noise), the candidate closer to
   the held-out real images by the validation distance: a camera that explains the gap leaves
   little of it, one that cannot (thicker strokes, another texture) leaves more than the ResNet.
@@ -140,6 +141,16 @@ def choose(summaries: dict[str, dict]) -> tuple[str, str]:
         return next(iter(summaries)), "no candidate had a healthy checkpoint"
     if len(healthy) == 1:
         return next(iter(healthy)), "the only candidate with a healthy checkpoint"
+    helped = [k for k, s in healthy.items() if s.get("helped")]
+    if len(helped) == 1:  # the only one shown to beat raw synthetic beyond noise
+        kind = helped[0]
+        listed = ", ".join(
+            f"{k} {s['downstream']:.3f}" for k, s in healthy.items() if s["downstream"] is not None
+        )
+        return kind, (
+            f"the only candidate a classifier trained on its output scores above raw synthetic "
+            f"beyond noise on held-out real images ({listed})"
+        )
     told_apart = ""
     scored = {k: s for k, s in healthy.items() if s["downstream"] is not None}
     if len(scored) == len(healthy):
