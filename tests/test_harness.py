@@ -156,3 +156,21 @@ def test_a_row_is_added_to_results_as_they_are_on_disk_not_as_they_were(tmp_path
     assert saved["cases"]["stroke"]["variants"] == {"first": {"score": 1}, "second": {"score": 2}}
     assert saved["cases"]["texture"]["variants"] == {"third": {"score": 3}}
     assert json.loads((tmp_path / "results.md").read_text()) == saved
+
+
+def test_lose_labels_replaces_the_share_asked_for_by_another_class(tmp_path):
+    from PIL import Image
+
+    from benchmarks.harness.lose_labels import lose_labels
+
+    for value, cls in ((0, "a"), (255, "b")):
+        (tmp_path / "src" / cls).mkdir(parents=True)
+        for i in range(50):
+            Image.fromarray(np.full((4, 4), value, np.uint8)).save(tmp_path / f"src/{cls}/{i}.png")
+    replaced = lose_labels(tmp_path / "src", tmp_path / "out", 0.2)
+    changed = 0
+    for cls, value in (("a", 0), ("b", 255)):
+        for path in (tmp_path / "out" / cls).glob("*.png"):
+            changed += int(np.asarray(Image.open(path))[0, 0] != value)
+    assert changed == replaced and 10 <= replaced <= 30
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 100
