@@ -159,9 +159,8 @@ def test_a_row_is_added_to_results_as_they_are_on_disk_not_as_they_were(tmp_path
 
 
 def test_lose_labels_replaces_the_share_asked_for_by_another_class(tmp_path):
-    from PIL import Image
-
     from benchmarks.harness.lose_labels import lose_labels
+    from PIL import Image
 
     for value, cls in ((0, "a"), (255, "b")):
         (tmp_path / "src" / cls).mkdir(parents=True)
