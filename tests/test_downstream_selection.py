@@ -57,6 +57,19 @@ def test_no_checkpoint_beyond_noise_above_raw_synthetic_warns_to_train_on_it(tmp
     assert best["downstream"]["accuracy"] == 0.62
 
 
+def test_a_gain_too_uncertain_to_show_is_called_not_shown_not_a_loss():
+    # 16 held-out real images: +0.08, interval -0.15 to +0.33
+    record = _record(100, 0.68, low=-0.15)
+    record["downstream"]["vs_raw"]["interval"] = [-0.15, 0.33]
+    warning = selection.choose_best([record]).warning
+    assert warning and warning.startswith("refinement was not shown to help a classifier")
+    assert "too few to tell" in warning and "+0.080" in warning
+    # the same interval around a loss stays "did not help"
+    record = _record(100, 0.52, low=-0.32)
+    record["downstream"]["vs_raw"]["interval"] = [-0.32, 0.16]
+    assert selection.choose_best([record]).warning.startswith("refinement did not help")
+
+
 def test_without_labelled_real_images_the_distance_rule_stays_and_best_json_says_so(tmp_path):
     records = [{**_record(100, 0.0, distance=0.3), "downstream": None}]
     records.append({**_record(200, 0.0, distance=0.2), "downstream": None})
