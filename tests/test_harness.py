@@ -56,6 +56,9 @@ def test_parse_variant():
     assert flags == ["--content", "nce", "--ema-decay", "0"]
     with pytest.raises(SystemExit):
         run.parse_variant("real=sideways", "all")
+    _, settings, flags = run.parse_variant("refiner=acquisition+resnet+real=labelled+strict", "all")
+    assert flags == ["--refiner", "acquisition+resnet", "--strict"]
+    assert settings["real"] == "labelled"
 
 
 def test_the_cnn_judge_learns_a_separable_task_and_reports_each_seed():

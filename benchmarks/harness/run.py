@@ -50,7 +50,13 @@ def parse_variant(spec: str, real_count: str) -> tuple[str, dict, list[str]]:
     settings = {"real": "flat", "real-count": real_count}
     flags: list[str] = []
     if spec != "default":
+        pairs: list[str] = []
         for pair in spec.split("+"):
+            if pairs and pairs[-1].startswith("refiner=") and "=" not in pair:
+                pairs[-1] += "+" + pair  # a kind named with a plus: acquisition+resnet
+            else:
+                pairs.append(pair)
+        for pair in pairs:
             key, sep, value = pair.partition("=")
             if key in HARNESS_KEYS:
                 settings[key] = value
