@@ -40,11 +40,11 @@ def load_trunk(run: Path, channels: int, trained: bool = True):
     from flax import nnx
 
     from refinekit.nn.models import build_models
-    from refinekit.training import checkpoint, transfer
+    from refinekit.training import checkpoint, labels, transfer
 
     source = transfer.open_source(str(run))
     config = source.config
-    plan = transfer.labels.plan(config)
+    plan = labels.plan(config)
     if plan.conditional:
         raise SystemExit(f"--run {run}: its discriminator is class-conditional (saw real labels)")
     _, disc = build_models(config, channels, 0, classes=0)
