@@ -176,3 +176,28 @@ def test_lose_labels_replaces_the_share_asked_for_by_another_class(tmp_path):
             changed += int(np.asarray(Image.open(path))[0, 0] != value)
     assert changed == replaced and 10 <= replaced <= 30
     assert len(list((tmp_path / "out").rglob("*.png"))) == 100
+
+
+def test_transfer_subset_takes_the_first_real_images_of_each_class(tmp_path):
+    from benchmarks.harness.transfer import real_subset
+
+    root = data.build("acquisition-b", tmp_path, seed=1, scale="tiny")
+    subset = real_subset(root, "acquisition-b", 1)
+    names = sorted(p.name for p in subset.iterdir())
+    classes = CASES["acquisition-b"].classes
+    assert len(names) == len(classes)
+    # one of each class, and the same names real_labelled files them under
+    owner = {p.name: p.parent.name for p in (root / "real_labelled").rglob("*.png")}
+    assert sorted(owner[n] for n in names) == sorted(classes)
+    # the five-per-class folder data.build writes starts with the same images
+    assert set(names) <= {p.name for p in (root / "real50").iterdir()}
+    assert real_subset(root, "acquisition-b", 1) == subset  # made once
+
+
+def test_a_sibling_case_shares_its_parent_content_renderer_but_not_its_camera():
+    parent, sibling = CASES["acquisition"], CASES["acquisition-b"]
+    params = parent.sample(np.random.default_rng(0), 3, real=True)
+    assert np.array_equal(parent.synthetic(params, None), sibling.synthetic(params, None))
+    a = parent.real(params, np.random.default_rng(1))
+    b = sibling.real(params, np.random.default_rng(1))
+    assert not np.allclose(a, b) and len(np.unique(b)) <= 8  # 8 levels

@@ -64,15 +64,27 @@ class Acquisition(Case):
     def synthetic(self, p, rng):
         return self._clean(p)
 
+    # The real camera: ranges drawn per image (sensor: pixels across before resampling to 16).
+    camera = {
+        "low": (0.15, 0.32),
+        "high": (0.62, 0.85),
+        "blur": (0.5, 0.9),
+        "vignette": (0.2, 0.5),
+        "sensor": (10, 13),
+        "noise": (0.02, 0.05),
+        "levels": 16,
+    }
+
     def real(self, p, rng):
+        cam = self.camera
         img = self._clean(p)
-        lo, hi = rng.uniform(0.15, 0.32), rng.uniform(0.62, 0.85)
+        lo, hi = rng.uniform(*cam["low"]), rng.uniform(*cam["high"])
         img = lo + (hi - lo) * img
-        img = rd.blur(img, rng.uniform(0.5, 0.9))
-        img = img * rd.vignette(16, rng.uniform(0.2, 0.5), rng)
-        img = rd.low_resolution(img, int(rng.integers(10, 13)))
-        img = img + rng.normal(0.0, rng.uniform(0.02, 0.05), img.shape)
-        return rd.quantise(img, 16)
+        img = rd.blur(img, rng.uniform(*cam["blur"]))
+        img = img * rd.vignette(16, rng.uniform(*cam["vignette"]), rng)
+        img = rd.low_resolution(img, int(rng.integers(*cam["sensor"])))
+        img = img + rng.normal(0.0, rng.uniform(*cam["noise"]), img.shape)
+        return rd.quantise(img, cam["levels"])
 
 
 class Texture(Case):
@@ -149,6 +161,9 @@ class Texture(Case):
         ink = self._down(1.0 / (1.0 + np.exp(-sharp * (g + duty))))
         fg, bg = p["fg"] - rng.uniform(0.0, 0.2), p["bg"] + rng.uniform(0.0, 0.15)
         img = bg + (fg - bg) * ink
+        return self._camera(img, rng)
+
+    def _camera(self, img, rng):
         img = img + rng.uniform(0.06, 0.12) * rd.pink_noise(rng, 16)
         img = img * rd.gradient(16, rng.uniform(0.2, 0.5), rng)
         img = img + rng.normal(0.0, rng.uniform(0.03, 0.06), img.shape)
@@ -273,7 +288,51 @@ class Tinted(Acquisition):
         return self._tint(super().real(p, rng), p)
 
 
+class AcquisitionCameraB(Acquisition):
+    """acquisition's content seen by a second camera: darker, blurrier, coarser, noisier. A
+    related real process for the transfer experiment (benchmarks/harness/transfer.py)."""
+
+    name = "acquisition-b"
+    gap = "acquisition's gap through another camera: darker, blurrier, 8-10 px sensor, 8 levels"
+    tuning = False
+    camera = {
+        "low": (0.02, 0.12),
+        "high": (0.45, 0.65),
+        "blur": (0.9, 1.3),
+        "vignette": (0.4, 0.7),
+        "sensor": (8, 11),
+        "noise": (0.04, 0.07),
+        "levels": 8,
+    }
+
+
+class TextureCameraB(Texture):
+    """texture's content seen by a second camera: blurred, stronger grain and shading, coarser
+    quantisation. A related real process for the transfer experiment."""
+
+    name = "texture-b"
+    gap = "texture's gap through another camera: blur, stronger grain and shading, 32 levels"
+    tuning = False
+
+    def _camera(self, img, rng):
+        img = rd.blur(img, rng.uniform(0.5, 0.8))
+        img = img + rng.uniform(0.10, 0.18) * rd.pink_noise(rng, 16)
+        img = img * rd.gradient(16, rng.uniform(0.4, 0.7), rng)
+        img = img + rng.normal(0.0, rng.uniform(0.05, 0.08), img.shape)
+        return rd.quantise(img, 32)
+
+
+# Appended cases keep the earlier ones' indices (CASE_INDEX seeds each case's data).
 CASES: dict[str, Case] = {
-    c.name: c for c in (Acquisition(), Texture(), Stroke(), Colour(), Tinted())
+    c.name: c
+    for c in (
+        Acquisition(),
+        Texture(),
+        Stroke(),
+        Colour(),
+        Tinted(),
+        AcquisitionCameraB(),
+        TextureCameraB(),
+    )
 }
 CASE_INDEX = {name: i for i, name in enumerate(CASES)}
