@@ -34,8 +34,8 @@ def _shape(size=16):
 def test_camera_starts_near_the_identity():
     camera = acq.Acquisition(1)
     x = _shape()
-    # 7.95 bits, a 0.3-px blur (most at a corner of the shape) and per-image spreads of 0.7%
-    assert float(jnp.abs(_apply(camera, x) - x).max()) < 0.04  # 2% of the range
+    # 7.95 bits, a 0.3-px blur (most at a corner of the shape) and per-image spreads of 5%
+    assert float(jnp.abs(_apply(camera, x) - x).max()) < 0.12  # 6% of the range
 
 
 def test_blur_matches_a_numpy_gaussian():
