@@ -221,6 +221,52 @@ def test_a_choice_that_lost_labels_since_pretraining_carries_a_warning(tmp_path,
     assert "labels at risk" in json.loads((tmp_path / "best.json").read_text())["warning"]
 
 
+def test_without_a_pretraining_score_the_unrefined_images_are_the_reference():
+    # A camera model's run scores no checkpoint before the adversarial phase: its choice is
+    # compared with the unrefined synthetic images' own retention.
+    lost = [
+        {**_rec(500, 0.05, 0.43), "retention_unrefined": 0.97, "camera": {}},
+        {**_rec(600, 0.06, 0.35), "retention_unrefined": 0.97, "camera": {}},
+    ]
+    choice = selection.choose_best(lost)
+    assert choice.step == 500 and choice.warning is not None
+    assert "0.430 at step 500 against 0.970 for the unrefined synthetic images" in choice.warning
+    assert "fitted camera" in choice.warning and "--lambda-reg" not in choice.warning
+    kept = [{**_rec(500, 0.05, 0.90), "retention_unrefined": 0.97}]
+    assert selection.choose_best(kept).warning is None
+    # a downstream gain on real images beyond noise outweighs the synthetic-trained reading
+    helped = {"accuracy": 0.8, "vs_raw": {"difference": 0.2, "interval": [0.1, 0.3]}}
+    lost[0]["downstream"] = helped
+    assert selection.choose_best(lost[:1]).warning is None
+
+
+@pytest.mark.slow
+def test_a_camera_run_scores_the_unrefined_images_once_as_its_retention_reference(
+    tmp_path, monkeypatch
+):
+    import refinekit.gap.scores as scores
+
+    calls = []
+
+    def fake_retention(synthetic, labels, refined, seed=0, photometric=False):
+        calls.append(np.array_equal(synthetic, refined))
+        return 0.97 if calls[-1] else 0.5  # the unrefined images, then every checkpoint
+
+    monkeypatch.setattr(scores, "label_retention", fake_retention)
+    syn, real = _stress(tmp_path, syn=100)
+    run = tmp_path / "run"
+    args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run), *TINY,
+            "--refiner", "acquisition", "--steps", "4", "--pretrain-disc-steps", "2",
+            "--checkpoint-every", "4", "--val-fraction", "0.2", "--lambda-stats", "0"]  # fmt: skip
+    assert main(args) == 0
+    records = [json.loads(line) for line in (run / "scores.jsonl").read_text().splitlines()]
+    assert len(records) >= 2 and all(r["retention"] == 0.5 for r in records)
+    assert all(r["retention_unrefined"] == 0.97 for r in records)
+    assert calls.count(True) == 1  # computed once per run
+    warning = json.loads((run / "best.json").read_text())["warning"]
+    assert "0.500 at step" in warning and "against 0.970 for the unrefined" in warning
+
+
 def _stress(tmp_path, syn=60, real=40):
     return write_case(tmp_path / "case", syn, real, seed=0)
 

@@ -167,19 +167,35 @@ def _no_help_warning(best: dict) -> str | None:
 
 
 def _labels_warning(records: list[dict], best: dict) -> str | None:
+    if not _finite(best.get("retention")) or helped(best):
+        # a classifier trained on the refined images beat raw synthetic on real ones: the
+        # labels that matter were kept, whatever the synthetic-trained classifier reads
+        return None
     before = [r for r in records if r.get("phase") != "adversarial" and _finite(r.get("retention"))]
-    if not before or not _finite(best.get("retention")):
+    if before:
+        reference = before[-1]["retention"]
+        where = f"before the adversarial phase (step {before[-1]['step']})"
+    elif _finite(best.get("retention_unrefined")):
+        reference = best["retention_unrefined"]
+        where = "for the unrefined synthetic images"
+    else:
         return None
-    reference = before[-1]
-    if best["retention"] >= reference["retention"] - LABELS_AT_RISK:
+    if best["retention"] >= reference - LABELS_AT_RISK:
         return None
+    if "camera" in best:  # a camera model has no self-regularisation or label loss to raise
+        advice = (
+            "Look at the fitted camera on the run page (a strong blur, vignetting or resolution "
+            "loss erases shapes), try --refiner resnet, or give labelled real images"
+        )
+    else:
+        advice = (
+            "Try a larger --lambda-reg or --lambda-label, and --augment ada if it is off "
+            "(--augment auto turns it on below 100 real images)"
+        )
     return (
         f"labels at risk: validation label retention {best['retention']:.3f} at step "
-        f"{best['step']} against {reference['retention']:.3f} before the adversarial phase "
-        f"(step {reference['step']}); every adversarial checkpoint lost labels. Try a larger "
-        "--lambda-reg or --lambda-label, and --augment ada if it is off (--augment auto turns "
-        "it on below 100 real images). Check "
-        "gap-report's label retention before training on these images"
+        f"{best['step']} against {reference:.3f} {where}; every adversarial checkpoint lost "
+        f"labels. {advice}. Check gap-report's label retention before training on these images"
     )
 
 

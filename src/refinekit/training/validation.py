@@ -166,20 +166,28 @@ def score(
 
     photometric: label retention's classifiers also train on photometric variants of the
     synthetic images (gap.scores.label_retention), for refiners that change the look only."""
-    from ..gap.scores import headline_distance, label_retention
+    from ..gap.scores import headline_distance
 
     # gap.scores compares two halves of at least 8 real images; a smaller labelled split is
     # there for the downstream score alone.
     distance = headline_distance(real, refined, seed=seed) if len(real) >= MIN_IMAGES else None
     out = {"distance": distance, "retention": None}
+    out["retention"] = retention(synthetic, refined, labels, seed, photometric)
+    return out
+
+
+def retention(
+    synthetic: np.ndarray, refined: np.ndarray, labels, seed: int, photometric: bool = False
+) -> float | None:
+    """Label retention of `refined` (gap.scores.label_retention), None when it cannot be
+    scored: no labels, one class, or too few images."""
+    from ..gap.scores import label_retention
+
     # Cross-fitted retention classifiers need a few images per fold (a tiny labelled split
     # held out for the downstream score alone has too few).
     enough = len(synthetic) >= MIN_IMAGES
-    if enough and labels is not None and (labels >= 0).all() and len(np.unique(labels)) >= 2:
-        if photometric:
-            out["retention"] = label_retention(
-                synthetic, labels, refined, seed=seed, photometric=True
-            )
-        else:
-            out["retention"] = label_retention(synthetic, labels, refined, seed=seed)
-    return out
+    if not (enough and labels is not None and (labels >= 0).all() and len(np.unique(labels)) >= 2):
+        return None
+    if photometric:
+        return label_retention(synthetic, labels, refined, seed=seed, photometric=True)
+    return label_retention(synthetic, labels, refined, seed=seed)

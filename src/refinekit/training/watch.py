@@ -102,6 +102,7 @@ class RunWatcher:
         self.records = selection.read_scores(self.run)
         self.latest_sample: Path | None = None
         self.validate = None
+        self._unrefined_retention: float | None = None
         if not held.split.empty:
             import jax
 
@@ -177,6 +178,7 @@ class RunWatcher:
             # The kinds other than the ResNet change the look (a camera model): their retention
             # classifiers also train on photometric variants, so blur or noise is not read as a
             # class change. The ResNet's scores stay those of synthetic-only classifiers.
+            photometric = self.config.refiner != "resnet"
             record.update(
                 validation.score(
                     self.held.real,
@@ -184,9 +186,25 @@ class RunWatcher:
                     refined,
                     self.held.labels,
                     self.config.seed,
-                    photometric=self.config.refiner != "resnet",
+                    photometric=photometric,
                 )
             )
+            scored_before = any(
+                r.get("phase") != "adversarial" and r.get("retention") is not None
+                for r in self.records
+            )
+            if record["retention"] is not None and phase == "adversarial" and not scored_before:
+                # the unrefined images' own score: what "labels at risk" compares with when no
+                # checkpoint was scored before the adversarial phase (a camera model's run)
+                if self._unrefined_retention is None:
+                    self._unrefined_retention = validation.retention(
+                        self.held.synthetic,
+                        self.held.synthetic,
+                        self.held.labels,
+                        self.config.seed,
+                        photometric,
+                    )
+                record["retention_unrefined"] = self._unrefined_retention
         if self.judge is not None and self.judged_raw is not None:
             refined_train = self._refine_in_chunks(state.ema, self.judged_raw)
             record["downstream"] = self.judge.record(refined_train, self.judged_raw)
