@@ -6,7 +6,8 @@ edge by at most its support, BLUR_RADIUS pixels). Stages, in order:
 
   tone          u -> offset + gain * curve(u) ** gamma      (per channel; a monotone curve)
   colour        saturation about the channel mean, a 3x3 mix (RGB only)
-  illumination  vignetting 1 - v r^2 about a jittered centre, a linear ramp in a random direction
+  illumination  vignetting 1 - v r^2 (|v| <= 1) about a jittered centre, a linear ramp in a
+                random direction
   blur          a normalised Gaussian point-spread function of bounded support
   resolution    area-downsampling by a factor drawn from RESOLUTIONS, linear upsampling back
   noise         sqrt(shot * u + read^2) * N(0, 1): signal-dependent plus read noise
@@ -113,11 +114,12 @@ class Acquisition(nnx.Module):
         )
         centre = 0.1 * jax.random.normal(k[2], (2,))
         r2 = ((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / 0.5
-        vignette = draw(3, self.vignette[...], self.vignette_spread[...])
+        # at most 1: the corners of a lens's image get darker, never negative
+        vignette = jnp.clip(draw(3, self.vignette[...], self.vignette_spread[...]), -1.0, 1.0)
         angle = jax.random.uniform(k[4], (), maxval=2 * jnp.pi)
         ramp = jnp.exp(self.log_ramp[...]) * jax.random.normal(k[5], ())
         light = (1.0 - vignette * r2) * (1.0 + ramp * (xx * jnp.cos(angle) + yy * jnp.sin(angle)))
-        u = u * light[..., None]
+        u = u * jnp.maximum(light, 0.0)[..., None]
         # blur
         sigma = jnp.exp(draw(6, self.log_blur[...], self.log_blur_spread[...]))
         u = gaussian_blur(u, jnp.clip(sigma, 0.05, BLUR_RADIUS / 1.5))
@@ -231,7 +233,7 @@ def describe(params: dict) -> dict:
         "offset": [float(v) for v in p["offset"]],
         "offset_spread": [float(v) for v in np.exp(p["offset_spread"])],
         "gamma": [float(v) for v in np.exp(p["log_gamma"])],
-        "vignetting": float(p["vignette"]),
+        "vignetting": float(np.clip(p["vignette"], -1.0, 1.0)),
         "vignetting_spread": float(np.exp(p["vignette_spread"])),
         "ramp": float(np.exp(p["log_ramp"])),
         "noise_at_mid_grey": float(
