@@ -123,6 +123,12 @@ def parse_args(argv):
     p.add_argument("--commit", default="HEAD", help="as run.py's --commit")
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--scale", default="full", choices=sorted(data.SCALES))
+    p.add_argument(
+        "--source-run",
+        type=Path,
+        default=None,
+        help="use this run (trained on the source case's 800 real images) instead of training one",
+    )
     p.add_argument("--extra-train-args", default="", help="appended to every train command")
     p.add_argument("--lock", default="/tmp/refinekit-harness.lock")
     args = p.parse_args(argv)
@@ -159,10 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     # The source: the sibling case's synthetic set and its camera's 800 real images.
     source = out / "source"
     source.mkdir(parents=True, exist_ok=True)
-    command = ["train", "--synthetic", str(source_data / "synthetic"), "--real",
-               str(source_data / "real"), "--out", str(source / "run"), *kind]  # fmt: skip
-    harness.train_step(out, source_data, source, command, args.lock)
-    source_minutes = harness.read_json(source / "train.json")["seconds"] / 60
+    if args.source_run is not None:  # an existing run of the same kind (e.g. a harness row's)
+        if not (source / "run").exists():
+            (source / "run").symlink_to(args.source_run.resolve())
+        source_minutes = None
+    else:
+        command = ["train", "--synthetic", str(source_data / "synthetic"), "--real",
+                   str(source_data / "real"), "--out", str(source / "run"), *kind]  # fmt: skip
+        harness.train_step(out, source_data, source, command, args.lock)
+        source_minutes = harness.read_json(source / "train.json")["seconds"] / 60
 
     rows: dict[str, dict] = {}
     raw = cached(out, "raw", lambda: score(syn.x, syn, evals, args.judges, shape))
@@ -196,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             ) | {"real": count}
     table = markdown(rows, args.judges, raw["accuracy"])
     header = (
-        f"source {args.source} (800 real, {source_minutes:.1f} min), target {args.target}, "
+        f"source {args.source} (800 real"
+        + (f", {source_minutes:.1f} min" if source_minutes is not None else f": {args.source_run}")
+        + f"), target {args.target}, "
         f"--refiner {args.refiner}, commit {harness.SOURCE['commit']}\n\n"
         "Accuracy on the target's 1,000 real test images in % (gain over raw synthetic); "
         "CNN: mean of 3 seeds.\n\n"
