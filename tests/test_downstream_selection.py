@@ -49,8 +49,11 @@ def test_no_checkpoint_beyond_noise_above_raw_synthetic_warns_to_train_on_it(tmp
     records = [_record(100, 0.62, low=-0.04), _record(200, 0.61, low=-0.05)]
     choice = selection.choose_best(records)
     assert choice.step == 100
-    assert choice.warning and choice.warning.startswith("refinement did not help a classifier")
-    assert "raw synthetic" in choice.warning
+    # +0.02 within noise: not shown to help (not a loss), and raw synthetic is the safe choice
+    assert choice.warning and choice.warning.startswith("refinement was not shown to help")
+    assert "raw synthetic" in choice.warning and "too few to tell" not in choice.warning
+    below = [_record(100, 0.58, low=-0.06)]  # below raw synthetic: did not help
+    assert selection.choose_best(below).warning.startswith("refinement did not help a classifier")
     selection.write_best(tmp_path, records)
     best = json.loads((tmp_path / selection.BEST_FILE).read_text())
     assert best["helped"] is False and best["raw_synthetic"]["accuracy"] == 0.6
