@@ -201,3 +201,22 @@ def test_a_sibling_case_shares_its_parent_content_renderer_but_not_its_camera():
     a = parent.real(params, np.random.default_rng(1))
     b = sibling.real(params, np.random.default_rng(1))
     assert not np.allclose(a, b) and len(np.unique(b)) <= 8  # 8 levels
+
+
+@pytest.mark.slow
+def test_transfer_experiment_end_to_end(tmp_path):
+    from benchmarks.harness import transfer
+
+    argv = ["--source", "acquisition", "--target", "acquisition-b", "--out", str(tmp_path / "out"),
+            "--data", str(tmp_path / "data"), "--scale", "tiny", "--lock", "", "--commit",
+            "worktree", "--judges", "svm", "--refiner", "acquisition", "--counts", "10",
+            "--extra-train-args", TINY_TRAIN.replace("--val-fraction 0", "--val-fraction 0.2")]  # fmt: skip
+    assert transfer.main(argv) == 0
+    rows = json.loads((tmp_path / "out/results.json").read_text())
+    assert "`--init-from` the source, 10 real" in rows and "fresh, 10 real" in rows
+    assert "training-free `camera_grid`, 10 real" in rows
+    for row in rows.values():
+        assert 0.0 <= row["accuracy"]["svm"]["test"] <= 1.0
+    init_log = (tmp_path / "out/init10/train.log").read_text()
+    assert "--init-from: refiner kept" in init_log
+    assert "| `--init-from` the source, 10 real | 10 |" in (tmp_path / "out/results.md").read_text()

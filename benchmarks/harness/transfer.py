@@ -118,7 +118,12 @@ def parse_args(argv):
     p.add_argument("--target", required=True, choices=sorted(CASES))
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--refiner", default="auto", help="train --refiner for every run")
-    p.add_argument("--counts", default="50,10", help="target real-image counts (x classes)")
+    p.add_argument(
+        "--counts",
+        default="50,10",
+        help="real images of the target per run, multiples of its class count (the first "
+        "count / classes of each class)",
+    )
     p.add_argument("--judges", default="svm,mlp,cnn")
     p.add_argument("--commit", default="HEAD", help="as run.py's --commit")
     p.add_argument("--data", type=Path, default=None)
