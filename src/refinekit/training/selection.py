@@ -13,9 +13,10 @@ the adversarial phase:
 Do no harm: raw synthetic is scored too, and when the chosen checkpoint does not beat it beyond
 noise, the choice carries a warning that says to train on the raw synthetic set.
 The choice also warns when its retention is more than LABELS_AT_RISK below the last
-pretraining checkpoint's: every adversarial checkpoint has cost labels (with 50 real images
-the stroke case fell from 0.94 to 0.62, and judges trained on its refined images scored ~19
-points below raw synthetic, docs/evaluation.md).
+pretraining checkpoint's (or, in a run with none, the unrefined images'): every adversarial
+checkpoint has cost labels (with 50 real images the stroke case fell from 0.94 to 0.62, and
+judges trained on its refined images scored ~19 points below raw synthetic,
+docs/evaluation.md). Not when the downstream score shows a gain beyond noise.
 A run whose adversarial checkpoints are all unhealthy has no best checkpoint: the commands
 stop with exit code 1 unless `--step latest` or `--step N` asks for one anyway.
 """
