@@ -188,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     # The source run applied to the target's synthetic set as it is: transfer with no fine-tune.
     as_is = out / "source-as-is"
     as_is.mkdir(parents=True, exist_ok=True)
-    if harness.read_json(as_is / "refine.json") is None:
-        shutil.rmtree(as_is / "run", ignore_errors=True)
+    if not (as_is / "run").is_symlink():
         (as_is / "run").symlink_to(source / "run")
     harness.refine_step(out, target_data, as_is)
     rows[f"source run as it is ({args.source}, 800 real)"] = score_refined(
@@ -205,10 +204,13 @@ def main(argv: list[str] | None = None) -> int:
             [np.asarray(Image.open(p), np.float32).reshape(-1) / 255.0
              for p in sorted(real.glob("*.png"))]
         )  # fmt: skip
-        for name in TRAINING_FREE:
-            x, _ = baselines.make(name, syn.x, real_x, shape)
+        for name in TRAINING_FREE:  # fitted only when its scores are not recorded yet
             rows[f"training-free `{name}`, {count} real"] = cached(
-                out, f"{name}{count}", lambda x=x: score(x, syn, evals, args.judges, shape)
+                out,
+                f"{name}{count}",
+                lambda name=name, real_x=real_x: score(
+                    baselines.make(name, syn.x, real_x, shape)[0], syn, evals, args.judges, shape
+                ),
             ) | {"real": count}
     table = markdown(rows, args.judges, raw["accuracy"])
     header = (
