@@ -220,3 +220,37 @@ def test_transfer_experiment_end_to_end(tmp_path):
     init_log = (tmp_path / "out/init10/train.log").read_text()
     assert "--init-from: refiner kept" in init_log
     assert "| `--init-from` the source, 10 real | 10 |" in (tmp_path / "out/results.md").read_text()
+
+
+def _bilinear_2x(image: np.ndarray) -> np.ndarray:
+    """2x bilinear upsampling with half-pixel centres and clamped edges, in NumPy."""
+    n = image.shape[-1]
+    src = np.clip((np.arange(2 * n) + 0.5) / 2 - 0.5, 0, n - 1)
+    lo = np.floor(src).astype(int)
+    hi, w = np.minimum(lo + 1, n - 1), src - np.floor(src)
+    rows = image[..., lo, :] * (1 - w)[:, None] + image[..., hi, :] * w[:, None]
+    return rows[..., lo] * (1 - w) + rows[..., hi] * w
+
+
+def test_digits_real_splits_are_disjoint_scans_and_oracle_counts_blocks():
+    from sklearn.datasets import load_digits
+
+    case = CASES["digits"]
+    scans = load_digits()
+    resampled = _bilinear_2x(scans.images / 16.0)
+    seen = []
+    for split, n in case.counts.items():
+        for k in (0, 7, 10 * n - 1):  # first, a middle one, the last of the split
+            image = case.recorded(split, k, seed=0)
+            match = np.flatnonzero(np.abs(resampled - image).max(axis=(1, 2)) < 1e-5)
+            assert len(match) >= 1 and scans.target[match[0]] == k % 10
+            seen.append(int(match[0]))
+    assert len(set(seen)) == len(seen)  # no scan in two places
+    rng = np.random.default_rng(0)
+    params = case.sample(rng, 4, real=False)
+    ink = case._bitmap(params)
+    assert ink.shape == (32, 32) and ink.max() == 1.0
+    assert np.array_equal(case.synthetic(params, rng), (ink[::2, ::2] > 0.5).astype(float))
+    # The oracle: binarise, count 4x4 blocks (0..16), resample like the scans.
+    counts = (ink > 0.5).reshape(8, 4, 8, 4).sum(axis=(1, 3)) / 16.0
+    assert np.abs(case.real(params, rng) - _bilinear_2x(counts)).max() < 1e-5

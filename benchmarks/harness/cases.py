@@ -9,8 +9,11 @@ pushed through the real renderer: the best any appearance-only refiner could do.
 from __future__ import annotations
 
 import colorsys
+import functools
+from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from . import render as rd
 from .shapes import FILLED, ICONS, LETTERS
@@ -24,6 +27,7 @@ class Case:
     classes: tuple[str, ...] = ()
     tuning = True  # False: reported only, never used to choose settings
     version = 1  # bump when the renderers change: the cached data set is rebuilt
+    counts: dict[str, int] = {}  # images per class where a split has fewer than data.SCALES
 
     def sample(self, rng: np.random.Generator, label: int, real: bool) -> dict:
         """Content parameters; real images come from a wider pose range (a content gap that
@@ -35,6 +39,10 @@ class Case:
 
     def real(self, params: dict, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
+
+    def recorded(self, split: str, k: int, seed: int) -> np.ndarray | None:
+        """The k-th image of a split when the case reads recorded data (None: render it)."""
+        return None
 
 
 def _transformed(parts, matrix):
@@ -322,6 +330,91 @@ class TextureCameraB(Texture):
         return rd.quantise(img, 32)
 
 
+@functools.cache
+def _scans():
+    from sklearn.datasets import load_digits  # evaluation-only dependency
+
+    return load_digits()
+
+
+@functools.cache
+def _font_files() -> tuple[str, ...]:
+    """TrueType fonts of this machine (sorted, so a machine draws the same set each time)."""
+    found = []
+    for root in ("/usr/share/fonts", "/usr/local/share/fonts", "/Library/Fonts"):
+        found += [str(p) for p in Path(root).rglob("*.ttf")] if Path(root).is_dir() else []
+    return tuple(sorted(found))
+
+
+def _upsample(image8: np.ndarray, size: int) -> np.ndarray:
+    """8x8 block counts to a size x size image, bilinear (as a scan resampled for a model)."""
+    img = Image.fromarray(image8.astype(np.float32), mode="F")
+    return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float64)
+
+
+class Digits(Case):
+    """Font-rendered digits vs real handwritten ones: scikit-learn's digits (UCI optdigits,
+    1,797 scans by 43 writers; 32x32 bitmaps counted in 4x4 blocks, 0-16, resampled to 16x16).
+    The real side is recorded data, not a renderer: the gap is handwriting (content, which no
+    refiner should close) plus a known acquisition (block counting, 17 levels, resampling),
+    which the oracle applies to the font renders."""
+
+    name = "digits"
+    gap = "font-rendered digits vs handwritten scans (scikit-learn digits): handwriting, 4x4 block counts, 17 levels"
+    classes = tuple("0123456789")
+    # scikit-learn has 174-183 scans per digit: 80 for training, 14 to tune, 80 to test.
+    counts = {"real": 80, "val": 14, "test": 80}
+
+    def sample(self, rng, label, real):
+        fonts = _font_files()
+        return {
+            "label": label,
+            "font": fonts[int(rng.integers(len(fonts)))] if fonts else "",
+            "angle": rng.uniform(-10.0, 10.0),
+            "height": rng.uniform(0.8, 1.0),  # of the 32-px box the scans were normalised to
+            "aspect": rng.uniform(0.75, 1.15),
+            "shift": rng.uniform(-1.5, 1.5, 2),
+        }
+
+    def _bitmap(self, p) -> np.ndarray:
+        """The digit in the font as a 32x32 ink image in [0, 1], normalised like the scans."""
+        canvas = Image.new("L", (96, 96), 0)
+        font = ImageFont.truetype(p["font"], 64) if p["font"] else ImageFont.load_default(64)
+        ImageDraw.Draw(canvas).text((48, 48), self.classes[p["label"]], fill=255, font=font,
+                                    anchor="mm")  # fmt: skip
+        canvas = canvas.rotate(p["angle"], resample=Image.Resampling.BILINEAR)
+        glyph = canvas.crop(canvas.getbbox())
+        h = max(4, round(32 * p["height"]))
+        w = max(2, min(32, round(glyph.width * h / glyph.height * p["aspect"])))
+        glyph = glyph.resize((w, h), Image.Resampling.LANCZOS)
+        box = Image.new("L", (32, 32), 0)
+        box.paste(glyph, (round((32 - w) / 2 + p["shift"][0]), round((32 - h) / 2 + p["shift"][1])))
+        return np.asarray(box, dtype=np.float64) / 255.0
+
+    def synthetic(self, p, rng):
+        # A render without anti-aliasing: binary ink at every other pixel of the 32x32 glyph.
+        return (self._bitmap(p)[::2, ::2] > 0.5).astype(np.float64)
+
+    def real(self, p, rng):
+        """The scans' acquisition on a font render (the oracle): binarise at 32x32, count
+        4x4 blocks, resample to 16x16."""
+        counts = (self._bitmap(p) > 0.5).reshape(8, 4, 8, 4).sum(axis=(1, 3))
+        return np.clip(_upsample(counts / 16.0, self.size), 0.0, 1.0)
+
+    def recorded(self, split: str, k: int, seed: int) -> np.ndarray | None:
+        """The k-th real image of a split: scikit-learn's scans, split per class by the seed."""
+        if split == "synthetic":
+            return None
+        digits = _scans()
+        label, j = k % 10, k // 10
+        members = np.flatnonzero(digits.target == label)
+        order = np.random.default_rng([seed, 11, label]).permutation(members)
+        start = {"real": 0, "val": self.counts["real"]}.get(
+            split, self.counts["real"] + self.counts["val"]
+        )
+        return np.clip(_upsample(digits.images[order[start + j]] / 16.0, self.size), 0.0, 1.0)
+
+
 # Appended cases keep the earlier ones' indices (CASE_INDEX seeds each case's data).
 CASES: dict[str, Case] = {
     c.name: c
@@ -333,6 +426,7 @@ CASES: dict[str, Case] = {
         Tinted(),
         AcquisitionCameraB(),
         TextureCameraB(),
+        Digits(),
     )
 }
 CASE_INDEX = {name: i for i, name in enumerate(CASES)}
