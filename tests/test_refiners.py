@@ -75,7 +75,8 @@ def _strong_camera() -> acq.Acquisition:
     camera.offset[...] = jnp.asarray([0.2], jnp.float32)
     camera.vignette[...] = jnp.asarray(0.4, jnp.float32)
     camera.log_read[...] = jnp.asarray(np.log(0.03), jnp.float32)
-    camera.resolution_logits[...] = jnp.asarray([0, 0, 0, 0, 6.0, 0, 0], jnp.float32)
+    camera.resolution[...] = jnp.asarray(0.5, jnp.float32)
+    camera.resolution_spread[...] = jnp.asarray(-9.0, jnp.float32)
     camera.bits_logit[...] = jnp.asarray(-0.3, jnp.float32)  # ~4 bits
     return camera
 
@@ -119,8 +120,29 @@ def test_gradients_reach_every_grey_stage():
     x = _shape()
     grads = jax.jit(jax.grad(lambda p: (nnx.merge(graph, p)(x) ** 2).mean()))(params)
     flat = {k: float(jnp.abs(v).sum()) for k, v in nnx.to_pure_dict(grads).items()}
-    for name in ("log_gain", "offset", "log_gamma", "vignette", "log_blur", "log_read"):
+    for name in ("log_gain", "offset", "log_gamma", "vignette", "log_blur", "log_read",
+                 "resolution"):  # fmt: skip
         assert flat[name] > 0, name
+
+
+def test_resolution_weights_are_hat_functions_summing_to_one():
+    grid = np.asarray(acq.RESOLUTIONS)
+    for factor, expected in [(1.0, {1.0: 1.0}), (0.8, {0.875: 0.4, 0.75: 0.6}),
+                             (0.5, {0.5: 1.0}), (1.3, {1.0: 1.0}), (0.1, {0.25: 1.0})]:  # fmt: skip
+        w = np.asarray(acq.resolution_weights(jnp.asarray(factor)))
+        want = np.array([expected.get(float(f), 0.0) for f in grid])
+        np.testing.assert_allclose(w, want, atol=1e-6)
+
+
+def test_the_resolution_factor_learns_from_the_identity():
+    """At the start (mean 1), the draws below 1 carry a gradient to the mean: a loss that wants
+    a lower resolution pushes it down. (A categorical started on 1 gave it almost none.)"""
+    camera = acq.Acquisition(1)
+    graph, params = nnx.split(camera, nnx.Param)
+    x = jnp.concatenate([_shape(), _shape()[:, ::-1], _shape()[:, :, ::-1], -_shape()])
+    target = jax.image.resize(jax.image.resize(x, (4, 8, 8, 1), "linear"), x.shape, "linear")
+    grads = jax.jit(jax.grad(lambda p: ((nnx.merge(graph, p)(x) - target) ** 2).mean()))(params)
+    assert float(nnx.to_pure_dict(grads)["resolution"]) > 0  # descent lowers the factor
 
 
 def test_describe_reads_the_parameters_back():
