@@ -367,7 +367,39 @@ def restore_field(run: Path, step: int, names: Sequence[str], target: Any) -> An
         restore_args = ocp.checkpoint_utils.construct_restore_args(item)
         return ocp.args.PyTreeRestore(item, restore_args, partial_restore=True)
 
+    _check_parameter_names(run, step, names, target)
     return _restore_state(run, step, args)[chosen[0]]
+
+
+def _names(tree: Any, prefix: str = "") -> set[str]:
+    """The leaf paths ("a/b") of a nested mapping: saved metadata or a pure parameter dict."""
+    if isinstance(tree, dict):
+        return set().union(*(_names(v, f"{prefix}{k}/") for k, v in tree.items()))
+    return {prefix.rstrip("/")}
+
+
+def _check_parameter_names(run: Path, step: int, names: Sequence[str], target: Any) -> None:
+    """A clear error when the checkpoint's parameters are not the ones this refinekit builds
+    (a model whose parameters were renamed since the run was trained), before orbax's own."""
+    from flax import nnx
+
+    verify(run, step)
+    folder = checkpoint_dir(run) / str(step)
+    try:
+        with _orbax_quiet():
+            saved = _ocp().StandardCheckpointHandler().metadata(folder / "state").tree
+        field = next(saved[n] for n in names if saved.get(n))
+        want = _names(nnx.to_pure_dict(target) if isinstance(target, nnx.State) else target)
+    except Exception:  # noqa: BLE001 - the restore itself reports what it cannot read
+        return
+    have = {n.removesuffix("/value") for n in _names(field)}  # an nnx Variable's value
+    if have != want:
+        listed = lambda names: ", ".join(sorted(names)[:4]) or "none"  # noqa: E731
+        raise CheckpointError(
+            f"{folder}: its refiner's parameters are not this refinekit's (only in the "
+            f"checkpoint: {listed(have - want)}; only here: {listed(want - have)}): it was "
+            "trained by another version; train it again, or refine with that version"
+        )
 
 
 def _restore_state(run: Path, step: int, args: Callable[[Path], Any]) -> Any:
