@@ -32,7 +32,7 @@ from refinekit.io.decode import read_image
 from refinekit.io.png16 import png_header
 from refinekit.io.sets import load_set
 from refinekit.refine.manifest import MANIFEST_NAME, read_records
-from refinekit.training import checkpoint
+from refinekit.training import checkpoint, orbax_noise
 from refinekit.training.data import load_training_data
 from refinekit.training.state import make_mesh
 from refinekit.training.steps import StepFunctions
@@ -738,7 +738,7 @@ def test_abandoned_orbax_write_tasks_are_not_logged_but_other_asyncio_errors_are
         loop.close()
         gc.collect()
 
-    checkpoint._quiet_orbax_once()  # as the first save or restore does
+    orbax_noise.quiet_orbax_once()  # as the first save or restore does
     caplog.set_level(logging.ERROR, logger="asyncio")
     abandon(
         failing_coroutine(

@@ -15,127 +15,21 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import logging
-import os
-import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, UsageError
-
-
-class _AbandonedOrbaxWrites(logging.Filter):
-    """Drop asyncio's "... exception was never retrieved" for orbax's write coroutines.
-
-    After a failed save (full disk) orbax abandons its per-array write tasks and the futures
-    gathering them (a Task or a _GatheringFuture, depending on where the write failed);
-    asyncio logs each one with a traceback whenever the garbage collector gets to it, possibly at interpreter
-    exit, long after we reported the failure as one CheckpointError. refinekit runs no asyncio
-    code of its own, so nothing else is hidden.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if not message.split("\n", 1)[0].endswith("exception was never retrieved"):
-            return True
-        return not ("orbax" in message or _raised_in_orbax(record.exc_info))
-
-
-def _raised_in_orbax(exc_info) -> bool:
-    """Whether the logged exception's traceback passes through orbax's code."""
-    tb = exc_info[2] if exc_info and len(exc_info) == 3 else None
-    return any("orbax" in frame.filename for frame in traceback.extract_tb(tb)) if tb else False
-
-
-def _quiet_orbax_unraisable(previous):
-    """A sys.unraisablehook that drops the reports of orbax's abandoned coroutines (a failed
-    restore's reads, collected later) and passes everything else on."""
-
-    def hook(unraisable) -> None:
-        target = getattr(unraisable, "object", None)
-        code = getattr(target, "cr_code", None)
-        if code is not None and "orbax" in (code.co_filename or ""):
-            return
-        previous(unraisable)
-
-    return hook
-
-
-_quieted = False
-
-
-def _quiet_orbax_once() -> None:
-    """Keep the user's terminal for our own messages once orbax is in use (not at import:
-    `import refinekit` must not change the host program's logging).
-
-    orbax logs every save at INFO through absl; its abandoned coroutines are dropped from
-    asyncio's log and from sys.unraisablehook (everything else passes through)."""
-    global _quieted
-    if _quieted:
-        return
-    _quieted = True
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    logging.getLogger("asyncio").addFilter(_AbandonedOrbaxWrites())
-    sys.unraisablehook = _quiet_orbax_unraisable(sys.unraisablehook)
-
+from .orbax_noise import orbax_quiet, quiet_orbax_once, stderr_held
 
 DIGEST_NAME = "refinekit-sha256.json"
-
-
-@contextlib.contextmanager
-def _orbax_quiet():
-    """While orbax works, its failures reach the user as one CheckpointError, not as the
-    tracebacks it logs through absl."""
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    except Exception:
-        gc.collect()  # finish orbax's abandoned coroutines now, not noisily at interpreter exit
-        raise
-    finally:
-        logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def _stderr_held():
-    """Hold what native threads print to file descriptor 2 during an orbax call.
-
-    When a save fails (full disk), tensorstore's threads print "Event loop is closed"
-    tracebacks straight to fd 2 while orbax unwinds; the user gets our one-line error instead.
-    What was printed is replayed when the call succeeds.
-    """
-    import sys
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    failed = False
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            if not failed:
-                sink.seek(0)
-                held = sink.read()
-                if held:
-                    os.write(2, held)
 
 
 def _ocp():
     import orbax.checkpoint as ocp
 
-    _quiet_orbax_once()
+    quiet_orbax_once()
     return ocp
 
 
@@ -168,7 +62,7 @@ def save(manager, step: int, state: Any, config: dict) -> None:
     ocp = _ocp()
     folder = Path(manager.directory) / str(step)
     try:
-        with _stderr_held(), _orbax_quiet():
+        with stderr_held(), orbax_quiet():
             try:
                 manager.save(
                     step,
@@ -265,7 +159,7 @@ def _restoring(manager):
     """Around an orbax restore: a failure is one CheckpointError from the caller, without the
     "Event loop is closed" tracebacks tensorstore's threads print while orbax unwinds (they
     land in the held stderr, and the manager is shut down before stderr is given back)."""
-    with _stderr_held(), _orbax_quiet():
+    with stderr_held(), orbax_quiet():
         try:
             yield
         except BaseException as exc:
@@ -291,7 +185,7 @@ def steps(run: Path) -> list[int]:
         return []
     manager = open_manager(run, read_only=True)
     try:
-        with _orbax_quiet():  # a damaged metadata file is reported when that step is restored
+        with orbax_quiet():  # a damaged metadata file is reported when that step is restored
             return sorted(manager.all_steps())
     finally:
         manager.close()
@@ -386,7 +280,7 @@ def _check_parameter_names(run: Path, step: int, names: Sequence[str], target: A
     verify(run, step)
     folder = checkpoint_dir(run) / str(step)
     try:
-        with _orbax_quiet():
+        with orbax_quiet():
             saved = _ocp().StandardCheckpointHandler().metadata(folder / "state").tree
         field = next(saved[n] for n in names if saved.get(n))
         want = _names(nnx.to_pure_dict(target) if isinstance(target, nnx.State) else target)
@@ -426,7 +320,7 @@ def prune(manager, keep: int, protect: set) -> list[int]:
     available = sorted(manager.all_steps())
     kept = set(available[-keep:]) | {s for s in protect if s is not None}
     deleted = [s for s in available if s not in kept]
-    with _orbax_quiet():
+    with orbax_quiet():
         for step in deleted:
             manager.delete(step)
     return deleted
