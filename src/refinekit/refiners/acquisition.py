@@ -12,7 +12,7 @@ edge by at most its support, BLUR_RADIUS pixels). Stages, in order:
   resolution    area-downsampling by a factor in [0.25, 1], linear upsampling back (between
                 the factors of RESOLUTIONS, a linear blend of the two nearest)
   noise         sqrt(shot * u + read^2) * N(0, 1): signal-dependent plus read noise
-  quantisation  round to 2^bits levels (bits learned; the gradient of a uniform relaxation)
+  quantisation  round to 2^bits levels (bits learned through the rounding error's scale)
 
 Parameters that vary between real images (gain, offset, blur, vignetting, ramp, noise level,
 the resolution factor) are drawn per image from learned distributions: a mean and a log
@@ -138,7 +138,7 @@ class Acquisition(nnx.Module):
         )
         u = u + level * jnp.sqrt(variance) * jax.random.normal(k[9], u.shape)
         # quantisation
-        u = quantise(jnp.clip(u, 0.0, 1.0), self.levels(), k[10])
+        u = quantise(jnp.clip(u, 0.0, 1.0), self.levels())
         return u
 
     def levels(self) -> jax.Array:
@@ -206,13 +206,18 @@ def resolution_weights(factor: jax.Array) -> jax.Array:
     return jnp.maximum(0.0, 1.0 - jnp.abs(f - grid) / RESOLUTION_STEP)
 
 
-def quantise(u: jax.Array, levels: jax.Array, key: jax.Array) -> jax.Array:
-    """Round to `levels` equally spaced values. The value is the rounded one; the gradient is
-    that of u + step * (uniform - 0.5), so it reaches both u and the number of levels."""
+def quantise(u: jax.Array, levels: jax.Array) -> jax.Array:
+    """Round to `levels` equally spaced values. The value is the rounded one, written as
+    u + step * r with the rounding residual r = (rounded - u) / step held fixed: the gradient
+    reaches u unchanged and the step (so the number of levels) through the error it scales.
+
+    (The gradient of a uniform relaxation, u + step * (U - 0.5), did not learn: the value is
+    the rounded one whatever U is, so the loss's gradient is independent of U and the step's
+    gradient has mean zero. Fitted bits stayed at their start, 8.0, on every case.)"""
     step = 1.0 / (levels - 1.0)
     hard = jnp.round(u / step) * step
-    relaxed = u + step * (jax.random.uniform(key, u.shape) - 0.5)
-    return relaxed + jax.lax.stop_gradient(hard - relaxed)
+    residual = jax.lax.stop_gradient((hard - u) / step)
+    return u + step * residual
 
 
 def describe(params: dict) -> dict:
