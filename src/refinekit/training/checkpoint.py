@@ -266,7 +266,11 @@ def restore_field(run: Path, step: int, names: Sequence[str], target: Any) -> An
 
 
 def _names(tree: Any, prefix: str = "") -> set[str]:
-    """The leaf paths ("a/b") of a nested mapping: saved metadata or a pure parameter dict."""
+    """The leaf paths ("a/b") of saved metadata or of a target: nested dicts, nnx States."""
+    from flax import nnx
+
+    if isinstance(tree, nnx.State):
+        tree = nnx.to_pure_dict(tree)
     if isinstance(tree, dict):
         return set().union(*(_names(v, f"{prefix}{k}/") for k, v in tree.items()))
     return {prefix.rstrip("/")}
@@ -275,22 +279,21 @@ def _names(tree: Any, prefix: str = "") -> set[str]:
 def _check_parameter_names(run: Path, step: int, names: Sequence[str], target: Any) -> None:
     """A clear error when the checkpoint's parameters are not the ones this refinekit builds
     (a model whose parameters were renamed since the run was trained), before orbax's own."""
-    from flax import nnx
-
     verify(run, step)
     folder = checkpoint_dir(run) / str(step)
     try:
         with orbax_quiet():
             saved = _ocp().StandardCheckpointHandler().metadata(folder / "state").tree
-        field = next(saved[n] for n in names if saved.get(n))
-        want = _names(nnx.to_pure_dict(target) if isinstance(target, nnx.State) else target)
+        name = next(n for n in names if saved.get(n))
+        field = saved[name]
+        want = _names(target)
     except Exception:  # noqa: BLE001 - the restore itself reports what it cannot read
         return
     have = {n.removesuffix("/value") for n in _names(field)}  # an nnx Variable's value
-    if have != want:
+    if want - have:  # more in the checkpoint is fine: a partial restore reads what it needs
         listed = lambda names: ", ".join(sorted(names)[:4]) or "none"  # noqa: E731
         raise CheckpointError(
-            f"{folder}: its refiner's parameters are not this refinekit's (only in the "
+            f"{folder}: its saved {name} parameters are not this refinekit's (only in the "
             f"checkpoint: {listed(have - want)}; only here: {listed(want - have)}): it was "
             "trained by another version; train it again, or refine with that version"
         )
