@@ -212,7 +212,7 @@ def test_histogram_matching_gives_each_image_the_real_histogram():
 
 @pytest.mark.parametrize("kind", ["acquisition", "acquisition+resnet", "histogram"])
 @pytest.mark.slow
-def test_train_export_refine_with_each_kind(tmp_path, kind):
+def test_train_export_refine_with_each_kind(tmp_path, kind, monkeypatch, capsys):
     from refinekit.cli import main
 
     syn = write_images(tmp_path / "syn", 12, (16, 16), 0, smooth=True)
@@ -241,20 +241,15 @@ def test_train_export_refine_with_each_kind(tmp_path, kind):
         main(["refine", str(syn), str(tmp_path / "out"), "--model", str(tmp_path / "m.npz")]) == 0
     )
     assert len(list((tmp_path / "out").glob("*.png"))) == 12
+    if kind == "acquisition":
+        _refused_from_another_version(tmp_path, syn, run, monkeypatch, capsys)
 
 
-@pytest.mark.slow
-def test_a_camera_from_another_version_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
-    """A run or export whose camera parameters differ from this version's (one was renamed)
-    fails with the parameter named and exit 1, not an orbax traceback."""
+def _refused_from_another_version(tmp_path, syn, run, monkeypatch, capsys):
+    """A run or export whose camera parameters differ from this version's (one renamed) fails
+    with the parameter named and exit 1, not an orbax traceback."""
     from refinekit.cli import main
 
-    syn = write_images(tmp_path / "syn", 8, (16, 16), 0, smooth=True)
-    run = tmp_path / "run"
-    args = ["train", "--synthetic", str(syn), "--real", str(syn), "--out", str(run), *TINY]
-    args += ["--refiner", "acquisition", "--steps", "2", "--pretrain-disc-steps", "1"]
-    assert main(args + ["--checkpoint-every", "2", "--val-fraction", "0.25"]) == 0
-    assert main(["export", str(run), str(tmp_path / "m.npz")]) == 0
     original = acq.Acquisition.__init__
 
     def renamed(self, *a, **k):
@@ -263,7 +258,7 @@ def test_a_camera_from_another_version_is_refused_in_one_line(tmp_path, monkeypa
 
     monkeypatch.setattr(acq.Acquisition, "__init__", renamed)
     capsys.readouterr()
-    assert main(["refine", str(syn), str(tmp_path / "out"), "--run", str(run)]) == 1
+    assert main(["refine", str(syn), str(tmp_path / "out1"), "--run", str(run)]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "only here: newer_stage" in errors[0], errors
     assert "another version" in errors[0] and "Traceback" not in errors[0]
