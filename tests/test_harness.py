@@ -99,6 +99,7 @@ def test_retention_counts_held_out_predictions():
 
 
 @pytest.mark.slow
+@pytest.mark.harness
 def test_harness_end_to_end(tmp_path):
     argv = ["--cases", "acquisition", "--out", str(tmp_path / "out"), "--data", str(tmp_path / "data"),
             "--scale", "tiny", "--lock", "", "--commit", "worktree", "--judges", "svm,mlp",
@@ -204,6 +205,7 @@ def test_a_sibling_case_shares_its_parent_content_renderer_but_not_its_camera():
 
 
 @pytest.mark.slow
+@pytest.mark.harness
 def test_transfer_experiment_end_to_end(tmp_path):
     from benchmarks.harness import transfer
 
