@@ -145,6 +145,22 @@ def test_resolution_weights_are_hat_functions_summing_to_one():
         np.testing.assert_allclose(w, want, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(16, 12, 3), (35, 55, 1), (5, 3, 1)])
+def test_resample_matrices_match_jax_image_resize(shape):
+    # The reference: the resolution stage written with jax.image.resize, down with an
+    # antialiasing filter, back up linearly, at every factor.
+    u = np.random.default_rng(0).random(shape).astype(np.float32)
+    h, w, c = shape
+    for k, factor in enumerate(acq.RESOLUTIONS):
+        small = (max(1, round(h * factor)), max(1, round(w * factor)), c)
+        down = jax.image.resize(jnp.asarray(u), small, method="linear", antialias=True)
+        want = jax.image.resize(down, shape, method="linear", antialias=False)
+        rows, cols = acq.resample_matrices(h)[k], acq.resample_matrices(w)[k]
+        got = np.einsum("ih,hwc,jw->ijc", rows, u, cols)
+        np.testing.assert_allclose(got, np.asarray(want), atol=5e-6)
+    np.testing.assert_array_equal(acq.resample_matrices(h)[0], np.eye(h))  # factor 1: u
+
+
 def test_the_resolution_factor_learns_from_the_identity():
     """At the start (mean 1), the draws below 1 carry a gradient to the mean: a loss that wants
     a lower resolution pushes it down. (A categorical started on 1 gave it almost none.)"""

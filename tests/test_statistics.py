@@ -81,5 +81,5 @@ def test_the_term_asks_the_camera_for_the_per_image_spread_real_images_have():
     def loss(p):
         return st.statistics_distance(nnx.merge(graph, p)(to_model(synthetic)), to_model(real))
 
-    grads = jax.grad(loss)(params)
+    grads = jax.jit(jax.grad(loss))(params)  # one program: op by op compiles hundreds
     assert float(grads["log_gain_spread"][...][0]) < 0

@@ -135,10 +135,22 @@ def parse_args(argv):
         help="use this run (trained on the source case's 800 real images) instead of training one",
     )
     p.add_argument("--extra-train-args", default="", help="appended to every train command")
+    p.add_argument(
+        "--init-variant",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="a further `--init-from` fine-tune per count with ARGS appended (e.g. "
+        "'freezeD2=--freeze-disc-layers 2'); repeatable",
+    )
     p.add_argument("--lock", default="/tmp/refinekit-harness.lock")
     args = p.parse_args(argv)
     args.judges = [j for j in args.judges.split(",") if j]
     args.counts = [int(c) for c in args.counts.split(",") if c]
+    variants = [v.partition("=") for v in args.init_variant]
+    if any(not name or not sep for name, sep, _ in variants):
+        p.error("--init-variant: expected NAME=ARGS, e.g. 'freezeD2=--freeze-disc-layers 2'")
+    args.init_variant = {name: shlex.split(extra) for name, _, extra in variants}
     return args
 
 
@@ -200,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         rows[f"`--init-from` the source, {count} real"] = train(
             f"init{count}", real, "--init-from", str(source / "run")
         ) | {"real": count}
+        for name, extra in args.init_variant.items():
+            rows[f"`--init-from` the source, `{shlex.join(extra)}`, {count} real"] = train(
+                f"init{count}-{name}", real, "--init-from", str(source / "run"), *extra
+            ) | {"real": count}
         real_x = np.stack(
             [np.asarray(Image.open(p), np.float32).reshape(-1) / 255.0
              for p in sorted(real.glob("*.png"))]

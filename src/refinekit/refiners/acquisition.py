@@ -26,10 +26,12 @@ up to per-image spreads of 5% (START_SPREAD).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 # Resolution-loss factors computed exactly (1 = full resolution); a factor between two is their
@@ -130,7 +132,9 @@ class Acquisition(nnx.Module):
         # resolution
         factor = draw(7, self.resolution[...], self.resolution_spread[...])
         weights = resolution_weights(factor)
-        u = jnp.einsum("k,khwc->hwc", weights, jnp.stack([resample(u, f) for f in RESOLUTIONS]))
+        rows, cols = resample_matrices(h), resample_matrices(w)
+        u = jnp.einsum("kih,hwc->kiwc", rows, u)
+        u = jnp.einsum("k,kiwc,kjw->ijc", weights, u, cols)
         # noise
         level = jnp.exp(draw(8, jnp.zeros(()), self.noise_spread[...]))
         variance = jnp.exp(self.log_shot[...]) * jnp.clip(u, 0.0, 1.0) + jnp.exp(
@@ -188,14 +192,36 @@ def gaussian_blur(u: jax.Array, sigma: jax.Array) -> jax.Array:
     return jnp.einsum("k,khwc->hwc", kernel, cols)
 
 
-def resample(u: jax.Array, factor: float) -> jax.Array:
-    """Downsample (H, W, C) by `factor` with an antialiasing filter, then back up linearly."""
-    if factor == 1.0:
-        return u
-    h, w, c = u.shape
-    small = (max(1, round(h * factor)), max(1, round(w * factor)), c)
-    down = jax.image.resize(u, small, method="linear", antialias=True)
-    return jax.image.resize(down, (h, w, c), method="linear", antialias=False)
+def linear_resize_matrix(n: int, m: int, antialias: bool) -> np.ndarray:
+    """(m, n): what jax.image.resize(method="linear") does to a length-n axis resized to m,
+    written in NumPy (the same weights as its scale_and_translate: a triangle kernel widened by
+    n / m when antialiasing a downsample, normalised, zero outside the input)."""
+    inv_scale = n / m
+    width = max(inv_scale, 1.0) if antialias else 1.0
+    sample = (np.arange(m) + 0.5) * inv_scale - 0.5
+    weights = np.maximum(0.0, 1.0 - np.abs(sample[None, :] - np.arange(n)[:, None]) / width)
+    total = weights.sum(axis=0, keepdims=True)
+    weights = np.where(np.abs(total) > 1000 * np.finfo(np.float32).eps, weights / total, 0.0)
+    inside = (sample >= -0.5) & (sample <= n - 0.5)
+    return np.where(inside[None, :], weights, 0.0).T
+
+
+@functools.lru_cache(maxsize=32)
+def resample_matrices(n: int) -> np.ndarray:
+    """(len(RESOLUTIONS), n, n): matrix k resamples a length-n axis at factor k: down with an
+    antialiasing filter, back up linearly. Both are linear and separable, so an image at factor
+    k is M_k @ u @ M_k^T: constant matrices instead of fourteen resize computations in the
+    model (its training step compiled about a fifth faster)."""
+    matrices = []
+    for factor in RESOLUTIONS:
+        m = max(1, round(n * factor))
+        if m == n:
+            matrices.append(np.eye(n))
+            continue
+        down = linear_resize_matrix(n, m, antialias=True)
+        up = linear_resize_matrix(m, n, antialias=False)
+        matrices.append(up @ down)
+    return np.stack(matrices).astype(np.float32)
 
 
 def resolution_weights(factor: jax.Array) -> jax.Array:
