@@ -8,9 +8,13 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # 13.5 s -> 11.6 s, the stress test 44 / 41 s -> 35 s; whole suite 836 s, against 1000 s the day
 # before without it). Users keep the default: at real sizes -O2 runs slower (`refinekit bench`,
 # gaze 35x55: 82 vs 87-94 training images/s). Child processes inherit it.
+# XLA:CPU's newer MLIR fusion emitters compile slower than the classic ones for these tiny
+# programs, at the same run time (back to back: the stress test's compiles 19.0-19.4 s ->
+# 11.9-12.1 s, the test 57-60 s -> 51-52 s).
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=2"
+        os.environ.get("XLA_FLAGS", "")
+        + " --xla_backend_optimization_level=2 --xla_cpu_use_fusion_emitters=false"
     ).strip()
 
 from pathlib import Path  # noqa: E402
