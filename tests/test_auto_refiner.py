@@ -35,12 +35,33 @@ def test_without_a_classifier_the_candidate_closer_to_the_real_images_wins():
 
 
 def test_a_classifier_decides_only_beyond_its_noise():
-    both = {"acquisition": _summary(0.9, 0.70, distance=0.1), "resnet": _summary(0.99, 0.78)}
+    both = {
+        "acquisition": _summary(0.9, 0.70, distance=0.1),
+        "resnet": _summary(0.99, 0.78, distance=1.6),
+    }
     kind, reason = auto.choose(both)
     assert kind == "resnet" and "apart by more than their noise" in reason
     both["resnet"]["downstream"] = 0.72  # 0.02 apart, noise 0.03: the distance decides
     kind, reason = auto.choose(both)
     assert kind == "acquisition" and "could not tell them apart" in reason
+
+
+def test_when_both_signals_are_within_noise_the_higher_score_decides():
+    # distances 0.9 apart (< DISTANCE_NOISE, one unit of a real half's own spread) and scores
+    # 0.02 apart (noise 0.03): neither tells them apart, and the score is about a classifier
+    both = {
+        "acquisition": _summary(0.9, 0.70, distance=0.1),
+        "resnet": _summary(0.99, 0.72, distance=1.0),
+    }
+    kind, reason = auto.choose(both)
+    assert kind == "resnet" and "by less than the scores' noise" in reason
+    assert "distance acquisition 0.100, resnet 1.000; apart by less than 1" in reason
+    both["resnet"]["distance"] = 1.2  # 1.1 apart: the distance tells them apart
+    assert auto.choose(both)[0] == "acquisition"
+    both["resnet"]["distance"] = 1.0
+    both["resnet"]["downstream"] = 0.70  # equal scores: the distance (a tie keeps the camera)
+    kind, reason = auto.choose(both)
+    assert kind == "acquisition" and "closest to the held-out real images" in reason
 
 
 def test_the_one_candidate_that_beat_raw_synthetic_wins_over_one_that_did_not():
@@ -53,7 +74,8 @@ def test_the_one_candidate_that_beat_raw_synthetic_wins_over_one_that_did_not():
     kind, reason = auto.choose(both)
     assert kind == "acquisition" and "above raw synthetic beyond noise" in reason
     assert "acquisition 0.738, resnet 0.700" in reason
-    both["resnet"]["helped"] = True  # both helped: as before, the distance decides within noise
+    both["resnet"]["helped"] = True  # both helped: as if neither, the distance within noise
+    both["acquisition"]["distance"] = 2.38  # (1.47 apart, beyond the distance's noise)
     assert auto.choose(both)[0] == "resnet"
     both["acquisition"]["helped"] = both["resnet"]["helped"] = False  # neither: the same
     assert auto.choose(both)[0] == "resnet"
