@@ -161,6 +161,7 @@ def choose(summaries: dict[str, dict]) -> tuple[str, str]:
             f"beyond noise on held-out real images ({listed})"
         )
     told_apart = ""
+    distances = {k: s["distance"] for k, s in healthy.items() if _finite(s["distance"])}
     scored = {k: s for k, s in healthy.items() if s["downstream"] is not None}
     if len(scored) == len(healthy):
         ranked = sorted(scored, key=lambda k: scored[k]["downstream"], reverse=True)
@@ -173,18 +174,22 @@ def choose(summaries: dict[str, dict]) -> tuple[str, str]:
                 f"({listed}; apart by more than their noise, {noise:.3f})"
             )
         told_apart = f"; a classifier could not tell them apart ({listed}, noise {noise:.3f})"
-        close = {k: s["distance"] for k, s in healthy.items() if _finite(s["distance"])}
-        if gap > 0 and (
-            len(close) < len(healthy) or max(close.values()) - min(close.values()) < DISTANCE_NOISE
+        measured = len(distances) == len(healthy)
+        if gap > 0 and not (
+            measured and max(distances.values()) - min(distances.values()) >= DISTANCE_NOISE
         ):
-            far = ", ".join(f"{k} {d:.3f}" for k, d in close.items()) or "not measured"
+            close = (
+                "the candidates are as close to the real images as each other (distance "
+                + ", ".join(f"{k} {d:.3f}" for k, d in distances.items())
+                + f"; apart by less than {DISTANCE_NOISE:g})"
+                if measured
+                else "no distance to tell them apart"
+            )
             return ranked[0], (
                 f"a classifier trained on its output scores highest on held-out real images, "
-                f"by less than the scores' noise ({listed}, noise {noise:.3f}), and the "
-                f"candidates are as close to the real images as each other (distance {far}; "
-                f"apart by less than {DISTANCE_NOISE:g}): more labelled real images would tell"
+                f"by less than the scores' noise ({listed}, noise {noise:.3f}), and {close}: "
+                f"more labelled real images would tell"
             )
-    distances = {k: s["distance"] for k, s in healthy.items() if _finite(s["distance"])}
     if distances:
         kind = min(distances, key=lambda k: (distances[k], k != "acquisition"))
         listed = ", ".join(f"{k} {d:.3f}" for k, d in distances.items())
