@@ -69,3 +69,31 @@ def test_the_scored_subset_is_class_balanced_and_seeded():
     assert np.bincount(labels[picked]).tolist() == [10, 10]
     assert np.array_equal(picked, subset(labels, 20, seed=3))
     assert np.array_equal(subset(labels, 500, seed=3), np.arange(100))
+
+
+def test_inputs_are_standardised_by_the_training_sets_channel_statistics():
+    from refinekit.downstream.score import standardise
+
+    rng = np.random.default_rng(3)
+    train = rng.uniform(0.2, 0.6, (20, 4, 4, 3)).astype(np.float32)
+    train[..., 2] = 0.5  # a constant channel is only centred
+    test = rng.uniform(0.0, 1.0, (5, 4, 4, 3)).astype(np.float32)
+    tx, ex = standardise(train, test)
+    mean, std = train.mean(axis=(0, 1, 2)), train.std(axis=(0, 1, 2))
+    np.testing.assert_allclose(tx[..., :2].mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(tx[..., :2].std(axis=(0, 1, 2)), 1.0, atol=1e-5)
+    np.testing.assert_allclose(ex[..., :2], (test[..., :2] - mean[:2]) / std[:2], atol=1e-4)
+    np.testing.assert_allclose(ex[..., 2], test[..., 2] - 0.5, atol=1e-6)
+
+
+def test_a_candidate_that_only_rescales_contrast_scores_as_its_source():
+    """A per-channel gain and offset applied to the training images and the test images alike
+    is undone by standardisation: the CNN sees the same numbers (to float rounding)."""
+    train_x, train_y = _bars(64, 0)
+    test_x, test_y = _bars(20, 1)
+    plain = score_training_set(train_x, train_y, test_x, test_y, seeds=(0,), epochs=3)
+    dim = score_training_set(
+        0.3 * train_x + 0.4, train_y, 0.3 * test_x + 0.4, test_y, seeds=(0,), epochs=3
+    )
+    assert plain.per_seed == dim.per_seed
+    np.testing.assert_array_equal(plain.correct, dim.correct)

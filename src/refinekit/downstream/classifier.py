@@ -44,7 +44,7 @@ def _pool(x: jax.Array) -> jax.Array:
 
 
 def prepare(images: np.ndarray) -> np.ndarray:
-    """float32 NHWC in [0, 1], resized so the longer side is at most MAX_SIDE."""
+    """float32 NHWC, resized so the longer side is at most MAX_SIDE (unchanged when it is)."""
     x = np.asarray(images, np.float32)
     n, h, w, c = x.shape
     scale = MAX_SIDE / max(h, w)

@@ -109,10 +109,12 @@ class RunWatcher:
             self.validate = jax.jit(fns._counted("validate", fns._refine))
         self.judge: Any = None
         self.judged_raw: np.ndarray | None = None
+        self.judged_source: np.ndarray | None = None
         self.refine_chunk: Any = None
         if held.real_labels is not None and synthetic is not None and (synthetic[1] >= 0).all():
             import jax
 
+            from ..downstream import classifier as downstream_classifier
             from ..downstream.judge import CandidateJudge
 
             images, ids = synthetic
@@ -123,7 +125,15 @@ class RunWatcher:
                 int(max(ids.max(), held.real_labels.max())) + 1,
                 config.seed,
             )
-            self.judged_raw = pixels.to_unit_float(images[self.judge.train_index])
+            # The scored images are kept at the classifier's size (at most 32 pixels a side),
+            # so MAX_TRAIN large images never sit in memory as floats at once.
+            self.judged_source = images[self.judge.train_index]
+            self.judged_raw = np.concatenate(
+                [
+                    downstream_classifier.prepare(pixels.to_unit_float(part))
+                    for part in _chunks(self.judged_source)
+                ]
+            )
             self.refine_chunk = jax.jit(fns._counted("downstream", fns._refine))
 
     def resume(self, start: int) -> None:
@@ -206,7 +216,8 @@ class RunWatcher:
                     )
                 record["retention_unrefined"] = self._unrefined_retention
         if self.judge is not None and self.judged_raw is not None:
-            refined_train = self._refine_in_chunks(state.ema, self.judged_raw)
+            assert self.judged_source is not None
+            refined_train = self._refine_in_chunks(state.ema, self.judged_source)
             record["downstream"] = self.judge.record(refined_train, self.judged_raw)
         camera = fitted_camera(state.ema)
         if camera is not None:
@@ -238,17 +249,20 @@ class RunWatcher:
             atomic_write(self.run / "index.html", html.encode())
 
     def _refine_in_chunks(self, params, images: np.ndarray) -> np.ndarray:
-        """Refine float [0, 1] images in fixed-size chunks (one compiled shape)."""
+        """Refine stored-dtype images in fixed-size chunks (one compiled shape); float [0, 1]
+        at the downstream classifier's size."""
         import jax.numpy as jnp
+
+        from ..downstream import classifier as downstream_classifier
 
         assert self.refine_chunk is not None
         out = []
-        for start in range(0, len(images), DOWNSTREAM_CHUNK):
-            part = images[start : start + DOWNSTREAM_CHUNK]
+        for part in _chunks(images):
             padded = np.zeros((DOWNSTREAM_CHUNK, *images.shape[1:]), np.float32)
-            padded[: len(part)] = part
+            padded[: len(part)] = pixels.to_unit_float(part)
             refined = np.asarray(self.refine_chunk(params, jnp.asarray(padded * 2.0 - 1.0)))
-            out.append(np.clip((refined[: len(part)] + 1.0) / 2.0, 0.0, 1.0))
+            unit = np.clip((refined[: len(part)] + 1.0) / 2.0, 0.0, 1.0)
+            out.append(downstream_classifier.prepare(unit))
         return np.concatenate(out).astype(np.float32)
 
     def _codes_at(self, step: int) -> list[str]:
@@ -271,3 +285,8 @@ def fitted_camera(params) -> dict | None:
     pure = nnx.to_pure_dict(params) if not isinstance(params, dict) else params
     camera = camera_params(pure)
     return None if camera is None else describe(camera)
+
+
+def _chunks(images: np.ndarray):
+    for start in range(0, len(images), DOWNSTREAM_CHUNK):
+        yield images[start : start + DOWNSTREAM_CHUNK]
