@@ -72,15 +72,19 @@ def score_training_set(
     classes: int | None = None,
     seeds: tuple[int, ...] | None = None,
     epochs: int | None = None,
+    standardised: bool = True,
 ) -> Downstream:
     """Train a CNN per seed on (train_x, train_y), float NHWC in [0, 1] and int labels; test on
-    (test_x, test_y). Seeds and epochs default to SEEDS and EPOCHS as they are at call time."""
+    (test_x, test_y). Seeds and epochs default to SEEDS and EPOCHS as they are at call time.
+    standardised=False feeds the [0, 1] pixels as they are (for comparisons only)."""
     seeds = SEEDS if seeds is None else seeds
     epochs = EPOCHS if epochs is None else epochs
     train_y = np.asarray(train_y, np.int64)
     test_y = np.asarray(test_y, np.int64)
     n_classes = classes or int(max(train_y.max(), test_y.max())) + 1
-    tx, ex = standardise(classifier.prepare(train_x), classifier.prepare(test_x))
+    tx, ex = classifier.prepare(train_x), classifier.prepare(test_x)
+    if standardised:
+        tx, ex = standardise(tx, ex)
     hits = np.stack(
         [
             classifier.train_and_predict(tx, train_y, ex, n_classes, seed, epochs) == test_y
