@@ -92,13 +92,13 @@ def test_a_small_labelled_real_set_still_gives_every_class_test_images():
     assert len(unlabelled.real) == 0  # fewer than 32 real images: no split without classes
 
 
-def _bars(folder, cls, count, seed, noise):
+def _bars(folder, cls, count, seed, noise, size=16):
     rng = np.random.default_rng(seed)
     folder = folder / cls
     folder.mkdir(parents=True)
     for i in range(count):
-        image = rng.uniform(0, noise, (16, 16))
-        k = rng.integers(3, 13)
+        image = rng.uniform(0, noise, (size, size))
+        k = rng.integers(3, size - 3)
         if cls == "v":
             image[:, k - 1 : k + 1] += 0.7
         else:
@@ -130,6 +130,29 @@ def test_train_with_labelled_real_images_scores_the_checkpoint_and_raw_synthetic
     assert main([*args, "--out", str(off), "--refiner", "histogram", "--downstream", "off"]) == 0
     assert "downstream benefit not measured" in capsys.readouterr().err
     assert json.loads((off / selection.BEST_FILE).read_text())["downstream"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.full_classifiers
+def test_images_larger_than_the_classifiers_view_are_scored_at_its_size(tmp_path, monkeypatch):
+    """Checkpoints refine the scored images in chunks and keep them at the downstream
+    classifier's size (a MAX_SIDE view), never as full-size floats all at once."""
+    from refinekit.downstream import classifier, judge
+
+    seen = []
+    score = judge.CandidateJudge.score
+    monkeypatch.setattr(
+        judge.CandidateJudge, "score", lambda self, x: seen.append(x.shape) or score(self, x)
+    )
+    for cls in ("v", "h"):
+        _bars(tmp_path / "syn", cls, 40, 0 if cls == "v" else 1, 0.1, size=48)
+        _bars(tmp_path / "real", cls, 20, 2 if cls == "v" else 3, 0.4, size=48)
+    run = tmp_path / "run"
+    args = ["train", "--synthetic", str(tmp_path / "syn"), "--real", str(tmp_path / "real")]
+    assert main([*args, "--out", str(run), "--refiner", "histogram"]) == 0
+    assert seen and all(shape[1:3] == (classifier.MAX_SIDE,) * 2 for shape in seen)
+    (record,) = selection.read_scores(run)
+    assert record["downstream"]["raw_synthetic"]["accuracy"] >= 0.75
 
 
 def test_a_raw_synthetic_set_already_at_the_ceiling_is_said_so():
