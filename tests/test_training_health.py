@@ -423,3 +423,36 @@ def test_defaults_stay_bounded_when_the_discriminator_wins_pretraining(tmp_path)
     assert max(r["mean_abs_change"] for r in adversarial) < 0.6
     assert all(r["refined_spread"] > 0.5 * r["synthetic_spread"] for r in adversarial)
     assert all(not (set(r["health"]) & {"drift", "identical", "non_finite"}) for r in adversarial)
+
+
+@pytest.mark.slow
+def test_retention_a_classifier_cannot_read_on_unrefined_images_is_not_judged(
+    tmp_path, monkeypatch, capsys
+):
+    import refinekit.gap.scores as scores
+
+    def fake_retention(synthetic, labels, refined, seed=0, photometric=False):
+        return 0.3 if np.array_equal(synthetic, refined) else 0.1  # at chance on both
+
+    monkeypatch.setattr(scores, "label_retention", fake_retention)
+    syn, real = _stress(tmp_path, syn=100)
+    run = tmp_path / "run"
+    args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run), *TINY,
+            "--refiner", "acquisition", "--steps", "4", "--pretrain-disc-steps", "2",
+            "--checkpoint-every", "4", "--val-fraction", "0.2", "--lambda-stats", "0"]  # fmt: skip
+    assert main(args) == 0
+    records = [json.loads(line) for line in (run / "scores.jsonl").read_text().splitlines()]
+    assert records and all(r["retention"] is None for r in records)
+    assert all(r["retention_unread"] == 0.1 and r["retention_unrefined"] == 0.3 for r in records)
+    err = capsys.readouterr().err
+    assert err.count("label retention not judged: its classifier") == 1
+    best = json.loads((run / "best.json").read_text())
+    assert "labels at risk" not in (best.get("warning") or "")
+
+
+def test_retention_is_readable_when_closer_to_perfect_than_to_chance():
+    from refinekit.training.validation import readable
+
+    assert readable(0.55, 10) and not readable(0.54, 10)  # chance 0.1: halfway is 0.55
+    assert readable(0.75, 2) and not readable(0.74, 2)
+    assert not readable(0.21, 10)

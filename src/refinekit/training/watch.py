@@ -103,6 +103,7 @@ class RunWatcher:
         self.latest_sample: Path | None = None
         self.validate = None
         self._unrefined_retention: float | None = None
+        self._said_unreadable = False
         if not held.split.empty:
             import jax
 
@@ -199,22 +200,8 @@ class RunWatcher:
                     photometric=photometric,
                 )
             )
-            scored_before = any(
-                r.get("phase") != "adversarial" and r.get("retention") is not None
-                for r in self.records
-            )
-            if record["retention"] is not None and phase == "adversarial" and not scored_before:
-                # the unrefined images' own score: what "labels at risk" compares with when no
-                # checkpoint was scored before the adversarial phase (a camera model's run)
-                if self._unrefined_retention is None:
-                    self._unrefined_retention = validation.retention(
-                        self.held.synthetic,
-                        self.held.synthetic,
-                        self.held.labels,
-                        self.config.seed,
-                        photometric,
-                    )
-                record["retention_unrefined"] = self._unrefined_retention
+            if record["retention"] is not None:
+                self._judge_retention(record, phase, photometric)
         if self.judge is not None and self.judged_raw is not None:
             assert self.judged_source is not None
             refined_train = self._refine_in_chunks(state.ema, self.judged_source)
@@ -226,6 +213,44 @@ class RunWatcher:
             record["camera"] = camera
             self.emit(Note("train", "info", f"step {step} camera: {summary_line(camera)}", step))
         return record
+
+    def _judge_retention(self, record: dict, phase: str, photometric: bool) -> None:
+        """The unrefined held-out images' own retention (computed once per run): when the
+        classifier cannot read them (validation.readable), the checkpoint's retention is kept
+        as `retention_unread` and not judged; else, for a run with no checkpoint scored before
+        its adversarial phase (a camera model's), it is what "labels at risk" compares with."""
+        if self._unrefined_retention is None:
+            self._unrefined_retention = validation.retention(
+                self.held.synthetic,
+                self.held.synthetic,
+                self.held.labels,
+                self.config.seed,
+                photometric,
+            )
+        unrefined = self._unrefined_retention
+        assert unrefined is not None and self.held.labels is not None
+        classes = len(np.unique(self.held.labels))
+        if not validation.readable(unrefined, classes):
+            record["retention_unread"], record["retention"] = record["retention"], None
+            record["retention_unrefined"] = unrefined
+            if not self._said_unreadable:
+                self._said_unreadable = True
+                self.emit(
+                    Note(
+                        "train",
+                        "info",
+                        f"label retention not judged: its classifier, trained on the synthetic "
+                        f"images, recognises {unrefined:.0%} of the unrefined held-out ones "
+                        f"({classes} classes); checkpoints are chosen without it",
+                        record["step"],
+                    )
+                )
+            return
+        scored_before = any(
+            r.get("phase") != "adversarial" and r.get("retention") is not None for r in self.records
+        )
+        if phase == "adversarial" and not scored_before:
+            record["retention_unrefined"] = unrefined
 
     def after_save(self, record: dict, manager) -> None:
         """Record the scores, choose the best, prune to --keep (sparing the best), page."""
