@@ -240,6 +240,17 @@ def test_without_a_pretraining_score_the_unrefined_images_are_the_reference():
     assert selection.choose_best(lost[:1]).warning is None
 
 
+def _short_camera_run(tmp_path):
+    """A few steps of the camera model on the stress case, scored at every 4th; its run folder."""
+    syn, real = _stress(tmp_path, syn=100)
+    run = tmp_path / "run"
+    args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run), *TINY,
+            "--refiner", "acquisition", "--steps", "4", "--pretrain-disc-steps", "2",
+            "--checkpoint-every", "4", "--val-fraction", "0.2", "--lambda-stats", "0"]  # fmt: skip
+    assert main(args) == 0
+    return run
+
+
 @pytest.mark.slow
 def test_a_camera_run_scores_the_unrefined_images_once_as_its_retention_reference(
     tmp_path, monkeypatch
@@ -253,12 +264,7 @@ def test_a_camera_run_scores_the_unrefined_images_once_as_its_retention_referenc
         return 0.97 if calls[-1] else 0.5  # the unrefined images, then every checkpoint
 
     monkeypatch.setattr(scores, "label_retention", fake_retention)
-    syn, real = _stress(tmp_path, syn=100)
-    run = tmp_path / "run"
-    args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run), *TINY,
-            "--refiner", "acquisition", "--steps", "4", "--pretrain-disc-steps", "2",
-            "--checkpoint-every", "4", "--val-fraction", "0.2", "--lambda-stats", "0"]  # fmt: skip
-    assert main(args) == 0
+    run = _short_camera_run(tmp_path)
     records = [json.loads(line) for line in (run / "scores.jsonl").read_text().splitlines()]
     assert len(records) >= 2 and all(r["retention"] == 0.5 for r in records)
     assert all(r["retention_unrefined"] == 0.97 for r in records)
@@ -440,12 +446,7 @@ def test_retention_a_classifier_cannot_read_on_unrefined_images_is_not_judged(
         return 0.3 if np.array_equal(synthetic, refined) else 0.1  # at chance on both
 
     monkeypatch.setattr(scores, "label_retention", fake_retention)
-    syn, real = _stress(tmp_path, syn=100)
-    run = tmp_path / "run"
-    args = ["train", "--synthetic", str(syn), "--real", str(real), "--out", str(run), *TINY,
-            "--refiner", "acquisition", "--steps", "4", "--pretrain-disc-steps", "2",
-            "--checkpoint-every", "4", "--val-fraction", "0.2", "--lambda-stats", "0"]  # fmt: skip
-    assert main(args) == 0
+    run = _short_camera_run(tmp_path)
     records = [json.loads(line) for line in (run / "scores.jsonl").read_text().splitlines()]
     assert records and all(r["retention"] is None for r in records)
     assert all(r["retention_unread"] == 0.1 and r["retention_unrefined"] == 0.3 for r in records)
