@@ -120,6 +120,7 @@ def small_classifiers(request, monkeypatch):
     monkeypatch.setattr(score, "SEEDS", (0,))
     monkeypatch.setattr(score, "EPOCHS", 3)
     monkeypatch.setattr(score, "MAX_TRAIN", 128)
+    monkeypatch.setattr(score, "MIN_STEPS", 12)
     monkeypatch.setattr(split, "SEEDS", (0,))
     monkeypatch.setattr(split, "EPOCHS", 3)
     monkeypatch.setattr(split, "TRAINING", 128)

@@ -97,3 +97,34 @@ def test_a_candidate_that_only_rescales_contrast_scores_as_its_source():
     )
     assert plain.per_seed == dim.per_seed
     np.testing.assert_array_equal(plain.correct, dim.correct)
+
+
+def test_gap_reports_train_on_x_is_this_score_with_the_reports_bootstrap():
+    """gap-report's train-on-X row uses the judge train chooses with: its point estimate is
+    score_training_set's accuracy, each replicate the count-weighted mean of the same per-image
+    hits; a set with swapped labels scores low. A quarter of the test labels are wrong, so the
+    per-image hits (and the replicates) vary."""
+    from refinekit.downstream import score
+    from refinekit.gap import bootstrap, compute
+    from refinekit.gap.compute import Computed
+
+    train_x, train_y = _bars(96, 0)
+    test_x, test_y = _bars(40, 1)
+    test_y[:10] = 1 - test_y[:10]
+    counts = bootstrap.count_matrix(40, 20, np.random.default_rng(0))
+    ref = compute.prepare(test_x, counts, test_y)
+    sets = {
+        "synthetic": compute.prepare(train_x, np.ones((21, 96)), train_y),
+        "swapped": compute.prepare(train_x, np.ones((21, 96)), 1 - train_y),
+    }
+    out = Computed()
+    compute._train_on_x(ref, sets, seed=0, classes=2, out=out, stage=compute._NO_STAGES)
+    got = out.values["train_on_x_accuracy"]
+    epochs = score.epochs_for(96)
+    direct = score_training_set(train_x, train_y, test_x, test_y, classes=2, epochs=epochs)
+    assert got["synthetic"][0] == pytest.approx(direct.accuracy)
+    expected = counts @ direct.correct / counts.sum(axis=1)
+    np.testing.assert_allclose(got["synthetic"], expected)
+    assert np.ptp(got["synthetic"]) > 0
+    assert got["synthetic"][0] >= 0.65 and got["swapped"][0] <= 0.35
+    assert out.details["train_on_x_accuracy"]["synthetic"] == {"trained_on": 96, "tested_on": 40}

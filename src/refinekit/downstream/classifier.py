@@ -20,6 +20,11 @@ from flax import nnx
 MAX_SIDE = 32
 BATCH = 64
 LEARNING_RATE = 2e-3
+DESCRIPTION = (
+    "CNN conv 3x3 16 - max-pool 2 - conv 3x3 32 - max-pool 2 - dense 64 - dense classes; "
+    f"images resized to at most {MAX_SIDE} px, standardised per channel by the training set; "
+    f"Adam (lr {LEARNING_RATE}), batch {BATCH}"
+)
 
 
 class SmallCNN(nnx.Module):

@@ -24,6 +24,9 @@ from . import classifier
 SEEDS = (0, 1, 2)
 EPOCHS = 12
 MAX_TRAIN = 2048  # synthetic images a candidate is scored with (a seeded, class-balanced subset)
+# Training steps at least, for a set whose epochs are few batches: EPOCHS steps of a small set
+# leave the CNN answering the most common class (gap-report's sets: a real half, a split part).
+MIN_STEPS = EPOCHS * (512 // classifier.BATCH)
 BOOTSTRAP = 2000
 LEVEL = 0.90  # two-sided interval; "beyond noise" means the paired interval's low end is above 0
 
@@ -101,6 +104,14 @@ def score_training_set(
         len(test_y),
         correct,
     )
+
+
+def epochs_for(count: int, min_steps: int | None = None) -> int:
+    """EPOCHS, or more where an epoch of `count` images is too few steps to reach min_steps
+    (default MIN_STEPS, as they are at call time)."""
+    min_steps = MIN_STEPS if min_steps is None else min_steps
+    per_epoch = max(count // min(classifier.BATCH, count), 1)
+    return max(EPOCHS, -(-min_steps // per_epoch))
 
 
 def standardise(train_x: np.ndarray, test_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,6 @@
-"""The small CNN used twice: as the domain classifier (set vs real, with held-out folds) and
-for train-on-X, test-on-real accuracy.
+"""The domain classifier: a small CNN telling a set from real, with held-out folds (also the
+label retention classifier's network, retention.py). Train-on-X, test-on-real accuracy is the
+downstream score's CNN instead (refinekit.downstream), the judge train chooses with.
 
 Inputs larger than INPUT_SIZE are rearranged by space-to-depth (no pixel is lost). The
 network: three stride-2 3x3 convolutions (16, 32, 64 channels) with ReLUs, then a linear head
@@ -28,8 +29,6 @@ GRID = 4  # cells per side of the position-aware pooling
 BATCH = 64
 PREDICT_BATCH = 256
 LEARNING_RATE = 3e-3
-EPOCHS = 8
-MIN_STEPS = 100
 FOLDS = 3
 # Early stopping (domain classifier): a fifth of each training fold is held out for validation.
 VALIDATION_FRACTION = 0.2
@@ -48,8 +47,7 @@ DESCRIPTION = (
     f"each trained up to min({MAX_EPOCHS} epochs, {MAX_EARLY_STEPS} steps) with early stopping "
     f"on a {VALIDATION_FRACTION:.0%} validation split of its training part (best validation "
     f"loss kept, evaluated every {EVALUATE_EVERY} steps, patience {PATIENCE}, stop below "
-    f"{SEPARATED}); "
-    f"train-on-X: max({MIN_STEPS} steps, {EPOCHS} epochs)"
+    f"{SEPARATED})"
 )
 
 
@@ -216,34 +214,6 @@ class Trained:
     classes: int
 
 
-def train(
-    images: np.ndarray,
-    labels: np.ndarray,
-    classes: int,
-    seed: int,
-    stream: int = 0,
-    on_step: Callable[[], None] | None = None,
-) -> Trained:
-    """Train on classifier_inputs-sized float images and int labels.
-
-    Deterministic for a given (seed, stream): `stream` tells apart the several classifiers one
-    report trains (folds, train-on-X).
-    """
-    channels = images.shape[-1]
-    init, step, _ = _functions(channels, classes)
-    params, opt_state = init(seed, stream)
-    rng = np.random.default_rng([seed, 7, stream])
-    steps = max(MIN_STEPS, math.ceil(EPOCHS * len(images) / BATCH))
-    batches = _index_stream(len(images), rng)
-    labels = labels.astype(np.int32)
-    for _ in range(steps):
-        idx = next(batches)
-        params, opt_state, _ = step(params, opt_state, images[idx], labels[idx])
-        if on_step is not None:
-            on_step()
-    return Trained(params, channels, classes)
-
-
 def _index_stream(n: int, rng: np.random.Generator):
     """Endless fixed-size batches of indices, walking through a fresh permutation per epoch."""
     if n <= 0:
@@ -266,11 +236,6 @@ def logits(model: Trained, images: np.ndarray) -> np.ndarray:
         padded = pad_to_batch(batch, PREDICT_BATCH)
         out[start : start + real] = np.asarray(predict(model.params, padded))[:real]
     return out
-
-
-def steps_for(n_train: int) -> int:
-    """Training steps for a set of n_train images (for progress totals)."""
-    return max(MIN_STEPS, math.ceil(EPOCHS * n_train / BATCH))
 
 
 @dataclass(frozen=True)

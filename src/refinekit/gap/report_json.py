@@ -26,7 +26,8 @@ inputs and seed give a byte-identical file):
     subsampled    {set: count kept} for sets larger than --max-images
     bootstrap     {replicates, confidence, method}
     features      {description, dim, sha256, net_seeds, note}
-    classifier    {description, folds, p_value}
+    classifier    {description, folds, p_value, train_on_x (its classifier
+                  in words; null without classes)}
     classes       [names] shared by real and the other sets ([] = no train-on-X metric)
     metrics       list, one per metric, in table order:
                   {key, name, better ("lower" | "higher" | "near 1"), distance (how the value
@@ -68,6 +69,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..downstream import classifier as downstream_classifier
+from ..downstream import score as downstream_score
 from ..provenance import package_versions
 from . import classifier, features, headline, swd
 from .bootstrap import CONFIDENCE, Estimate
@@ -192,6 +195,7 @@ def build_document(
             "description": classifier.DESCRIPTION,
             "folds": classifier.FOLDS,
             "p_value": "one-sided exact binomial test of the held-out correct count against 1/2",
+            "train_on_x": _train_on_x_classifier() if classes else None,
         },
         "classes": classes,
         "metrics": [metric_entry(row) for row in rows],
@@ -218,3 +222,13 @@ def write_report(flag: str, path: Path, text: str) -> None:
             f"{flag} {path}: cannot write the report ({exc.strerror or exc}); nothing was left "
             "in its place"
         ) from exc
+
+
+def _train_on_x_classifier() -> str:
+    """The train-on-X classifier in words: the downstream score's, as configured now."""
+    return (
+        f"{downstream_classifier.DESCRIPTION}; seeds {list(downstream_score.SEEDS)}, "
+        f"a class-balanced subset of at most {downstream_score.MAX_TRAIN} images, "
+        f"max({downstream_score.EPOCHS} epochs, {downstream_score.MIN_STEPS} steps); "
+        "per test image the fraction of seeds right (train's downstream score)"
+    )

@@ -194,8 +194,7 @@ def caution(real: Downstream, majority: float) -> str | None:
 
 def epochs_for(count: int) -> int:
     """EPOCHS, or more where an epoch of `count` images is too few steps to reach STEPS."""
-    per_epoch = max(count // min(downstream_classifier.BATCH, count), 1)
-    return max(EPOCHS, -(-STEPS // per_epoch))
+    return max(EPOCHS, downstream_score.epochs_for(count, STEPS))
 
 
 def check_layout(real_labelled: Path, synthetic: Path) -> None:
