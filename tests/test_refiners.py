@@ -183,6 +183,54 @@ def test_describe_reads_the_parameters_back():
     assert "blur sigma 1.20 px" in acq.summary_line(camera)
 
 
+def test_levels_in_reads_the_storage_depth():
+    rng = np.random.default_rng(0)
+    u = rng.random((20, 8, 8, 1))
+    four_bits = (np.round(u * 0.7 * 15) * 17).astype(np.uint8)  # codes 0, 17, ..., 170
+    assert acq.levels_in(four_bits) == pytest.approx(16.0)
+    stray = four_bits.copy()
+    stray[0, 0, 0, 0] = 3  # one pixel of 1,280 off the grid
+    assert acq.levels_in(stray) == 16.0
+    # 64 levels stored in 8 bits: codes round(k * 255 / 63), gaps of 4 and 5
+    assert acq.levels_in(np.round(np.round(u * 63) * 255 / 63).astype(np.uint8)) == 64.0
+    assert acq.levels_in((u * 255).astype(np.uint8)) == 256.0
+    assert acq.levels_in(np.full((2, 4, 4, 1), 9, np.uint8)) == 256.0  # one value: no grid
+    assert acq.levels_in((np.round(u * 15) * 4369).astype(np.uint16)) == pytest.approx(16.0)
+
+
+def test_bits_logit_for_gives_the_bit_depth_within_its_range():
+    def bits(logit):
+        return acq.MIN_BITS + (acq.MAX_BITS - acq.MIN_BITS) / (1.0 + np.exp(-logit))
+
+    assert bits(acq.bits_logit_for(16.0)) == pytest.approx(4.0)
+    assert bits(acq.bits_logit_for(32.0)) == pytest.approx(5.0)
+    assert acq.bits_logit_for(256.0) == acq.START_BITS_LOGIT  # photographs: the identity start
+    assert acq.bits_logit_for(65536.0) == acq.START_BITS_LOGIT
+    assert bits(acq.bits_logit_for(2.0)) == pytest.approx(1.05)
+
+
+@pytest.mark.parametrize("kind", ["acquisition", "acquisition+resnet"])
+def test_training_starts_the_camera_at_the_real_sets_bit_depth(kind):
+    from refinekit.refiners import fit_to_data
+
+    class State:  # the two fields fit_to_data reads and replaces
+        def __init__(self, refiner, ema):
+            self.refiner, self.ema = refiner, ema
+
+        def replace(self, **fields):
+            return State(fields["refiner"], fields["ema"])
+
+    config = TrainConfig(refiner=kind, preset="tiny")
+    refiner, _ = build_models(config, 1, 0)
+    ema, _ = build_models(config, 1, 0)
+    params = State(nnx.state(refiner, nnx.Param), nnx.state(ema, nnx.Param))
+    real = (np.random.default_rng(1).integers(0, 8, (6, 16, 16, 1)) * 255 / 7).round()
+    state = fit_to_data(config, params, real.astype(np.uint8))  # 8 levels: 3 bits
+    for fitted in (state.refiner, state.ema):
+        pure = nnx.to_pure_dict(fitted)
+        assert acq.describe(pure.get("camera", pure))["bits"] == pytest.approx(3.0, abs=1e-4)
+
+
 def test_camera_then_resnet_regularises_against_the_camera_output():
     config = TrainConfig(refiner="acquisition+resnet", preset="tiny")
     refiner, _ = build_models(config, 1, 0)

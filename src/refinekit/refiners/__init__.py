@@ -17,7 +17,7 @@ import numpy as np
 from flax import nnx
 
 from ..config import TrainConfig
-from . import colour, fda, histogram
+from . import acquisition, colour, fda, histogram
 from .acquisition import Acquisition
 from .colour import ColourTransfer
 from .fda import FourierAdapt
@@ -113,17 +113,25 @@ _FITTED = {
 TRAINING_FREE = tuple(_FITTED)
 
 
+def _start_camera(config: TrainConfig, real: np.ndarray) -> dict[str, np.ndarray]:
+    return {"bits_logit": np.float32(acquisition.bits_logit_for(acquisition.levels_in(real)))}
+
+
 def fit_to_data(config: TrainConfig, state: Any, real: np.ndarray) -> Any:
-    """The train state with a training-free kind's parameters computed from the real training
-    images (uint8/uint16 NHWC); other kinds' state unchanged."""
+    """The train state with what comes from the real training images (uint8/uint16 NHWC)
+    before training: a training-free kind's parameters, a camera model's starting bit depth;
+    other kinds' state unchanged."""
     fitter = _FITTED.get(config.refiner)
-    if fitter is None:
+    camera = config.refiner in ("acquisition", "acquisition+resnet")
+    if fitter is None and not camera:
         return state
-    fitted = {name: jnp.asarray(value) for name, value in fitter(config, real).items()}
+    fitted = {
+        name: jnp.asarray(value) for name, value in (fitter or _start_camera)(config, real).items()
+    }
 
     def put(params):
         pure = nnx.to_pure_dict(params)
-        pure.update(fitted)
+        (pure["camera"] if "camera" in pure else pure).update(fitted)
         nnx.replace_by_pure_dict(params, pure)
         return params
 

@@ -21,7 +21,9 @@ pixels and a `salt`, so refining the same file twice gives the same result, and 
 (refine --variants, --seed) gives another camera draw.
 
 Images are NHWC in [-1, 1], like the ResNet refiner's. Every parameter starts at the identity,
-up to per-image spreads of 5% (START_SPREAD).
+up to per-image spreads of 5% (START_SPREAD), except the bit depth: training starts it at the
+number of levels the real images are stored with (levels_in), which the discriminator's weak
+gradient would not find.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ MIN_BITS, MAX_BITS = 1.0, 8.0
 # proportional to the spread itself, so one started near zero never leaves it (at 0.007 the
 # gain spread stayed there on every harness case, against real spreads of 0.1-0.25).
 START_SPREAD = -3.0
+# 7.95 bits: the identity on 8-bit images. The bit depth's gradient is weak (it moved from 7.95
+# to 7.5 on a real set stored at 4 bits), so training starts it at the real set's depth.
+START_BITS_LOGIT = 5.0
 
 
 def _const(value, shape=()) -> nnx.Param:
@@ -86,8 +91,9 @@ class Acquisition(nnx.Module):
         self.log_shot = _const(-12.0)
         self.log_read = _const(-7.0)
         self.noise_spread = _const(START_SPREAD)
-        # quantisation: bits = MIN + (MAX - MIN) * sigmoid(bits_logit); 5.0: 7.95 bits
-        self.bits_logit = _const(5.0)
+        # quantisation: bits = MIN + (MAX - MIN) * sigmoid(bits_logit); training starts it at
+        # the real set's storage depth (levels_in, refiners.fit_to_data)
+        self.bits_logit = _const(START_BITS_LOGIT)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         u = (x.astype(jnp.float32) + 1.0) * 0.5
@@ -246,11 +252,35 @@ def quantise(u: jax.Array, levels: jax.Array) -> jax.Array:
     return u + step * residual
 
 
+def levels_in(images: np.ndarray) -> float:
+    """How many equally spaced values the images' pixels are stored with (uint8 or uint16,
+    pooled over images and channels): the fewest levels L <= 256 whose grid
+    round(k * max / (L - 1)) holds 99.9% of the pixels (robust to a few stray values), else all
+    of the dtype's values. 256 for photographs, 16 for a set stored at 4 bits, all values for
+    a set resampled after its quantisation."""
+    top = int(np.iinfo(images.dtype).max)
+    counts = np.bincount(images.ravel(), minlength=top + 1)
+    if np.count_nonzero(counts) < 2:  # one value: no grid to see
+        return float(top + 1)
+    needed = 0.999 * counts.sum()
+    for levels in range(2, 257):
+        grid = np.unique(np.round(np.arange(levels) * (top / (levels - 1))).astype(np.int64))
+        if counts[grid].sum() >= needed:
+            return float(levels)
+    return float(top + 1)
+
+
+def bits_logit_for(levels: float) -> float:
+    """The bits_logit whose bit depth gives `levels` values, at most START_BITS_LOGIT's (so a
+    set of photographs starts where it would without the estimate) and at least 1.05 bits."""
+    bits = float(np.clip(np.log2(max(levels, 2.0)), MIN_BITS + 0.05, MAX_BITS - 0.01))
+    fraction = (bits - MIN_BITS) / (MAX_BITS - MIN_BITS)
+    return min(math.log(fraction / (1.0 - fraction)), START_BITS_LOGIT)
+
+
 def describe(params: dict) -> dict:
     """The fitted camera in numbers: {stage: {name: value}}, from a pure dict of parameters
     (nnx.to_pure_dict of an Acquisition's Params), means and per-image spreads."""
-    import numpy as np
-
     p = {k: np.asarray(v, np.float64) for k, v in params.items()}
     sig = 1.0 / (1.0 + np.exp(-p["bits_logit"]))
     levels = np.exp2(MIN_BITS + (MAX_BITS - MIN_BITS) * sig)
