@@ -109,13 +109,15 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def small_classifiers(request, monkeypatch):
-    """The downstream CNN and gap-report's gap split at a few steps, one seed, so a test that
-    merely passes through them stays fast; tests of what they measure are marked
-    `full_classifiers` and keep the real settings."""
+    """The downstream CNN, gap-report's gap split and its domain classifier at a few steps, one
+    seed, so a test that merely passes through them stays fast; tests of what they measure are
+    marked `full_classifiers` and keep the real settings. (Module-scoped fixtures are set up
+    before this one, so they keep the real settings too.)"""
     if request.node.get_closest_marker("full_classifiers"):
+        yield
         return
     from refinekit.downstream import score
-    from refinekit.gap import split
+    from refinekit.gap import classifier, split
 
     monkeypatch.setattr(score, "SEEDS", (0,))
     monkeypatch.setattr(score, "EPOCHS", 3)
@@ -125,3 +127,11 @@ def small_classifiers(request, monkeypatch):
     monkeypatch.setattr(split, "EPOCHS", 3)
     monkeypatch.setattr(split, "TRAINING", 128)
     monkeypatch.setattr(split, "STEPS", 12)
+    # A few checks of 10 steps instead of 200-600 steps; the domain scores of one process are
+    # cached by their inputs, so the cache is emptied on both sides of a test trained so.
+    monkeypatch.setattr(classifier, "MIN_EARLY_STEPS", 20)
+    monkeypatch.setattr(classifier, "MAX_EARLY_STEPS", 60)
+    monkeypatch.setattr(classifier, "EVALUATE_EVERY", 10)
+    classifier.clear_domain_cache()
+    yield
+    classifier.clear_domain_cache()

@@ -196,6 +196,7 @@ def _numbers(document: dict) -> list[float]:
 
 
 @pytest.mark.slow
+@pytest.mark.full_classifiers  # compared with the module fixture's report
 def test_file_order_and_batch_size_do_not_change_the_numbers(folders, cli_report, tmp_path):
     rng = np.random.default_rng(0)
 
@@ -217,6 +218,7 @@ def test_file_order_and_batch_size_do_not_change_the_numbers(folders, cli_report
 
 
 @pytest.mark.slow
+@pytest.mark.full_classifiers  # compared with the module fixture's report
 def test_the_same_seed_gives_the_same_bytes(folders, cli_report, tmp_path):
     from refinekit.gap import classifier
 

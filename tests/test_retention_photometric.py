@@ -48,6 +48,7 @@ def new_look(images: np.ndarray, seed: int) -> np.ndarray:
 
 
 @pytest.mark.slow
+@pytest.mark.full_classifiers  # what retention's fold classifiers read
 def test_a_change_of_look_keeps_the_labels_and_a_change_of_class_does_not():
     synthetic, labels = shapes(0)
     looked = new_look(synthetic, 10)

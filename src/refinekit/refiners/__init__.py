@@ -125,13 +125,13 @@ def fit_to_data(config: TrainConfig, state: Any, real: np.ndarray) -> Any:
     camera = config.refiner in ("acquisition", "acquisition+resnet")
     if fitter is None and not camera:
         return state
-    fitted = {
-        name: jnp.asarray(value) for name, value in (fitter or _start_camera)(config, real).items()
-    }
+    fitted = (fitter or _start_camera)(config, real)
 
     def put(params):
         pure = nnx.to_pure_dict(params)
-        (pure["camera"] if "camera" in pure else pure).update(fitted)
+        # a buffer of its own for each of refiner and EMA: the training step donates both
+        fresh = {name: jnp.array(value) for name, value in fitted.items()}
+        (pure["camera"] if "camera" in pure else pure).update(fresh)
         nnx.replace_by_pure_dict(params, pure)
         return params
 
