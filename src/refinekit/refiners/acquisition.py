@@ -12,7 +12,7 @@ edge by at most its support, BLUR_RADIUS pixels). Stages, in order:
   resolution    area-downsampling by a factor in [0.25, 1], linear upsampling back (between
                 the factors of RESOLUTIONS, a linear blend of the two nearest)
   noise         sqrt(shot * u + read^2) * N(0, 1): signal-dependent plus read noise
-  quantisation  round to 2^bits levels (bits learned through the rounding error's scale)
+  quantisation  round to 2^bits levels: the real set's storage depth, measured, not learned
 
 Parameters that vary between real images (gain, offset, blur, vignetting, ramp, noise level,
 the resolution factor) are drawn per image from learned distributions: a mean and a log
@@ -21,9 +21,10 @@ pixels and a `salt`, so refining the same file twice gives the same result, and 
 (refine --variants, --seed) gives another camera draw.
 
 Images are NHWC in [-1, 1], like the ResNet refiner's. Every parameter starts at the identity,
-up to per-image spreads of 5% (START_SPREAD), except the bit depth: training starts it at the
-number of levels the real images are stored with (levels_in), which the discriminator's weak
-gradient would not find.
+up to per-image spreads of 5% (START_SPREAD). The bit depth is not learned: training sets it to
+the number of levels the real images are stored with (levels_in, refiners.fit_to_data). A
+discriminator rewards any rounding error a render lacks, so a learned bit depth only drifted
+down: 7.95 -> 7.5 bits on a real set stored at 4 bits, 4.0 -> 3.25 when started at 4.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ MIN_BITS, MAX_BITS = 1.0, 8.0
 # proportional to the spread itself, so one started near zero never leaves it (at 0.007 the
 # gain spread stayed there on every harness case, against real spreads of 0.1-0.25).
 START_SPREAD = -3.0
-# 7.95 bits: the identity on 8-bit images. The bit depth's gradient is weak (it moved from 7.95
-# to 7.5 on a real set stored at 4 bits), so training starts it at the real set's depth.
+# 7.95 bits: the identity on 8-bit images, and the bit depth of a camera built before training
+# measures the real set's (a constant: no gradient reaches it).
 START_BITS_LOGIT = 5.0
 
 
@@ -91,8 +92,9 @@ class Acquisition(nnx.Module):
         self.log_shot = _const(-12.0)
         self.log_read = _const(-7.0)
         self.noise_spread = _const(START_SPREAD)
-        # quantisation: bits = MIN + (MAX - MIN) * sigmoid(bits_logit); training starts it at
-        # the real set's storage depth (levels_in, refiners.fit_to_data)
+        # quantisation: bits = MIN + (MAX - MIN) * sigmoid(bits_logit), set to the real set's
+        # storage depth before training (levels_in, refiners.fit_to_data); a Param so that
+        # checkpoints and exports carry it
         self.bits_logit = _const(START_BITS_LOGIT)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -152,7 +154,8 @@ class Acquisition(nnx.Module):
         return u
 
     def levels(self) -> jax.Array:
-        bits = MIN_BITS + (MAX_BITS - MIN_BITS) * jax.nn.sigmoid(self.bits_logit[...])
+        logit = jax.lax.stop_gradient(self.bits_logit[...])  # measured, not learned
+        bits = MIN_BITS + (MAX_BITS - MIN_BITS) * jax.nn.sigmoid(logit)
         return jnp.exp2(bits)
 
 
@@ -239,17 +242,10 @@ def resolution_weights(factor: jax.Array) -> jax.Array:
 
 
 def quantise(u: jax.Array, levels: jax.Array) -> jax.Array:
-    """Round to `levels` equally spaced values. The value is the rounded one, written as
-    u + step * r with the rounding residual r = (rounded - u) / step held fixed: the gradient
-    reaches u unchanged and the step (so the number of levels) through the error it scales.
-
-    (The gradient of a uniform relaxation, u + step * (U - 0.5), did not learn: the value is
-    the rounded one whatever U is, so the loss's gradient is independent of U and the step's
-    gradient has mean zero. Fitted bits stayed at their start, 8.0, on every case.)"""
+    """Round to `levels` equally spaced values in [0, 1]; the gradient passes straight through
+    to u."""
     step = 1.0 / (levels - 1.0)
-    hard = jnp.round(u / step) * step
-    residual = jax.lax.stop_gradient((hard - u) / step)
-    return u + step * residual
+    return u + jax.lax.stop_gradient(jnp.round(u / step) * step - u)
 
 
 def levels_in(images: np.ndarray) -> float:
@@ -272,7 +268,8 @@ def levels_in(images: np.ndarray) -> float:
 
 def bits_logit_for(levels: float) -> float:
     """The bits_logit whose bit depth gives `levels` values, at most START_BITS_LOGIT's (so a
-    set of photographs starts where it would without the estimate) and at least 1.05 bits."""
+    set of photographs gets the camera it had before the depth was measured) and at least 1.05
+    bits."""
     bits = float(np.clip(np.log2(max(levels, 2.0)), MIN_BITS + 0.05, MAX_BITS - 0.01))
     fraction = (bits - MIN_BITS) / (MAX_BITS - MIN_BITS)
     return min(math.log(fraction / (1.0 - fraction)), START_BITS_LOGIT)
