@@ -114,7 +114,11 @@ TRAINING_FREE = tuple(_FITTED)
 
 
 def _start_camera(config: TrainConfig, real: np.ndarray) -> dict[str, np.ndarray]:
-    return {"bits_logit": np.float32(acquisition.bits_logit_for(acquisition.levels_in(real)))}
+    return {
+        "bits_logit": np.asarray(
+            acquisition.bits_logit_for(acquisition.levels_in(real)), np.float32
+        )
+    }
 
 
 def fit_to_data(config: TrainConfig, state: Any, real: np.ndarray) -> Any:
