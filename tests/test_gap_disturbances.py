@@ -44,7 +44,7 @@ from helpers import DISTURBANCES, scenes
 from refinekit.gap import bootstrap, compute, features
 from refinekit.gap.metrics import SPECS
 
-pytestmark = pytest.mark.slow  # the disturbance ladder
+pytestmark = [pytest.mark.slow, pytest.mark.extended]  # the disturbance ladder: opt-in
 
 N = 200
 SIZE = 32

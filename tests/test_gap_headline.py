@@ -99,6 +99,7 @@ def test_level_one_is_a_significant_rise(ladder, kind):
     ],
 )
 @pytest.mark.slow
+@pytest.mark.extended  # 400 images per set, four trainings: opt-in
 @pytest.mark.full_classifiers  # what the domain classifier measures
 def test_domain_classifier_sees_heavy_disturbances_with_400_images_per_set(kind, disturb, least):
     reference, held = photo_patches(400, 32, 0, 1), photo_patches(400, 32, 1, 1)

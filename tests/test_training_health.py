@@ -408,6 +408,7 @@ def test_step_strings_from_library_callers_mean_what_the_cli_means(trained):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # 1,000 steps of the default algorithm: opt-in
 def test_defaults_stay_bounded_when_the_discriminator_wins_pretraining(tmp_path):
     """The stress case (clean thin glyphs vs thick, blurred, noisy ones) with every default of
     the algorithm, the default discriminator, and a narrower refiner (width 16, 2 blocks) so it
