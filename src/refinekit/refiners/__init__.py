@@ -113,7 +113,7 @@ _FITTED = {
 TRAINING_FREE = tuple(_FITTED)
 
 
-def _start_camera(config: TrainConfig, real: np.ndarray) -> dict[str, np.ndarray]:
+def _measure_camera(config: TrainConfig, real: np.ndarray) -> dict[str, np.ndarray]:
     return {
         "bits_logit": np.asarray(
             acquisition.bits_logit_for(acquisition.levels_in(real)), np.float32
@@ -123,13 +123,13 @@ def _start_camera(config: TrainConfig, real: np.ndarray) -> dict[str, np.ndarray
 
 def fit_to_data(config: TrainConfig, state: Any, real: np.ndarray) -> Any:
     """The train state with what comes from the real training images (uint8/uint16 NHWC)
-    before training: a training-free kind's parameters, a camera model's starting bit depth;
+    before training: a training-free kind's parameters, a camera model's bit depth;
     other kinds' state unchanged."""
     fitter = _FITTED.get(config.refiner)
     camera = config.refiner in ("acquisition", "acquisition+resnet")
     if fitter is None and not camera:
         return state
-    fitted = (fitter or _start_camera)(config, real)
+    fitted = (fitter or _measure_camera)(config, real)
 
     def put(params):
         pure = nnx.to_pure_dict(params)

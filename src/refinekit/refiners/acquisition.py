@@ -51,8 +51,8 @@ MIN_BITS, MAX_BITS = 1.0, 8.0
 # proportional to the spread itself, so one started near zero never leaves it (at 0.007 the
 # gain spread stayed there on every harness case, against real spreads of 0.1-0.25).
 START_SPREAD = -3.0
-# 7.95 bits: the identity on 8-bit images, and the bit depth of a camera built before training
-# measures the real set's (a constant: no gradient reaches it).
+# 7.95 bits, near the identity on 8-bit images: a new camera's bit depth until training sets
+# the real set's (refiners.fit_to_data), and the most it sets.
 START_BITS_LOGIT = 5.0
 
 
